@@ -1,0 +1,36 @@
+# Two commands for a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: demo test install install-dev bench lint clean
+
+$(VENV)/.stamp-install: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-install
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.stamp-install
+install-dev: $(VENV)/.stamp-dev
+
+# Answer one question offline with the bundled local model under policies/default.yaml.
+demo: install
+	$(VENV)/bin/router ask "What is the capital of France?" --policy policies/default.yaml --set offline=true
+
+test: install-dev
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install-dev
+	$(PY) bench/local_throughput.py
+
+lint: install-dev
+	$(VENV)/bin/ruff check router tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

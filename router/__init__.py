@@ -1,0 +1,26 @@
+"""Put an LLM cost policy in front of a LangChain pipeline.
+
+Example:
+    >>> from router import PolicyRouter
+    >>> router = PolicyRouter.from_yaml("policies/default.yaml")
+    >>> msg = router.invoke("What is the capital of France?")
+    >>> msg.response_metadata["routing"]["status"]
+    'accepted'
+
+Importing this package opens no socket and imports no provider client; each provider module
+is imported the first time a policy needs it.
+"""
+
+from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, register_check
+from router.decision import Attempt, Decision, Exclusion
+from router.errors import CheckError, PolicyError, PolicyIssue, ProviderError, RouterError, RoutingError
+from router.policy import ModelSpec, Policy, PolicySettings, load_policy, loads_policy
+from router.runnable import PolicyRouter
+
+__all__ = [
+    "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "ConfidenceCheck", "Decision",
+    "Exclusion", "ModelSpec", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
+    "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
+    "loads_policy", "register_check",
+]
+__version__ = "0.1.0"

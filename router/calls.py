@@ -1,0 +1,173 @@
+"""Performing the cascade's model calls: build the request, time it, price it, catch failures.
+
+:class:`Caller` answers :class:`ModelCall` requests for :func:`router.cascade.drive` (``__call__``)
+and :func:`router.cascade.adrive` (``acall``). Both share the preparation and accounting; only
+the one line that talks to the model differs. Child runs get the router run's child callbacks,
+so they nest under it and usage callbacks count each model call once.
+
+As a last line of defence, a call to a network model under privacy or offline is refused here
+too, even though selection and the cascade never ask for one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from router._calls import CallOutcome, ModelCall
+from router.cascade import Plan
+from router.tokens import count_text_tokens, message_text
+
+
+class SpendGuard(Protocol):
+    """Plug-in point for period budgets (see :mod:`router.spend`): reserve a call's worst case
+    before it is made, settle to its actual cost after, release on error."""
+
+    def reserve(self, call: ModelCall, config: RunnableConfig) -> Any:
+        """A reservation handle, or a ``str`` saying why the call does not fit."""
+
+    def settle(self, reservation: Any, cost_usd: float) -> None: ...
+
+    def release(self, reservation: Any) -> None: ...
+
+
+@dataclass
+class Caller:
+    plan: Plan
+    config: RunnableConfig
+    stream: bool = False
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: Any = None
+    guard: SpendGuard | None = None
+
+    def _prepare(self, call: ModelCall) -> tuple[Runnable[Any, Any], dict[str, Any]] | CallOutcome:
+        catalog, settings = self.plan.catalog, self.plan.settings
+        spec = catalog.spec(call.model)
+        if settings.local_only and not spec.local:
+            return CallOutcome(call.model, skipped="not local: refused a network call")
+        adapter = catalog.adapter(call.model)
+        model: Runnable[Any, Any] = catalog.chat_model(call.model)
+        if self.tools and call.purpose == "answer":
+            model = model.bind_tools(list(self.tools), tool_choice=self.tool_choice)  # type: ignore[attr-defined]
+        kwargs = adapter.call_kwargs(
+            spec, max_tokens=int(call.settings.get("max_tokens", settings.max_output_tokens)),
+            temperature=float(call.settings.get("temperature", settings.temperature)),
+            want_logprobs=any(getattr(c, "uses_logprobs", False) for c in settings.confidence))
+        kwargs.update({k: v for k, v in call.settings.items() if k not in ("max_tokens", "temperature")})
+        return model, kwargs
+
+    def _child_config(self, call: ModelCall) -> RunnableConfig:
+        tags = [f"router:{call.purpose}", f"router-model:{call.model}"]
+        return {**self.config, "tags": [*(self.config.get("tags") or []), *tags]}
+
+    def _streams(self, call: ModelCall) -> bool:
+        return self.stream and call.purpose == "answer"
+
+    def _reserve(self, call: ModelCall) -> Any:
+        if self.guard is None:
+            return None
+        return self.guard.reserve(call, self.config)
+
+    def _settle(self, reservation: Any, outcome: CallOutcome) -> CallOutcome:
+        if self.guard is not None and reservation is not None:
+            if outcome.error is not None or outcome.message is None:
+                self.guard.release(reservation)
+            else:
+                self.guard.settle(reservation, outcome.cost_usd)
+        return outcome
+
+    def __call__(self, call: ModelCall) -> CallOutcome:
+        prepared = self._prepare(call)
+        if isinstance(prepared, CallOutcome):
+            return prepared
+        reservation = self._reserve(call)
+        if isinstance(reservation, str):
+            return CallOutcome(call.model, skipped=reservation)
+        try:
+            return self._settle(reservation, self._perform(call, *prepared))
+        except BaseException:
+            if self.guard is not None and reservation is not None:
+                self.guard.release(reservation)
+            raise
+
+    async def acall(self, call: ModelCall) -> CallOutcome:
+        prepared = self._prepare(call)
+        if isinstance(prepared, CallOutcome):
+            return prepared
+        reservation = self._reserve(call)
+        if isinstance(reservation, str):
+            return CallOutcome(call.model, skipped=reservation)
+        try:
+            return self._settle(reservation, await self._aperform(call, *prepared))
+        except BaseException:
+            if self.guard is not None and reservation is not None:
+                self.guard.release(reservation)
+            raise
+
+    def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
+        started = time.perf_counter()
+        chunks: list[AIMessageChunk] = []
+        try:
+            if self._streams(call):
+                chunks = list(model.stream(list(call.messages), self._child_config(call), **kwargs))
+                message = _merge(chunks)
+            else:
+                message = model.invoke(list(call.messages), self._child_config(call), **kwargs)
+        except Exception as exc:  # translated into a typed ProviderError, or re-raised
+            return self._failed(call, exc, started)
+        return self._finished(call, message, chunks, started)
+
+    async def _aperform(self, call: ModelCall, model: Runnable[Any, Any],
+                        kwargs: dict[str, Any]) -> CallOutcome:
+        started = time.perf_counter()
+        chunks: list[AIMessageChunk] = []
+        try:
+            if self._streams(call):
+                chunks = [c async for c in model.astream(list(call.messages), self._child_config(call), **kwargs)]
+                message = _merge(chunks)
+            else:
+                message = await model.ainvoke(list(call.messages), self._child_config(call), **kwargs)
+        except Exception as exc:  # translated into a typed ProviderError, or re-raised
+            return self._failed(call, exc, started)
+        return self._finished(call, message, chunks, started)
+
+    def _failed(self, call: ModelCall, exc: Exception, started: float) -> CallOutcome:
+        spec = self.plan.catalog.spec(call.model)
+        error = self.plan.catalog.adapter(call.model).translate_error(spec, exc)
+        if error is None:
+            raise exc
+        error.__cause__ = exc
+        return CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
+
+    def _finished(self, call: ModelCall, message: AIMessage, chunks: list[AIMessageChunk],
+                  started: float) -> CallOutcome:
+        latency = time.perf_counter() - started
+        catalog = self.plan.catalog
+        spec, adapter = catalog.spec(call.model), catalog.adapter(call.model)
+        usage = message.usage_metadata
+        estimated = not usage or (not usage.get("input_tokens") and not usage.get("output_tokens"))
+        if estimated:
+            input_tokens = catalog.count_tokens(call.model, call.messages)
+            output_tokens = count_text_tokens(message_text(message))
+        else:
+            input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
+        reported = adapter.reported_cost_usd(message)
+        cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
+        return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
+                           output_tokens=output_tokens, cost_usd=cost,
+                           cost_estimated=estimated and reported is None,
+                           token_logprobs=adapter.token_logprobs(message), chunks=chunks)
+
+
+def _merge(chunks: list[AIMessageChunk]) -> AIMessage:
+    if not chunks:
+        return AIMessage(content="")
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    data = total.model_dump(exclude={"type", "tool_call_chunks", "chunk_position"})
+    return AIMessage(**{k: v for k, v in data.items() if k in AIMessage.model_fields})

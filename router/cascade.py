@@ -1,0 +1,209 @@
+"""The cascade: call candidates cheapest first, check each answer, escalate, record.
+
+The logic is one generator, :func:`run_cascade`, that yields :class:`ModelCall` requests and
+receives :class:`CallOutcome` replies; :mod:`router.calls` performs them (sync or async).
+All policy enforcement of calls happens here, in one place: before every call, the rung's (or
+the consulted model's) worst case must fit in what is left of the ceiling, and a request under
+privacy or offline never yields a call to a network model, whatever asks for it.
+
+Example:
+    >>> result = drive(run_cascade(plan), caller)
+    >>> result.decision.status
+    'accepted'
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from router._calls import CallOutcome, ModelCall
+from router.catalog import Catalog
+from router.checks import Answer, CheckResult, CheckSpec
+from router.decision import Attempt, Decision, Exclusion
+from router.errors import ProviderError
+from router.policy import PolicySettings
+from router.select import Selection, format_usd
+from router.tokens import message_text
+
+Cascade = Generator[ModelCall, CallOutcome, "CascadeResult"]
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first call."""
+
+    catalog: Catalog
+    settings: PolicySettings
+    messages: tuple[BaseMessage, ...]
+    selection: Selection
+    rule: str | None = None
+
+    @property
+    def policy_name(self) -> str:
+        return self.catalog.policy.name
+
+    def new_decision(self) -> Decision:
+        return Decision(policy=self.catalog.policy.name, effective=self.settings.summary(),
+                        candidates=list(self.selection.candidates),
+                        excluded=list(self.selection.excluded), rule=self.rule)
+
+
+@dataclass
+class CascadeResult:
+    decision: Decision
+    message: AIMessage | None = None
+    chunks: list[Any] = field(default_factory=list)
+    last_error: ProviderError | None = None
+
+
+def answer_text(message: AIMessage) -> str:
+    """What checks read: the text, or the tool calls as JSON when the answer is a tool call."""
+    text = message_text(message)
+    if not text.strip() and message.tool_calls:
+        return json.dumps([{"name": c["name"], "args": c["args"]} for c in message.tool_calls])
+    return text
+
+
+@dataclass
+class _Ledger:
+    """Spending of this request, for the before-every-call ceiling check."""
+
+    ceiling: float
+    spent: float = 0.0
+
+    def left(self) -> float:
+        return self.ceiling - self.spent
+
+
+def run_cascade(plan: Plan) -> Cascade:
+    decision = plan.new_decision()
+    settings = plan.settings
+    ledger = _Ledger(settings.cost_ceiling)
+    best: tuple[tuple[float, float, int], CallOutcome] | None = None
+    last_error: ProviderError | None = None
+    for rank, name in enumerate(plan.selection.candidates):
+        worst = plan.selection.worst_case_usd[name]
+        if worst > ledger.left():
+            decision.excluded.append(Exclusion(name, f"over ceiling: worst case {format_usd(worst)} > "
+                                                     f"{format_usd(ledger.left())} left after "
+                                                     f"{len(decision.attempts)} attempt(s)"))
+            continue
+        outcome = yield ModelCall(name, plan.messages, worst_case_usd=worst)
+        if outcome.skipped is not None:
+            decision.excluded.append(Exclusion(name, outcome.skipped))
+            continue
+        decision.estimated_cost_usd += worst
+        attempt = Attempt(model=name, provider=plan.catalog.spec(name).provider,
+                          latency_s=outcome.latency_s, input_tokens=outcome.input_tokens,
+                          output_tokens=outcome.output_tokens, cost_usd=outcome.cost_usd,
+                          cost_estimated=outcome.cost_estimated, worst_case_usd=worst)
+        decision.attempts.append(attempt)
+        ledger.spent += outcome.cost_usd
+        if outcome.error is not None or outcome.message is None:
+            last_error = outcome.error
+            attempt.error = outcome.error.to_dict() if outcome.error else {"kind": "empty"}
+            continue
+        answer = Answer(model=name, text=answer_text(outcome.message), message=outcome.message,
+                        token_logprobs=outcome.token_logprobs, prompt=plan.messages)
+        if answer.mean_logprob is not None:
+            attempt.mean_logprob = round(answer.mean_logprob, 4)
+        for check in settings.confidence:
+            result = yield from _run_check(check, answer, plan, ledger)
+            attempt.checks.append(result)
+            if not result.passed:
+                break  # later checks may cost money; one failure already decides
+        attempt.accepted = all(c.passed for c in attempt.checks)
+        if attempt.accepted:
+            decision.final_model, decision.status = name, "accepted"
+            return CascadeResult(decision, outcome.message, outcome.chunks, last_error)
+        score = (sum(c.passed for c in attempt.checks),
+                 attempt.mean_logprob if attempt.mean_logprob is not None else -math.inf, rank)
+        if best is None or score > best[0]:
+            best = (score, outcome)
+    if best is None:
+        decision.status = "failed"
+        return CascadeResult(decision, None, [], last_error)
+    decision.status = "exhausted"
+    if settings.on_exhausted == "raise":
+        return CascadeResult(decision, None, [], last_error)
+    decision.final_model = best[1].model
+    return CascadeResult(decision, best[1].message, best[1].chunks, last_error)
+
+
+def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
+               ledger: _Ledger) -> Generator[ModelCall, CallOutcome, CheckResult]:
+    """Run one check; police and charge any model call it makes."""
+    run = check.run(answer, plan)
+    if not inspect.isgenerator(run):
+        return run
+    spent = 0.0
+    calls: list[dict[str, Any]] = []
+    reply: CallOutcome | None = None
+    try:
+        while True:
+            request = run.send(reply) if reply is not None else next(run)
+            refusal, worst = _refusal(request, plan, ledger)
+            request = replace(request, worst_case_usd=worst)
+            if refusal is not None:
+                reply = CallOutcome(request.model, skipped=refusal)
+            else:
+                reply = yield request
+                ledger.spent += reply.cost_usd
+                spent += reply.cost_usd
+            calls.append({"model": request.model, "cost_usd": round(reply.cost_usd, 10),
+                          "skipped": reply.skipped,
+                          "error": reply.error.kind if reply.error else None})
+    except StopIteration as stop:
+        result: CheckResult = stop.value
+    result.cost_usd += spent
+    result.calls = calls
+    return result
+
+
+def _refusal(request: ModelCall, plan: Plan, ledger: _Ledger) -> tuple[str | None, float]:
+    """Why a check's model call may not be made (or None), and its worst-case cost.
+    Same rules as the cascade's rungs."""
+    catalog, settings = plan.catalog, plan.settings
+    if request.model not in catalog.policy.models:
+        return f"unknown model {request.model!r}", 0.0
+    spec = catalog.spec(request.model)
+    if settings.local_only and not spec.local:
+        return ("not local: privacy" if settings.privacy else "not local: offline"), 0.0
+    reason = catalog.unavailable_reason(request.model)
+    if reason:
+        return reason, 0.0
+    tokens = catalog.count_tokens(request.model, request.messages)
+    max_tokens = int(request.settings.get("max_tokens", settings.max_output_tokens))
+    worst = spec.worst_case_usd(tokens, max_tokens) * int(request.settings.get("n", 1))
+    if worst > ledger.left():
+        return f"over ceiling: worst case {format_usd(worst)} > {format_usd(ledger.left())} left", worst
+    return None, worst
+
+
+def drive(cascade: Generator[ModelCall, CallOutcome, Any],
+          perform: Callable[[ModelCall], CallOutcome]) -> Any:
+    """Run a cascade generator to the end, answering each request with ``perform``."""
+    try:
+        request = next(cascade)
+        while True:
+            request = cascade.send(perform(request))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def adrive(cascade: Generator[ModelCall, CallOutcome, Any],
+                 perform: Callable[[ModelCall], Any]) -> Any:
+    """The async twin of :func:`drive`: ``perform`` returns an awaitable."""
+    try:
+        request = next(cascade)
+        while True:
+            request = cascade.send(await perform(request))
+    except StopIteration as stop:
+        return stop.value

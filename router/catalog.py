@@ -1,0 +1,54 @@
+"""The catalog: a policy's model entries, bound to their providers.
+
+One :class:`Catalog` per router. It answers the per-model questions selection and the cascade
+ask (available here? how many input tokens? worst-case cost?) and builds each chat model once.
+
+Example:
+    >>> catalog = Catalog(load_policy("policies/default.yaml"))
+    >>> catalog.unavailable_reason("tinyllama")
+    'unavailable: TINYLLAMA_GGUF not set'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from router.policy import ModelSpec, Policy
+from router.providers import ProviderAdapter, get_adapter
+
+
+class Catalog:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._models: dict[str, BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, name: str) -> ModelSpec:
+        return self.policy.models[name]
+
+    def adapter(self, name: str) -> ProviderAdapter:
+        return get_adapter(self.spec(name).provider)
+
+    def env_hint(self, name: str, key: str) -> str | None:
+        """The environment variable a field was substituted from, for "X not set" reasons."""
+        refs = self.policy.env_refs.get(("models", name, key))
+        return refs[0] if refs else None
+
+    def unavailable_reason(self, name: str) -> str | None:
+        spec = self.spec(name)
+        hint = self.env_hint(name, "gguf") if spec.provider == "llamacpp" else None
+        return self.adapter(name).unavailable_reason(spec, hint)
+
+    def count_tokens(self, name: str, messages: Sequence[BaseMessage]) -> int:
+        return self.adapter(name).count_tokens(self.spec(name), messages)
+
+    def chat_model(self, name: str) -> BaseChatModel:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                model = self._models[name] = self.adapter(name).build(name, self.spec(name))
+            return model

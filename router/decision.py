@@ -1,0 +1,170 @@
+"""The decision record: what the router considered, tried, accepted and paid.
+
+It is attached to every answer at ``message.response_metadata["routing"]`` (as a plain dict),
+returned by :meth:`PolicyRouter.explain`, and printed by ``router ask/explain --json``.
+
+Example:
+    >>> record = router.explain("What is 2+2?")
+    >>> record.candidates
+    ['gemma-270m']
+    >>> print(record.summary())
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router.checks import CheckResult
+
+Status = Literal["accepted", "exhausted", "failed", "explained"]
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    model: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "reason": self.reason}
+
+
+@dataclass
+class Attempt:
+    """One call of one cascade rung, with its checks."""
+
+    model: str
+    provider: str
+    latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_estimated: bool = False
+    worst_case_usd: float = 0.0
+    error: dict[str, Any] | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    accepted: bool = False
+    mean_logprob: float | None = None
+
+    @property
+    def total_cost_usd(self) -> float:
+        """The attempt's own cost plus what its checks spent consulting other models."""
+        return self.cost_usd + sum(c.cost_usd for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "latency_s": round(self.latency_s, 4),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 10),
+            "cost_estimated": self.cost_estimated,
+            "mean_logprob": self.mean_logprob,
+            "error": self.error,
+            "checks": [c.to_dict() for c in self.checks],
+            "accepted": self.accepted,
+        }
+
+
+@dataclass
+class Decision:
+    """The whole record of one routed request."""
+
+    policy: str
+    effective: dict[str, Any]
+    candidates: list[str] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    final_model: str | None = None
+    estimated_cost_usd: float = 0.0
+    status: Status = "failed"
+    rule: str | None = None
+
+    @property
+    def total_cost_usd(self) -> float:
+        return sum(a.total_cost_usd for a in self.attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "effective": dict(self.effective),
+            "candidates": list(self.candidates),
+            "excluded": [e.to_dict() for e in self.excluded],
+            "attempts": [a.to_dict() for a in self.attempts],
+            "final_model": self.final_model,
+            "total_cost_usd": round(self.total_cost_usd, 10),
+            "estimated_cost_usd": round(self.estimated_cost_usd, 10),
+            "status": self.status,
+        }
+        if self.rule is not None:
+            out["rule"] = self.rule
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def summary(self) -> str:
+        """A few readable lines for a terminal."""
+        eff = self.effective
+        lines = [
+            f"policy {self.policy!r}: privacy={eff.get('privacy')} offline={eff.get('offline')} "
+            f"tier>={eff.get('quality_tier')} ceiling=${eff.get('cost_ceiling')}"
+            + (f" (rule {self.rule!r})" if self.rule else ""),
+            f"candidates: {', '.join(self.candidates) or '(none)'}",
+        ]
+        lines += [f"  excluded {e.model}: {e.reason}" for e in self.excluded]
+        for a in self.attempts:
+            verdict = "accepted" if a.accepted else ("error" if a.error else "rejected")
+            checks = ", ".join(
+                f"{c.check}={'ok' if c.passed else 'FAIL'}" + (f"({c.score})" if c.score is not None else "")
+                for c in a.checks)
+            err = f" error: {a.error['kind']}" if a.error else ""
+            lines.append(f"  tried {a.model}: {verdict} in {a.latency_s:.2f}s, "
+                         f"{a.input_tokens}+{a.output_tokens} tokens, ${a.total_cost_usd:.6f}"
+                         f"{' (estimated)' if a.cost_estimated else ''}{err}"
+                         + (f" [{checks}]" if checks else ""))
+        lines.append(f"status: {self.status}; answered by {self.final_model or '(nobody)'}; "
+                     f"cost ${self.total_cost_usd:.6f} (worst case ${self.estimated_cost_usd:.6f})")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(a.model)}</td><td>{'✔' if a.accepted else '✘'}</td>"
+            f"<td>{a.latency_s:.2f}s</td><td>{a.input_tokens}+{a.output_tokens}</td>"
+            f"<td>${a.total_cost_usd:.6f}</td><td>{html.escape(', '.join(f'{c.check}:{c.passed}' for c in a.checks))}"
+            f"{html.escape(' ' + a.error['kind']) if a.error else ''}</td></tr>"
+            for a in self.attempts)
+        excluded = "".join(f"<li><b>{html.escape(e.model)}</b>: {html.escape(e.reason)}</li>"
+                           for e in self.excluded)
+        return (f"<div><b>policy</b> {html.escape(self.policy)} — <b>status</b> {self.status}, "
+                f"<b>answered by</b> {html.escape(str(self.final_model))}, "
+                f"<b>cost</b> ${self.total_cost_usd:.6f}<br><b>candidates</b>: "
+                f"{html.escape(', '.join(self.candidates))}<ul>{excluded}</ul>"
+                "<table><tr><th>model</th><th>ok</th><th>latency</th><th>tokens</th><th>cost</th>"
+                f"<th>checks</th></tr>{rows}</table></div>")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def decision_from_dict(data: dict[str, Any]) -> Decision:
+    """Rebuild a :class:`Decision` from its JSON form (``response_metadata["routing"]``)."""
+    attempts = []
+    for a in data.get("attempts", []):
+        checks = [CheckResult(c["check"], c["passed"], c.get("score"), c.get("detail"),
+                              c.get("cost_usd", 0.0), c.get("calls", [])) for c in a.get("checks", [])]
+        attempts.append(Attempt(model=a["model"], provider=a.get("provider", "?"),
+                                latency_s=a.get("latency_s", 0.0), input_tokens=a.get("input_tokens", 0),
+                                output_tokens=a.get("output_tokens", 0), cost_usd=a.get("cost_usd", 0.0),
+                                cost_estimated=a.get("cost_estimated", False), error=a.get("error"),
+                                checks=checks, accepted=a.get("accepted", False),
+                                mean_logprob=a.get("mean_logprob")))
+    return Decision(policy=data["policy"], effective=data.get("effective", {}),
+                    candidates=list(data.get("candidates", [])),
+                    excluded=[Exclusion(e["model"], e["reason"]) for e in data.get("excluded", [])],
+                    attempts=attempts, final_model=data.get("final_model"),
+                    estimated_cost_usd=data.get("estimated_cost_usd", 0.0),
+                    status=data.get("status", "failed"), rule=data.get("rule"))

@@ -1,0 +1,79 @@
+"""Providers: how a catalog entry becomes a LangChain chat model.
+
+Each provider module exposes an object satisfying :class:`ProviderAdapter`. Modules are imported
+only when a policy uses them, so a local-only policy never imports ``langchain_openai`` or
+``langchain_google_genai`` (nor opens a socket).
+
+Example:
+    >>> adapter = get_adapter("llamacpp")
+    >>> adapter.unavailable_reason(spec, env_hint=None)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+
+from router.errors import ProviderError
+from router.policy import ModelSpec
+
+_MODULES = {
+    "llamacpp": "router.providers.llamacpp",
+    "openai": "router.providers.openai",
+    "google_genai": "router.providers.google_genai",
+    "recorded": "router.providers.recorded",
+}
+
+
+class ProviderAdapter(Protocol):
+    """The plug-in point for a model provider."""
+
+    name: str
+    supports_logprobs: bool
+    supports_tools: bool
+
+    def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
+        """Why this model cannot be called here (no weights, no credentials), or None."""
+
+    def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
+        """Input tokens of ``messages`` for this model, counted offline."""
+
+    def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
+        """A ready chat model. Called once per router and model."""
+
+    def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
+                    want_logprobs: bool) -> dict[str, Any]:
+        """Keyword arguments for ``invoke``/``stream`` that apply the policy's settings."""
+
+    def token_logprobs(self, message: AIMessage) -> tuple[float, ...] | None:
+        """Per-token logprobs of an answer, when the provider reported them."""
+
+    def reported_cost_usd(self, message: AIMessage) -> float | None:
+        """The provider's own figure for this call's cost, when it reports one (recorded data)."""
+
+    def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
+        """A typed error for a provider failure; None when ``exc`` is not one (a bug: re-raise)."""
+
+
+def get_adapter(provider: str) -> ProviderAdapter:
+    try:
+        module = importlib.import_module(_MODULES[provider])
+    except KeyError:
+        raise ValueError(f"unknown provider {provider!r}") from None
+    return module.ADAPTER
+
+
+def openai_style_logprobs(message: AIMessage) -> tuple[float, ...] | None:
+    """Read ``response_metadata["logprobs"]["content"][i]["logprob"]`` (OpenAI's shape, which
+    our llama.cpp model also uses)."""
+    logprobs = message.response_metadata.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return None
+    content = logprobs.get("content")
+    if not content:
+        return None
+    return tuple(float(item["logprob"]) for item in content if item.get("logprob") is not None)

@@ -1,0 +1,236 @@
+"""``PolicyRouter``: a LangChain Runnable that answers under a cost policy.
+
+It is a ``RunnableSerializable`` rather than a ``BaseChatModel`` on purpose: a chat model that
+calls other chat models shows them beside itself in callbacks and counts their usage twice in
+``get_usage_metadata_callback()``. As a plain runnable it passes ``run_manager.get_child()`` to
+each model, so child runs nest under the router's run and each model call is counted once; it
+still offers ``bind_tools`` and ``with_structured_output`` by passing tools to every candidate.
+
+Example:
+    >>> router = PolicyRouter.from_yaml("policies/default.yaml")
+    >>> msg = router.invoke("What is the capital of France?")
+    >>> msg.response_metadata["routing"]["final_model"]
+    'gemma-270m'
+    >>> chain = ChatPromptTemplate.from_template("Answer briefly: {q}") | router | StrOutputParser()
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import ensure_config, patch_config
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from router.calls import Caller
+from router.cascade import CascadeResult, Plan, adrive, drive, run_cascade
+from router.catalog import Catalog
+from router.decision import Decision
+from router.effective import effective_settings, policy_overrides
+from router.errors import RoutingError
+from router.policy import Policy, load_policy
+from router.select import select_candidates
+
+DEFAULT_POLICY = "policies/default.yaml"
+
+
+def default_policy_path() -> str:
+    """``$ROUTER_POLICY`` when set, else ``policies/default.yaml``."""
+    return os.environ.get("ROUTER_POLICY") or DEFAULT_POLICY
+
+
+def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
+    """Accept what a chat model accepts: a string, a PromptValue or a list of messages."""
+    if isinstance(value, str):
+        return [HumanMessage(value)]
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, Sequence):
+        return convert_to_messages(value)
+    raise TypeError(f"PolicyRouter input must be a str, PromptValue or messages, got {type(value).__name__}")
+
+
+class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
+    """Route each request to the cheapest model that satisfies the policy and its checks."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    policy: Policy
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: Any = None
+    _catalog: Catalog = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._catalog = Catalog(self.policy)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str] | None = None) -> PolicyRouter:
+        """Load a policy file (default: ``$ROUTER_POLICY`` or ``policies/default.yaml``)."""
+        return cls(policy=load_policy(path or default_policy_path()))
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    @property
+    def OutputType(self) -> type[AIMessage]:  # noqa: N802 (LangChain's name)
+        return AIMessage
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Plan:
+        """Effective policy, candidates and exclusions for ``input``; calls no model."""
+        config = ensure_config(config)
+        messages = to_messages(input)
+        overrides = policy_overrides(config.get("configurable") or {})
+        effective = effective_settings(self.policy, metadata=config.get("metadata"),
+                                       tags=config.get("tags"), overrides=overrides)
+        selection = select_candidates(self._catalog, effective.settings, messages,
+                                      needs_tools=bool(self.tools))
+        return Plan(self._catalog, effective.settings, tuple(messages), selection, effective.rule)
+
+    def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
+        """The decision record this request would start from, without calling any model.
+
+        ``estimated_cost_usd`` is the most the request could cost: the worst cases of the
+        candidates in order, as far as the ceiling allows.
+        """
+        plan = self.plan(input, config)
+        decision = plan.new_decision()
+        decision.status = "explained"
+        for name in plan.selection.candidates:
+            worst = plan.selection.worst_case_usd[name]
+            if decision.estimated_cost_usd + worst > plan.settings.cost_ceiling:
+                break
+            decision.estimated_cost_usd += worst
+        return decision
+
+    # ------------------------------------------------------------------ running
+
+    def _caller(self, plan: Plan, config: RunnableConfig, run_manager: Any, *, stream: bool) -> Caller:
+        child = patch_config(config, callbacks=run_manager.get_child())
+        return Caller(plan, child, stream=stream, tools=self.tools, tool_choice=self.tool_choice)
+
+    def _finish(self, result: CascadeResult) -> AIMessage:
+        decision = result.decision
+        if result.message is None:
+            if decision.status == "exhausted":
+                message = "no candidate passed the confidence checks (on_exhausted: raise)"
+            elif not decision.candidates:
+                message = "no eligible model: " + "; ".join(f"{e.model}: {e.reason}" for e in decision.excluded)
+            else:
+                message = "every candidate failed: " + "; ".join(
+                    f"{a.model}: {(a.error or {}).get('kind')}" for a in decision.attempts)
+            if result.last_error is not None:
+                result.last_error.decision = decision
+            raise RoutingError(message, decision) from result.last_error
+        final = result.message
+        metadata = {**final.response_metadata, "routing": decision.to_dict()}
+        return AIMessage(content=final.content, tool_calls=final.tool_calls,
+                         invalid_tool_calls=final.invalid_tool_calls,
+                         usage_metadata=final.usage_metadata, response_metadata=metadata,
+                         additional_kwargs=final.additional_kwargs, id=final.id)
+
+    def _invoke(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> AIMessage:
+        plan = self.plan(input, config)
+        return self._finish(drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=False)))
+
+    async def _ainvoke(self, input: LanguageModelInput, run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> AIMessage:
+        plan = self.plan(input, config)
+        caller = self._caller(plan, config, run_manager, stream=False)
+        return self._finish(await adrive(run_cascade(plan), caller.acall))
+
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+               **kwargs: Any) -> AIMessage:
+        return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> AIMessage:
+        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain", **kwargs)
+
+    def _emit(self, result: CascadeResult) -> Iterator[AIMessageChunk]:
+        """Replay the accepted attempt's buffered chunks, then one carrying the record."""
+        final = self._finish(result)
+        chunks = result.chunks or [AIMessageChunk(content=final.content, usage_metadata=final.usage_metadata,
+                                                  tool_call_chunks=_tool_call_chunks(final))]
+        for chunk in chunks:
+            yield AIMessageChunk(content=chunk.content, usage_metadata=chunk.usage_metadata,
+                                 tool_call_chunks=chunk.tool_call_chunks,
+                                 response_metadata={k: v for k, v in chunk.response_metadata.items()
+                                                    if k != "logprobs"}, id=final.id)
+        yield AIMessageChunk(content="", response_metadata={"routing": final.response_metadata["routing"]},
+                             id=final.id)
+
+    def _stream(self, inputs: Iterator[LanguageModelInput], run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> Iterator[AIMessageChunk]:
+        plan = self.plan(_single(inputs), config)
+        result = drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=True))
+        yield from self._emit(result)
+
+    async def _astream(self, inputs: AsyncIterator[LanguageModelInput],
+                       run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> AsyncIterator[AIMessageChunk]:
+        items = [item async for item in inputs]
+        plan = self.plan(_single(iter(items)), config)
+        caller = self._caller(plan, config, run_manager, stream=True)
+        for chunk in self._emit(await adrive(run_cascade(plan), caller.acall)):
+            yield chunk
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+               **kwargs: Any) -> Iterator[AIMessageChunk]:
+        """Stream the answer. Each attempt is buffered and checked first: a chunk the checks
+        rejected is never emitted."""
+        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        async def one() -> AsyncIterator[LanguageModelInput]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(one(), self._astream, config, **kwargs):
+            yield chunk
+
+    # ------------------------------------------------------------------ tools
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> PolicyRouter:
+        """Offer ``tools`` to every candidate; candidates without tool support are excluded."""
+        return self.model_copy(update={"tools": tuple(convert_to_openai_tool(t) for t in tools),
+                                       "tool_choice": tool_choice})
+
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False,
+                               **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """Answer as ``schema`` (pydantic class, TypedDict or JSON schema) via a forced tool call."""
+        if include_raw:
+            raise NotImplementedError("include_raw is not supported; read the routing record "
+                                      "from router.bind_tools(...) instead")
+        name = convert_to_openai_tool(schema)["function"]["name"]
+        bound = self.bind_tools([schema], tool_choice=name)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            return bound | PydanticToolsParser(tools=[schema], first_tool_only=True)
+        return bound | JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+
+
+def _single(inputs: Iterator[LanguageModelInput]) -> LanguageModelInput:
+    items = list(inputs)
+    if len(items) == 1:
+        return items[0]
+    total = items[0]
+    for item in items[1:]:
+        total = total + item  # type: ignore[operator]
+    return total
+
+
+def _tool_call_chunks(message: AIMessage) -> list[dict[str, Any]]:
+    import json
+
+    return [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+            for i, c in enumerate(message.tool_calls)]

@@ -1,0 +1,102 @@
+"""Shared fixtures. Outbound network is limited to loopback for the whole suite."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0] if isinstance(address, tuple) else None
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except (TypeError, ValueError):
+        return False
+
+
+class OutboundNetworkBlocked(RuntimeError):
+    pass
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if not _is_loopback(address):
+        raise OutboundNetworkBlocked(f"test tried to connect to {address!r}; only loopback is allowed")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if not _is_loopback(address):
+        raise OutboundNetworkBlocked(f"test tried to connect to {address!r}; only loopback is allowed")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only():
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start with no cloud credentials or endpoints; a test that needs them sets them."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+                "TINYLLAMA_GGUF", "ROUTER_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    from router.providers.llamacpp import resolve_gguf
+
+    return resolve_gguf("bundled:gemma-3-270m")
+
+
+LOCAL_POLICY = """
+version: 1
+name: local-test
+models:
+  gemma:
+    provider: llamacpp
+    gguf: bundled:gemma-3-270m
+    chat_format: qa
+    tier: basic
+    local: true
+    context_window: 2048
+  gemma-strong:
+    provider: llamacpp
+    gguf: bundled:gemma-3-270m
+    chat_format: qa
+    tier: standard
+    local: true
+    context_window: 2048
+    price: {input: 1.0, output: 2.0}
+policy:
+  cost_ceiling: 0.05
+  max_output_tokens: 16
+  cascade: [gemma, gemma-strong]
+  confidence:
+    - check: logprob
+      min_mean: -3.0
+    - check: min_length
+      chars: 1
+"""
+
+
+@pytest.fixture
+def local_policy_text() -> str:
+    return LOCAL_POLICY

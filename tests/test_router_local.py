@@ -1,0 +1,248 @@
+"""The router end to end on the real bundled llama.cpp model: record, escalation, ceilings,
+LangChain citizenship (LCEL, stream, async, batch, callbacks, tools)."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from pydantic import BaseModel
+
+from router import PolicyRouter, RoutingError, loads_policy
+
+QUESTION = "What is the capital of France?"
+
+
+def make_router(text: str, **replace: str) -> PolicyRouter:
+    for old, new in replace.items():
+        assert old.replace("_", " ") in text or old in text
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return PolicyRouter(policy=loads_policy(text, "test.yaml"))
+
+
+@pytest.fixture
+def router(local_policy_text: str) -> PolicyRouter:
+    return PolicyRouter(policy=loads_policy(local_policy_text, "test.yaml"))
+
+
+def test_bundled_model_answers_with_usage_and_logprobs(router: PolicyRouter):
+    msg = router.invoke(QUESTION)
+    assert isinstance(msg, AIMessage)
+    assert "paris" in str(msg.content).lower()
+    routing = msg.response_metadata["routing"]
+    assert routing["status"] == "accepted" and routing["final_model"] == "gemma"
+    attempt = routing["attempts"][0]
+    assert attempt["input_tokens"] > 5 and attempt["output_tokens"] >= 1
+    assert attempt["mean_logprob"] is not None and attempt["mean_logprob"] <= 0
+    assert attempt["checks"][0]["check"] == "logprob" and attempt["checks"][0]["passed"]
+    assert msg.usage_metadata["input_tokens"] == attempt["input_tokens"]
+    assert msg.usage_metadata["output_tokens"] == attempt["output_tokens"]
+    assert routing["total_cost_usd"] == 0.0
+
+
+def test_failed_check_escalates_to_next_rung(local_policy_text: str):
+    text = local_policy_text.replace("    - check: min_length\n      chars: 1\n",
+                                     "    - check: regex\n      pattern: 'Paris'\n")
+    text = text.replace("cascade: [gemma, gemma-strong]", "cascade: [gemma, gemma-strong]")
+    router = PolicyRouter(policy=loads_policy(text))
+    # Ask something whose answer cannot contain "Paris": both fail, best is returned.
+    msg = router.invoke("What is the capital of Japan?")
+    routing = msg.response_metadata["routing"]
+    assert [a["model"] for a in routing["attempts"]] == ["gemma", "gemma-strong"]
+    assert routing["attempts"][0]["accepted"] is False
+    assert routing["attempts"][0]["checks"][-1] == {"check": "regex", "passed": False, "score": None,
+                                                    "detail": "no match"}
+    assert routing["status"] == "exhausted"
+    assert routing["final_model"] in ("gemma", "gemma-strong")
+
+
+def test_escalation_accepts_second_rung_when_first_fails(local_policy_text: str):
+    # The first rung demands an impossible mean logprob (> 0 is impossible; 0 only if certain);
+    # a custom order makes the second rung pass with the ordinary checks.
+    text = local_policy_text.replace("      min_mean: -3.0\n", "      min_mean: -3.0\n") + """
+rules:
+  - when: {tags: [strict]}
+    set:
+      confidence:
+        - check: regex
+          pattern: '^\\s*Paris'
+"""
+    router = PolicyRouter(policy=loads_policy(text))
+    msg = router.invoke("What is the capital of Italy?", config={"tags": ["strict"]})
+    routing = msg.response_metadata["routing"]
+    assert routing["rule"] == "rules[0]"
+    assert routing["attempts"][0]["accepted"] is False
+    assert len(routing["attempts"]) == 2
+
+
+def test_ceiling_stops_escalation_before_a_call_that_could_break_it(local_policy_text: str):
+    text = local_policy_text.replace("cost_ceiling: 0.05", "cost_ceiling: 0.00001").replace(
+        "    - check: min_length\n      chars: 1\n", "    - check: regex\n      pattern: 'zzzz'\n")
+    router = PolicyRouter(policy=loads_policy(text))
+    decision = router.explain(QUESTION)
+    # gemma-strong: input tokens × $1/M + 16 × $2/M > $0.00001 → excluded up front
+    assert decision.candidates == ["gemma"]
+    assert decision.excluded[0].model == "gemma-strong"
+    assert decision.excluded[0].reason.startswith("over ceiling: worst case $0.0000")
+    msg = router.invoke(QUESTION)
+    routing = msg.response_metadata["routing"]
+    assert [a["model"] for a in routing["attempts"]] == ["gemma"]
+    assert routing["status"] == "exhausted"
+    assert routing["total_cost_usd"] <= 0.00001
+
+
+def test_ceiling_is_rechecked_after_spending(local_policy_text: str):
+    # Both rungs fit alone, but after the first rung spends, the second no longer fits.
+    text = local_policy_text.replace(
+        "  gemma:\n    provider: llamacpp\n    gguf: bundled:gemma-3-270m\n    chat_format: qa\n"
+        "    tier: basic\n    local: true\n    context_window: 2048\n",
+        "  gemma:\n    provider: llamacpp\n    gguf: bundled:gemma-3-270m\n    chat_format: qa\n"
+        "    tier: basic\n    local: true\n    context_window: 2048\n    price: {input: 1.0, output: 2.0}\n",
+    ).replace("cost_ceiling: 0.05", "cost_ceiling: 0.00006").replace(
+        "    - check: min_length\n      chars: 1\n", "    - check: regex\n      pattern: 'zzzz'\n")
+    router = PolicyRouter(policy=loads_policy(text))
+    assert router.explain(QUESTION).candidates == ["gemma", "gemma-strong"]
+    routing = router.invoke(QUESTION).response_metadata["routing"]
+    assert [a["model"] for a in routing["attempts"]] == ["gemma"]
+    late = [e for e in routing["excluded"] if e["model"] == "gemma-strong"]
+    assert late and "left after 1 attempt" in late[0]["reason"]
+    assert routing["total_cost_usd"] <= 0.00006
+
+
+def test_on_exhausted_raise_carries_the_record(local_policy_text: str):
+    text = local_policy_text.replace("    - check: min_length\n      chars: 1\n",
+                                     "    - check: regex\n      pattern: 'zzzz'\n") + "  on_exhausted: raise\n"
+    router = PolicyRouter(policy=loads_policy(text))
+    with pytest.raises(RoutingError) as info:
+        router.invoke(QUESTION)
+    decision = info.value.decision
+    assert decision.status == "exhausted"
+    assert [a.model for a in decision.attempts] == ["gemma", "gemma-strong"]
+
+
+def test_no_eligible_model_raises_with_reasons(local_policy_text: str):
+    router = PolicyRouter(policy=loads_policy(local_policy_text))
+    with pytest.raises(RoutingError, match="no eligible model") as info:
+        router.invoke(QUESTION, config={"configurable": {"quality_tier": "premium"}})
+    assert all("below tier floor" in e.reason for e in info.value.decision.excluded)
+
+
+def test_lcel_chain(router: PolicyRouter):
+    chain = ChatPromptTemplate.from_template("{q}") | router | StrOutputParser()
+    assert "paris" in chain.invoke({"q": QUESTION}).lower()
+
+
+def test_stream_emits_only_the_accepted_answer_then_the_record(router: PolicyRouter):
+    chunks = list(router.stream(QUESTION))
+    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    text = "".join(str(c.content) for c in chunks)
+    assert "paris" in text.lower()
+    assert "routing" in chunks[-1].response_metadata
+    total = chunks[0]
+    for c in chunks[1:]:
+        total += c
+    assert total.usage_metadata and total.usage_metadata["output_tokens"] >= 1
+    assert total.response_metadata["routing"]["final_model"] == "gemma"
+
+
+def test_stream_through_lcel(router: PolicyRouter):
+    chain = ChatPromptTemplate.from_template("{q}") | router | StrOutputParser()
+    assert "paris" in "".join(chain.stream({"q": QUESTION})).lower()
+
+
+async def test_ainvoke_and_astream(router: PolicyRouter):
+    msg = await router.ainvoke(QUESTION)
+    assert "paris" in str(msg.content).lower()
+    chunks = [c async for c in router.astream(QUESTION)]
+    assert "paris" in "".join(str(c.content) for c in chunks).lower()
+    assert chunks[-1].response_metadata["routing"]["status"] == "accepted"
+
+
+def test_batch_and_abatch(router: PolicyRouter):
+    questions = [QUESTION, "What is the capital of Italy?", "What is the capital of Spain?"]
+    answers = router.batch(questions)
+    assert [a.response_metadata["routing"]["status"] for a in answers] == ["accepted"] * 3
+    assert "paris" in str(answers[0].content).lower()
+    again = asyncio.run(router.abatch(questions))
+    assert [str(a.content) for a in again] == [str(a.content) for a in answers]
+
+
+def test_usage_callback_counts_each_model_call_once(local_policy_text: str):
+    text = local_policy_text.replace("    - check: min_length\n      chars: 1\n",
+                                     "    - check: regex\n      pattern: 'zzzz'\n")
+    router = PolicyRouter(policy=loads_policy(text))
+    with get_usage_metadata_callback() as cb:
+        msg = router.invoke(QUESTION)
+    attempts = msg.response_metadata["routing"]["attempts"]
+    assert len(attempts) == 2
+    # Both rungs use the same GGUF, so the callback keys them under one model name.
+    usage = next(iter(cb.usage_metadata.values())) if len(cb.usage_metadata) == 1 else None
+    totals_in = sum(u["input_tokens"] for u in cb.usage_metadata.values())
+    totals_out = sum(u["output_tokens"] for u in cb.usage_metadata.values())
+    assert totals_in == sum(a["input_tokens"] for a in attempts)
+    assert totals_out == sum(a["output_tokens"] for a in attempts)
+    assert usage is None or usage["total_tokens"] == totals_in + totals_out
+
+
+class _RunTree(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.chains: dict[UUID, UUID | None] = {}
+        self.models: list[UUID | None] = []
+
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw):  # noqa: ANN001
+        self.chains[run_id] = parent_run_id
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):  # noqa: ANN001
+        self.models.append(parent_run_id)
+
+
+def test_child_model_runs_nest_under_the_router_run(router: PolicyRouter):
+    tree = _RunTree()
+    router.invoke(QUESTION, config={"callbacks": [tree], "run_name": "policy-router"})
+    assert len(tree.chains) == 1
+    (router_run,) = tree.chains
+    assert tree.models == [router_run]
+
+
+def test_streaming_child_runs_nest_too(router: PolicyRouter):
+    tree = _RunTree()
+    list(router.stream(QUESTION, config={"callbacks": [tree]}))
+    (router_run,) = tree.chains
+    assert tree.models == [router_run]
+
+
+class Capital(BaseModel):
+    """The capital city of a country."""
+
+    country: str
+    city: str
+
+
+def test_with_structured_output_through_the_router(router: PolicyRouter):
+    structured = router.with_structured_output(Capital)
+    result = structured.invoke("France's capital city is Paris. Fill in the country and the city.")
+    assert isinstance(result, Capital)
+    assert result.country and result.city
+
+
+def test_bind_tools_returns_tool_calls_and_record(router: PolicyRouter):
+    msg = router.bind_tools([Capital]).invoke("The capital of France is Paris.")
+    assert msg.tool_calls and msg.tool_calls[0]["name"] == "Capital"
+    assert set(msg.tool_calls[0]["args"]) == {"country", "city"}
+    assert msg.response_metadata["routing"]["status"] in ("accepted", "exhausted")
+
+
+def test_explain_calls_no_model(router: PolicyRouter):
+    tree = _RunTree()
+    decision = router.explain(QUESTION, config={"callbacks": [tree]})
+    assert decision.status == "explained" and decision.attempts == []
+    assert decision.candidates == ["gemma", "gemma-strong"]
+    assert tree.models == []
+    assert "candidates: gemma, gemma-strong" in decision.summary()
+    assert "<table>" in decision._repr_html_()
