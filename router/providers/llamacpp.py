@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -79,6 +80,15 @@ class _Loaded:
 
 _CACHE: dict[tuple[Any, ...], _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free models before interpreter teardown (llama.cpp's __del__ fails once modules are gone)."""
+    with _CACHE_LOCK:
+        for loaded in _CACHE.values():
+            loaded.llm.close()
+        _CACHE.clear()
 
 
 def load_llama(path: str, *, n_ctx: int, n_threads: int | None, n_batch: int,
