@@ -18,14 +18,6 @@ from router import PolicyRouter, RoutingError, loads_policy
 QUESTION = "What is the capital of France?"
 
 
-def make_router(text: str, **replace: str) -> PolicyRouter:
-    for old, new in replace.items():
-        assert old.replace("_", " ") in text or old in text
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    return PolicyRouter(policy=loads_policy(text, "test.yaml"))
-
-
 @pytest.fixture
 def router(local_policy_text: str) -> PolicyRouter:
     return PolicyRouter(policy=loads_policy(local_policy_text, "test.yaml"))
@@ -46,10 +38,9 @@ def test_bundled_model_answers_with_usage_and_logprobs(router: PolicyRouter):
     assert routing["total_cost_usd"] == 0.0
 
 
-def test_failed_check_escalates_to_next_rung(local_policy_text: str):
+def test_when_every_rung_fails_the_best_answer_is_returned_as_exhausted(local_policy_text: str):
     text = local_policy_text.replace("    - check: min_length\n      chars: 1\n",
                                      "    - check: regex\n      pattern: 'Paris'\n")
-    text = text.replace("cascade: [gemma, gemma-strong]", "cascade: [gemma, gemma-strong]")
     router = PolicyRouter(policy=loads_policy(text))
     # Ask something whose answer cannot contain "Paris": both fail, best is returned.
     msg = router.invoke("What is the capital of Japan?")
@@ -62,23 +53,40 @@ def test_failed_check_escalates_to_next_rung(local_policy_text: str):
     assert routing["final_model"] in ("gemma", "gemma-strong")
 
 
-def test_escalation_accepts_second_rung_when_first_fails(local_policy_text: str):
-    # The first rung demands an impossible mean logprob (> 0 is impossible; 0 only if certain);
-    # a custom order makes the second rung pass with the ordinary checks.
-    text = local_policy_text.replace("      min_mean: -3.0\n", "      min_mean: -3.0\n") + """
-rules:
-  - when: {tags: [strict]}
-    set:
-      confidence:
-        - check: regex
-          pattern: '^\\s*Paris'
+ESCALATION_POLICY = """
+version: 1
+name: escalation
+models:
+  gemma-chat:          # the base model through a chat template: junk, fails the check
+    provider: llamacpp
+    gguf: bundled:gemma-3-270m
+    chat_format: gemma
+    local: true
+  gemma-qa:            # the same model prompted completion-style: answers
+    provider: llamacpp
+    gguf: bundled:gemma-3-270m
+    chat_format: qa
+    local: true
+    tier: standard
+policy:
+  max_output_tokens: 12
+  cascade: [gemma-chat, gemma-qa]
+  confidence:
+    - check: regex
+      pattern: '(?i)paris'
 """
-    router = PolicyRouter(policy=loads_policy(text))
-    msg = router.invoke("What is the capital of Italy?", config={"tags": ["strict"]})
+
+
+def test_escalation_accepts_second_rung_when_first_fails():
+    router = PolicyRouter(policy=loads_policy(ESCALATION_POLICY))
+    msg = router.invoke(QUESTION)
     routing = msg.response_metadata["routing"]
-    assert routing["rule"] == "rules[0]"
-    assert routing["attempts"][0]["accepted"] is False
-    assert len(routing["attempts"]) == 2
+    first, second = routing["attempts"]
+    assert first["model"] == "gemma-chat" and first["accepted"] is False
+    assert first["checks"] == [{"check": "regex", "passed": False, "score": None, "detail": "no match"}]
+    assert second["model"] == "gemma-qa" and second["accepted"] is True
+    assert routing["status"] == "accepted" and routing["final_model"] == "gemma-qa"
+    assert "paris" in str(msg.content).lower()
 
 
 def test_ceiling_stops_escalation_before_a_call_that_could_break_it(local_policy_text: str):
@@ -149,6 +157,15 @@ def test_stream_emits_only_the_accepted_answer_then_the_record(router: PolicyRou
         total += c
     assert total.usage_metadata and total.usage_metadata["output_tokens"] >= 1
     assert total.response_metadata["routing"]["final_model"] == "gemma"
+
+
+def test_stream_never_emits_a_rejected_answer():
+    router = PolicyRouter(policy=loads_policy(ESCALATION_POLICY))
+    chunks = list(router.stream(QUESTION))
+    routing = chunks[-1].response_metadata["routing"]
+    assert [a["accepted"] for a in routing["attempts"]] == [False, True]
+    streamed = "".join(str(c.content) for c in chunks)
+    assert streamed == str(router.invoke(QUESTION).content)  # only the accepted rung's text
 
 
 def test_stream_through_lcel(router: PolicyRouter):
