@@ -37,7 +37,7 @@ class PolicyIssue:
     suggestion: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         key = f" {self.key}:" if self.key else ""
         hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
         return f"{where}:{key} {self.message}{hint}"

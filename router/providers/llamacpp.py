@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import json
 import os
 import threading
@@ -91,6 +92,28 @@ def _close_all() -> None:
         _CACHE.clear()
 
 
+_LOG = logging.getLogger("router.llamacpp")
+# ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp warns about
+# things users cannot act on (SWA cache size, n_ctx_train of a vocab-only load): debug for us.
+_LOG_LEVELS = {4: logging.WARNING}
+
+
+@functools.cache
+def _route_llama_logs() -> Any:
+    """Send llama.cpp's C-level log lines to Python logging instead of stderr (llama-cpp-python
+    prints some of them even with verbose=False). The callback object must stay referenced."""
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        _LOG.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
+
+
 def load_llama(path: str, *, n_ctx: int, n_threads: int | None, n_batch: int,
                vocab_only: bool = False) -> _Loaded:
     """Load a GGUF once per process for these settings (thread-safe)."""
@@ -100,6 +123,7 @@ def load_llama(path: str, *, n_ctx: int, n_threads: int | None, n_batch: int,
         if loaded is None:
             from llama_cpp import Llama
 
+            _route_llama_logs()
             threads = n_threads or os.cpu_count() or 1
             llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                         n_batch=n_batch, n_ubatch=n_batch, vocab_only=vocab_only, verbose=False)
