@@ -263,3 +263,16 @@ def test_explain_calls_no_model(router: PolicyRouter):
     assert tree.models == []
     assert "candidates: gemma, gemma-strong" in decision.summary()
     assert "<table>" in decision._repr_html_()
+
+
+async def test_many_concurrent_async_streams_share_one_model_without_deadlock(router: PolicyRouter):
+    questions = [f"What is the capital of {c}?" for c in
+                 ["France", "Italy", "Spain", "Germany", "Japan", "Peru", "Chile", "Kenya", "Egypt", "Cuba",
+                  ]]
+
+    async def one(q: str) -> str:
+        return "".join([str(c.content) async for c in router.astream(q)])
+
+    answers = await asyncio.wait_for(asyncio.gather(*(one(q) for q in questions)), timeout=240)
+    assert len(answers) == len(questions)
+    assert "paris" in answers[0].lower()

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import logging
@@ -21,13 +22,13 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -356,6 +357,41 @@ class LlamaCppChat(BaseChatModel):
             if run_manager and isinstance(chunk.content, str) and chunk.content:
                 run_manager.on_llm_new_token(chunk.content, chunk=ChatGenerationChunk(message=chunk))
             yield ChatGenerationChunk(message=chunk)
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        """Generate in one worker thread and hand chunks over through a queue.
+
+        LangChain's default advances the sync generator with one executor job per chunk; with
+        the model lock held across chunks, enough concurrent streams would occupy every executor
+        thread waiting for the lock while the holder waits for a thread: a deadlock.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop_early = threading.Event()
+        done = object()
+        sync_manager = run_manager.get_sync() if run_manager else None
+
+        def produce() -> None:
+            try:
+                for chunk in self._stream(messages, stop, sync_manager, **kwargs):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                    if stop_early.is_set():
+                        break
+            except Exception as exc:  # handed to the consumer, which re-raises it
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while (item := await queue.get()) is not done:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            stop_early.set()
+            await worker
 
     def _metadata(self, info: dict[str, Any]) -> dict[str, Any]:
         return {"model_name": self.model_name, "finish_reason": info.get("finish_reason"),
