@@ -466,7 +466,8 @@ class _LlamaCppAdapter:
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         path = str(resolve_gguf(spec.gguf))
-        loaded = next((v for k, v in _CACHE.items() if k[0] == path), None)
+        with _CACHE_LOCK:
+            loaded = next((v for k, v in _CACHE.items() if k[0] == path), None)
         if loaded is None:
             loaded = load_llama(path, n_ctx=spec.context_window or DEFAULT_CONTEXT, n_threads=None,
                                 n_batch=spec.n_batch, vocab_only=True)
