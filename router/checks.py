@@ -289,3 +289,5 @@ __all__ = [
     "Answer", "CallOutcome", "CheckContext", "CheckResult", "CheckRun", "CheckSpec",
     "ConfidenceCheck", "ModelCall", "build_check", "register_check", "registered_checks",
 ]
+
+import router.consult_checks  # noqa: E402,F401  (registers agreement, verifier, self_consistency)

@@ -303,6 +303,15 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
             if model not in policy.models:
                 problems.append(((*prefix, "cascade", i), f"{model!r} is not in models:",
                                  _closest(model, policy.models)))
+        for j, check in enumerate(block.get("confidence") or ()):
+            # Checks that consult models (agreement, verifier...) must name catalog models.
+            if not isinstance(check, Mapping):
+                continue
+            named = [*(check.get("models") or ()), check.get("model"), *(check.get("apply_to") or ())]
+            for model in named:
+                if isinstance(model, str) and model not in policy.models:
+                    problems.append(((*prefix, "confidence", j), f"{model!r} is not in models:",
+                                     _closest(model, policy.models)))
         ranks = [policy.tier_rank(policy.models[m].tier) for m in cascade
                  if m in policy.models and policy.models[m].tier in policy.tiers]
         if any(b < a for a, b in zip(ranks, ranks[1:])):
