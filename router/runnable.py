@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+from operator import itemgetter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -25,7 +26,13 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableMap,
+    RunnablePassthrough,
+    RunnableSerializable,
+)
 from langchain_core.runnables.config import ensure_config, patch_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -208,15 +215,23 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False,
                                **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
-        """Answer as ``schema`` (pydantic class, TypedDict or JSON schema) via a forced tool call."""
-        if include_raw:
-            raise NotImplementedError("include_raw is not supported; read the routing record "
-                                      "from router.bind_tools(...) instead")
+        """Answer as ``schema`` (pydantic class, TypedDict or JSON schema) via a forced tool call.
+
+        With ``include_raw=True`` the result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
+        (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
+        """
         name = convert_to_openai_tool(schema)["function"]["name"]
         bound = self.bind_tools([schema], tool_choice=name)
+        parser: Runnable[Any, Any]
         if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return bound | PydanticToolsParser(tools=[schema], first_tool_only=True)
-        return bound | JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
+        else:
+            parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        if not include_raw:
+            return bound | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        no_parse = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=bound) | parse.with_fallbacks([no_parse], exception_key="parsing_error")
 
 
 def _single(inputs: Iterator[LanguageModelInput]) -> LanguageModelInput:

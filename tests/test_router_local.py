@@ -276,3 +276,9 @@ async def test_many_concurrent_async_streams_share_one_model_without_deadlock(ro
     answers = await asyncio.wait_for(asyncio.gather(*(one(q) for q in questions)), timeout=240)
     assert len(answers) == len(questions)
     assert "paris" in answers[0].lower()
+
+
+def test_with_structured_output_include_raw_keeps_the_record(router: PolicyRouter):
+    out = router.with_structured_output(Capital, include_raw=True).invoke("The capital of Peru is Lima.")
+    assert isinstance(out["parsed"], Capital) and out["parsing_error"] is None
+    assert out["raw"].response_metadata["routing"]["final_model"] in ("gemma", "gemma-strong")
