@@ -26,19 +26,19 @@ def _is_loopback(address: object) -> bool:
         return False
 
 
-class OutboundNetworkBlocked(RuntimeError):
+class OutboundNetworkBlockedError(RuntimeError):
     pass
 
 
 def _guarded_connect(self: socket.socket, address: object) -> None:
     if not _is_loopback(address):
-        raise OutboundNetworkBlocked(f"test tried to connect to {address!r}; only loopback is allowed")
+        raise OutboundNetworkBlockedError(f"test tried to connect to {address!r}; only loopback is allowed")
     return _real_connect(self, address)
 
 
 def _guarded_connect_ex(self: socket.socket, address: object) -> int:
     if not _is_loopback(address):
-        raise OutboundNetworkBlocked(f"test tried to connect to {address!r}; only loopback is allowed")
+        raise OutboundNetworkBlockedError(f"test tried to connect to {address!r}; only loopback is allowed")
     return _real_connect_ex(self, address)
 
 

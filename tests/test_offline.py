@@ -49,7 +49,7 @@ def _run(policy: str, env_extra: dict[str, str] | None = None) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "policies" / policy)], capture_output=True,
                           text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])
 
 

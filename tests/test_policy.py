@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from router import PolicyError, load_policy, loads_policy
 from router.cli import main as cli_main
@@ -118,9 +119,9 @@ policy:
 
 def test_loaded_policy_is_immutable():
     policy = load_policy(ROOT / "policies" / "default.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         policy.name = "x"  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         policy.policy.cost_ceiling = 99  # type: ignore[misc]
     with pytest.raises(TypeError):
         policy.models["new"] = policy.models["gpt-4"]  # type: ignore[index]
@@ -172,11 +173,11 @@ def test_custom_check_by_module_function(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "mychecks.py").write_text("def shouty(answer, min_caps=1):\n"
                                           "    return sum(c.isupper() for c in answer.text) >= min_caps\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = f"""
+    text = """
 version: 1
 name: custom
 models:
-  m: {{provider: llamacpp, gguf: bundled:gemma-3-270m, local: true}}
+  m: {provider: llamacpp, gguf: bundled:gemma-3-270m, local: true}
 policy:
   cascade: [m]
   confidence:

