@@ -11,6 +11,7 @@ too, even though selection and the cascade never ask for one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -98,11 +99,14 @@ class Caller:
         prepared = self._prepare(call)
         if isinstance(prepared, CallOutcome):
             return prepared
-        reservation = self._reserve(call)
+        # Ledger I/O blocks (SQLite, Redis): keep it off the event loop.
+        reservation = await asyncio.to_thread(self._reserve, call) if self.guard is not None else None
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
         try:
-            return self._settle(reservation, await self._aperform(call, *prepared))
+            outcome = await self._aperform(call, *prepared)
+            return (await asyncio.to_thread(self._settle, reservation, outcome)
+                    if self.guard is not None else outcome)
         except BaseException:
             if self.guard is not None and reservation is not None:
                 self.guard.release(reservation)

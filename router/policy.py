@@ -36,6 +36,7 @@ from pydantic import (
 from router._yaml import LocatedDocument, YamlSyntaxError, load_located
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import PolicyError, PolicyIssue
+from router.spend.config import Budget, LedgerURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
 NETWORK_PROVIDERS = frozenset({"openai", "google_genai"})
@@ -154,8 +155,8 @@ class Policy(_Frozen):
     models: Mapping[str, ModelSpec]
     policy: PolicySettings
     rules: tuple[Rule, ...] = ()
-    budgets: tuple[dict[str, Any], ...] = ()
-    ledger: str | None = None
+    budgets: tuple[Budget, ...] = ()
+    ledger: LedgerURL | None = None
     _source: str = PrivateAttr(default="<policy>")
     _env_refs: dict[tuple[str | int, ...], list[str]] = PrivateAttr(default_factory=dict)
 
@@ -326,6 +327,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
             problems.append((("rules", i, "set", "privacy"), "privacy cannot be relaxed by a rule", None))
         if rule.set_.get("offline") in (False, "auto") and policy.policy.offline is True:
             problems.append((("rules", i, "set", "offline"), "offline cannot be relaxed by a rule", None))
+    problems += budget_problems(policy.budgets)
     return problems
 
 
@@ -379,8 +381,9 @@ def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Policy, ("policy",): PolicySettings, ("models", "*"): ModelSpec,
         ("models", "*", "price"): Price, ("rules", "*"): Rule, ("rules", "*", "when"): RuleWhen,
+        ("budgets", "*"): Budget,
     }
-    generic = tuple("*" if (i > 0 and path[0] in ("models", "rules")) and i == 1 else str(p)
+    generic = tuple("*" if (i > 0 and path[0] in ("models", "rules", "budgets")) and i == 1 else str(p)
                     for i, p in enumerate(path))
     model = shapes.get(generic)
     if model is None:

@@ -35,7 +35,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import ensure_config, patch_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from router.calls import Caller
 from router.cascade import CascadeResult, Plan, adrive, drive, run_cascade
@@ -45,6 +45,7 @@ from router.effective import effective_settings, policy_overrides
 from router.errors import RoutingError
 from router.policy import Policy, load_policy
 from router.select import select_candidates
+from router.spend.guard import BudgetGuard
 
 DEFAULT_POLICY = "policies/default.yaml"
 
@@ -72,10 +73,13 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     policy: Policy
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: Any = None
+    spend_guard: Any = Field(default=None, exclude=True)  # a SpendGuard; default: the policy's budgets
     _catalog: Catalog = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         self._catalog = Catalog(self.policy)
+        if self.spend_guard is None:
+            self.spend_guard = BudgetGuard.from_policy(self.policy)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str] | None = None) -> PolicyRouter:
@@ -123,7 +127,8 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
 
     def _caller(self, plan: Plan, config: RunnableConfig, run_manager: Any, *, stream: bool) -> Caller:
         child = patch_config(config, callbacks=run_manager.get_child())
-        return Caller(plan, child, stream=stream, tools=self.tools, tool_choice=self.tool_choice)
+        return Caller(plan, child, stream=stream, tools=self.tools, tool_choice=self.tool_choice,
+                      guard=self.spend_guard)
 
     def _finish(self, result: CascadeResult) -> AIMessage:
         decision = result.decision

@@ -1,0 +1,165 @@
+"""``BudgetGuard``: the router's :class:`router.calls.SpendGuard` for a policy's ``budgets:``.
+
+Before every paid model call (each cascade rung, each call a check makes) the guard reserves
+the call's worst case in every budget that applies, atomically in the ledger; when one has no
+room the call is not made and the cascade records why (the budget and what is left). After
+the call it settles the reservation to the actual cost, or releases it on error. A reservation
+left by a crashed process expires after the ledger's ``ttl_s``.
+
+Calls whose worst case is $0 (local models) need no budget: they are neither reserved nor
+recorded. A ``per:`` budget applies to the value of its key in the call's LangChain
+``config["metadata"]``; a paid call *without* that key is refused (fails closed), because
+charging it nowhere would let untagged traffic bypass every per-user limit.
+
+Example:
+    >>> guard = BudgetGuard.from_policy(policy, clock=lambda: 1_800_000_000.0)
+    >>> router = PolicyRouter(policy=policy, spend_guard=guard)
+    >>> guard.status({"user": "ann"})[0].left_usd
+    1.0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from router.spend.config import Budget
+from router.spend.ledger import Bucket, Hold, Ledger, LedgerError, Shortfall, open_ledger, to_units, to_usd
+from router.spend.periods import period_end, period_key
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+    from router._calls import ModelCall
+    from router.policy import Policy
+
+logger = logging.getLogger(__name__)
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """One budget's standing in the current period."""
+
+    label: str
+    period: str
+    limit_usd: float
+    spent_usd: float
+    reserved_usd: float
+
+    @property
+    def left_usd(self) -> float:
+        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+
+
+def _usd(value: float) -> str:
+    return f"${value:.6f}"
+
+
+class BudgetGuard:
+    """Reserve, settle and release against ``budgets`` in one ledger.
+
+    ``ledger`` is a :class:`router.spend.ledger.Ledger` or a URL (opened on first use, so
+    building a router touches no file or socket); ``clock`` returns epoch seconds (inject
+    one in tests to cross a period boundary).
+    """
+
+    def __init__(self, budgets: Sequence[Budget], ledger: Ledger | str | None = None, *,
+                 policy: str = "?", clock: Clock = time.time) -> None:
+        self.budgets = tuple(budgets)
+        self.policy = policy
+        self.clock = clock
+        self._ledger: Ledger | None = None if ledger is None or isinstance(ledger, str) else ledger
+        self._ledger_url = ledger if isinstance(ledger, str) else None
+        self._open_lock = threading.Lock()
+
+    @classmethod
+    def from_policy(cls, policy: Policy, *, ledger: Ledger | str | None = None,
+                    clock: Clock = time.time) -> BudgetGuard | None:
+        """The guard for ``policy``'s budgets and ledger, or None when it declares no budget."""
+        if not policy.budgets:
+            return None
+        return cls(policy.budgets, ledger if ledger is not None else policy.ledger, policy=policy.name,
+                   clock=clock)
+
+    def __repr__(self) -> str:
+        where = self._ledger.url if self._ledger is not None else (self._ledger_url or "default")
+        return f"BudgetGuard({[b.name for b in self.budgets]}, ledger={where!r})"
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            with self._open_lock:
+                if self._ledger is None:
+                    self._ledger = open_ledger(self._ledger_url)
+        return self._ledger
+
+    # ------------------------------------------------------------------ SpendGuard
+
+    def reserve(self, call: ModelCall, config: RunnableConfig) -> Hold | str | None:
+        """A hold on ``call.worst_case_usd`` in every applicable budget; a reason when one has
+        no room (or the ledger cannot be reached: fails closed); None for a free call."""
+        if call.worst_case_usd <= 0 or not self.budgets:
+            return None
+        metadata: Mapping[str, Any] = config.get("metadata") or {}
+        now = self.clock()
+        missing = [b for b in self.budgets if b.per is not None and b.per not in metadata]
+        if missing:
+            return (f"budget {missing[0].name!r}: no {missing[0].per!r} in the call's metadata "
+                    f"(a per-{missing[0].per} budget refuses untagged paid calls)")
+        buckets = tuple(Bucket(b.name, b.subject(metadata), period_key(b.period, now), to_units(b.limit_usd),
+                               period_end(b.period, now)) for b in self.budgets)
+        hold = Hold(uuid.uuid4().hex, buckets, to_units(call.worst_case_usd, round_up=True),
+                    now + self.ledger.ttl_s, self.policy, call.model, call.purpose,
+                    tuple(b.label(metadata) for b in self.budgets),
+                    {b.per: str(metadata[b.per]) for b in self.budgets if b.per is not None})
+        try:
+            shortfall = self.ledger.reserve(hold, now)
+        except LedgerError as err:
+            logger.warning("budget check failed closed: %s", err)
+            return f"budget ledger unavailable ({err.backend}): refused a paid call"
+        return hold if shortfall is None else self._reason(shortfall, hold)
+
+    def settle(self, reservation: Hold, cost_usd: float) -> None:
+        try:
+            self.ledger.settle(reservation, to_units(cost_usd), self.clock())
+        except LedgerError as err:  # the call is made and paid: keep its answer, say what was lost
+            logger.warning("could not record $%.6f for %s (%s); its reservation expires in %.0fs",
+                           cost_usd, reservation.model, err, self.ledger.ttl_s)
+
+    def release(self, reservation: Hold) -> None:
+        try:
+            self.ledger.release(reservation)
+        except LedgerError as err:
+            logger.warning("could not release a reservation for %s (%s); it expires in %.0fs",
+                           reservation.model, err, self.ledger.ttl_s)
+
+    # ------------------------------------------------------------------ reading
+
+    def status(self, metadata: Mapping[str, Any] | None = None) -> list[BudgetStatus]:
+        """Each budget's spent, reserved and left amounts in the current period; a ``per:``
+        budget is shown for the value ``metadata`` gives it (skipped without one)."""
+        metadata = metadata or {}
+        now = self.clock()
+        out = []
+        for b in self.budgets:
+            if b.per is not None and b.per not in metadata:
+                continue
+            bucket = Bucket(b.name, b.subject(metadata), period_key(b.period, now), to_units(b.limit_usd))
+            usage = self.ledger.usage(bucket, now)
+            out.append(BudgetStatus(b.label(metadata), bucket.period, b.limit_usd, to_usd(usage.spent),
+                                    to_usd(usage.reserved)))
+        return out
+
+    def _reason(self, shortfall: Shortfall, hold: Hold) -> str:
+        bucket = shortfall.bucket
+        budget = next(b for b in self.budgets if b.name == bucket.budget)
+        who = f" for {budget.per}={bucket.subject!r}" if budget.per is not None else ""
+        return (f"over budget {budget.name!r}{who} ({budget.period} {bucket.period}): worst case "
+                f"{_usd(to_usd(hold.amount))} > {_usd(to_usd(shortfall.left))} left of "
+                f"{_usd(budget.limit_usd)}")

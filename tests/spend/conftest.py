@@ -1,0 +1,118 @@
+"""Fixtures for the spend tests: a real redis-server on a free loopback port (temp dir, no
+persistence), the Gemini REST test server, and policy text with budgets."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers.gemini import GeminiTestServer
+
+GEMINI_KEY = "test-spend-key-7c1e"
+MAX_TOKENS = 100
+OUTPUT_PRICE = 10.0  # USD / 1M tokens: a call's worst case is exactly $0.001
+
+GEMINI_POLICY = """
+version: 1
+name: {name}
+models:
+  flash:
+    provider: google_genai
+    model: gemini-2.0-flash
+    tier: basic
+    base_url: {base_url}
+    price: {{input: 0, output: {price}}}
+    max_retries: 0
+policy:
+  cost_ceiling: 1.0
+  max_output_tokens: {max_tokens}
+  cascade: [flash]
+  confidence:
+    - check: min_length
+      chars: 1
+budgets:
+  - name: daily
+    period: day
+    limit_usd: {limit}
+ledger: {ledger}
+"""
+
+
+def gemini_policy(base_url: str, ledger: str, *, limit: float, name: str = "spend-test") -> str:
+    return GEMINI_POLICY.format(name=name, base_url=base_url, ledger=ledger, limit=limit,
+                                price=OUTPUT_PRICE, max_tokens=MAX_TOKENS)
+
+
+def full_length_reply(model: str, request: dict) -> str:
+    """As many words as the request allows: the server reports exactly maxOutputTokens output
+    tokens, so each call's actual cost equals its reserved worst case (admissions are exact)."""
+    time.sleep(0.02)  # keep calls in flight long enough to overlap
+    return " ".join(["word"] * int(request["generationConfig"]["maxOutputTokens"]))
+
+
+@pytest.fixture(scope="session")
+def gemini_spend_session() -> Iterator[GeminiTestServer]:
+    with GeminiTestServer(api_key=GEMINI_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def gemini(gemini_spend_session: GeminiTestServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiTestServer]:
+    gemini_spend_session.reset()
+    gemini_spend_session.reply(full_length_reply)
+    monkeypatch.setenv("GOOGLE_API_KEY", GEMINI_KEY)
+    yield gemini_spend_session
+    gemini_spend_session.reset()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server of our own on 127.0.0.1, no persistence; stopped after the session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (Debian: apt-get install redis-server); "
+                    ".ci/run installs it")
+    workdir: Path = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_session: str) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_session)
+    client.flushdb()
+    client.close()
+    return redis_session
