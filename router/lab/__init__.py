@@ -9,26 +9,21 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-_EXPORTS = {
-    "Dataset": "router.lab.datasets", "DatasetError": "router.lab.datasets",
-    "Outcome": "router.lab.datasets", "Record": "router.lab.datasets",
-    "load_dataset": "router.lab.datasets", "register_dataset": "router.lab.datasets",
-    "SimulationReport": "router.lab.simulate", "Score": "router.lab.simulate",
-    "simulate": "router.lab.simulate", "bind_dataset": "router.lab.simulate",
-    "plot_reports": "router.lab.plot",
-}
+# Imported eagerly: ``simulate`` is both a module and a function here, and the function must win.
+from router.lab.datasets import Dataset, DatasetError, Outcome, Record, load_dataset, register_dataset
+from router.lab.simulate import Score, SimulationReport, bind_dataset, simulate
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so the recorded provider can import router.lab.datasets without pulling in the
-    # router runnable (and matplotlib stays unimported until a plot is drawn).
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'router.lab' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    # matplotlib is imported only when a plot is drawn.
+    if name == "plot_reports":
+        from router.lab.plot import plot_reports
+
+        return plot_reports
+    raise AttributeError(f"module 'router.lab' has no attribute {name!r}")
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Dataset", "DatasetError", "Outcome", "Record", "Score", "SimulationReport", "bind_dataset",
+           "load_dataset", "plot_reports", "register_dataset", "simulate"]

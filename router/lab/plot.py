@@ -52,9 +52,12 @@ def plot_reports(reports: SimulationReport | Sequence[SimulationReport], *,
     ax.scatter(x(first.oracle.cost_usd), first.oracle.accuracy, marker="*", s=160, color="goldenrod",
                label="oracle (cheapest correct model)", zorder=3)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "DsP^vXo"
     for i, report in enumerate(items):
-        ax.scatter(x(report.cost_usd), report.accuracy, marker="D", s=60, color=colors[i % len(colors)],
-                   label=f"policy {report.policy}", zorder=4)
+        # Shrinking sizes and varied markers keep policies that land on the same point visible.
+        ax.scatter(x(report.cost_usd), report.accuracy, marker=markers[i % len(markers)],
+                   s=max(110 - 18 * i, 30), color=colors[i % len(colors)], alpha=0.9,
+                   label=f"policy {report.policy}", zorder=4 + i)
     ax.set_xscale("log")
     ax.set_xlabel(f"total cost over {first.n} prompts (USD, log scale)")
     ax.set_ylabel("accuracy")

@@ -21,10 +21,11 @@ Example:
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -99,6 +100,10 @@ class SimulationReport:
     unscored: int = 0
     wall_s: float = 0.0
     rows: list[SimulatedRow] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        return (f"SimulationReport(policy={self.policy!r}, n={self.n}, accuracy={self.accuracy:.4f}, "
+                f"cost_usd={self.cost_usd:.6f}, escalation_rate={self.escalation_rate:.4f})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,12 +228,24 @@ def score_oracle(records: Iterable[Record], models: Iterable[str] | None = None)
     return Score(correct / n if n else 0.0, cost, correct, n)
 
 
+def _in_jupyter() -> bool:
+    return "ipykernel" in sys.modules
+
+
 def _progress_wanted(progress: bool | None) -> bool:
     if progress is not None:
         return progress
-    if "ipykernel" in sys.modules:
-        return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return _in_jupyter() or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _progress_bar(records: Sequence[Record], desc: str) -> Iterable[Record]:
+    # tqdm.auto picks the Jupyter widget; without ipywidgets it would warn and fall back to
+    # the text bar, so go straight to the text bar then.
+    if _in_jupyter() and importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(records, desc=desc, unit="prompt")
 
 
 def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
@@ -254,9 +271,7 @@ def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
     statuses: dict[str, int] = {}
     iterator: Iterable[Record] = records
     if _progress_wanted(progress):
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(records, desc=f"simulate {bound.name}", unit="prompt")
+        iterator = _progress_bar(records, f"simulate {bound.name}")
     started = time.perf_counter()
     for record in iterator:
         rows.append(_run_one(router, bound, record, per_rung, statuses, config))
