@@ -93,6 +93,7 @@ class ProviderError(RouterError):
             "provider": self.provider,
             "kind": self.kind,
             "status_code": self.status_code,
+            "retry_after_s": self.retry_after_s,
             "message": str(self),
         }
 

@@ -1,34 +1,196 @@
-"""Map a network client's exception to a typed :class:`ProviderError` (never leaking secrets)."""
+"""Map a network client's exception to a typed :class:`ProviderError`, never leaking secrets.
+
+The classes come from what the clients really raise (surveyed against the test servers with
+``ChatOpenAI`` and ``ChatGoogleGenerativeAI``, sync and async, stream and not):
+
+============================  ===================================================================
+kind                          raised as (outermost first; the cause chain is searched too)
+============================  ===================================================================
+``rate_limit`` (429)          ``langchain_core`` ``ModelRateLimitError`` ← ``openai.RateLimitError``
+                              / ``google.genai.errors.ClientError``
+``server`` (5xx)              ``ModelAPIError`` ← ``openai.InternalServerError`` / ``ServerError``
+``auth`` (401, 403)           ``ModelAuthenticationError``, ``ModelPermissionDeniedError``
+``timeout``                   ``ModelTimeoutError`` ← ``openai.APITimeoutError``;
+                              ``httpx(2).TimeoutException``; ``TimeoutError`` (aiohttp)
+``connection``                ``ModelConnectionError`` ← ``openai.APIConnectionError``;
+                              ``httpx(2).TransportError`` (refused, disconnected);
+                              ``aiohttp.ClientConnectionError``; ``ConnectionError``
+``malformed``                 ``json.JSONDecodeError``; ``google.genai.errors.UnknownApiResponseError``;
+                              ``openai.APIResponseValidationError``; langchain's
+                              "No generation chunks were returned" on a stream that was not one
+============================  ===================================================================
+
+Anything else returns ``None``: it is not a provider failure but a bug, and the caller re-raises
+it. Optional client libraries are looked up in ``sys.modules`` only: a library that was never
+imported cannot have raised.
+
+Example:
+    >>> err = translate_http_error("openai", "gpt-4", exc, secrets=[key])
+    >>> err.kind, err.status_code, err.retry_after_s
+    ('rate_limit', 429, 2.0)
+"""
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import json
 import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from langchain_core import exceptions as lc
+from pydantic import SecretStr
 
 from router.errors import ProviderError
 
 _SECRETISH = re.compile(r"(key=|api[_-]?key[\"']?\s*[:=]\s*[\"']?|Bearer\s+)[^\s\"'&]+", re.IGNORECASE)
+_NO_CHUNKS = "No generation chunks were returned"
+_MAX_MESSAGE = 500
+
+# (module, class name, kind); kind None: decide by HTTP status. First match wins, so subclasses
+# come before their bases (APITimeoutError < APIConnectionError; ServerTimeoutError is both a
+# connection error and a TimeoutError; ContentTypeError is a ClientResponseError).
+_TABLE: tuple[tuple[str, str, str | None], ...] = (
+    ("langchain_core.exceptions", "ModelTimeoutError", "timeout"),
+    ("langchain_core.exceptions", "ModelRateLimitError", "rate_limit"),
+    ("langchain_core.exceptions", "ModelAPIError", "server"),
+    ("langchain_core.exceptions", "ModelConnectionError", "connection"),
+    ("langchain_core.exceptions", "ModelAuthenticationError", "auth"),
+    ("langchain_core.exceptions", "ModelPermissionDeniedError", "auth"),
+    ("langchain_core.exceptions", "ContextOverflowError", "bad_request"),
+    ("langchain_core.exceptions", "ModelInvalidRequestError", "bad_request"),
+    ("langchain_core.exceptions", "ModelNotFoundError", "bad_request"),
+    ("openai", "APITimeoutError", "timeout"),
+    ("openai", "APIConnectionError", "connection"),
+    ("openai", "APIResponseValidationError", "malformed"),
+    ("openai", "APIStatusError", None),
+    ("google.genai.errors", "UnknownApiResponseError", "malformed"),
+    ("google.genai.errors", "APIError", None),
+    ("httpx", "TimeoutException", "timeout"),
+    ("httpx", "HTTPStatusError", None),
+    ("httpx", "DecodingError", "malformed"),
+    ("httpx", "TransportError", "connection"),
+    ("httpx2", "TimeoutException", "timeout"),
+    ("httpx2", "HTTPStatusError", None),
+    ("httpx2", "DecodingError", "malformed"),
+    ("httpx2", "TransportError", "connection"),
+    ("aiohttp", "ServerTimeoutError", "timeout"),
+    ("aiohttp", "ContentTypeError", "malformed"),
+    ("aiohttp", "ClientPayloadError", "malformed"),
+    ("aiohttp", "ClientResponseError", None),
+    ("aiohttp", "ClientConnectionError", "connection"),
+)
+_BUILTIN: tuple[tuple[type[BaseException], str], ...] = (
+    (json.JSONDecodeError, "malformed"),
+    (TimeoutError, "timeout"),
+    (asyncio.TimeoutError, "timeout"),  # a distinct class before Python 3.11
+    (ConnectionError, "connection"),
+)
 
 
-def scrub(text: str) -> str:
-    """Remove anything that looks like a credential from an error text."""
+def scrub(text: str, secrets: Iterable[SecretStr | str | None] = ()) -> str:
+    """Remove the given secret values, and anything that looks like a credential, from ``text``."""
+    for secret in secrets:
+        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if value:
+            text = text.replace(value, "***")
     return _SECRETISH.sub(r"\1***", text)
 
 
-def translate_http_error(provider: str, model: str, exc: BaseException) -> ProviderError | None:
-    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    name = type(exc).__name__.lower()
-    if isinstance(status, int):
-        kind = ("rate_limit" if status == 429 else "server" if status >= 500 else
-                "auth" if status in (401, 403) else "bad_request")
-    elif "timeout" in name:
-        kind = "timeout"
-    elif "connect" in name:
-        kind = "connection"
-    elif isinstance(exc, (ValueError, KeyError, TypeError)) or "decode" in name or "json" in name:
-        kind = "malformed"
-    elif isinstance(exc, (OSError, ConnectionError)) or "api" in name or "error" in name:
-        kind = "other"
-    else:
+def kind_for_status(status: int) -> str:
+    if status == 429:
+        return "rate_limit"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "server"
+    if status in (401, 403):
+        return "auth"
+    return "bad_request"
+
+
+def translate_http_error(provider: str, model: str, exc: BaseException, *,
+                         secrets: Iterable[SecretStr | str | None] = ()) -> ProviderError | None:
+    """A :class:`ProviderError` for a provider failure; ``None`` when ``exc`` is not one."""
+    kind = classify(exc)
+    if kind is None:
         return None
-    return ProviderError(scrub(str(exc))[:500], provider=provider, model=model, kind=kind,
-                         status_code=status if isinstance(status, int) else None)
+    status = status_code(exc)
+    if kind == "http":
+        if status is None:
+            return None
+        kind = kind_for_status(status)
+    message = scrub(str(exc) or type(exc).__name__, secrets)
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    return ProviderError(message, provider=provider, model=model, kind=kind, status_code=status,
+                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status == 503 else None)
+
+
+def classify(exc: BaseException) -> str | None:
+    """The failure kind of ``exc`` (``"http"``: decide by status code), or None."""
+    for module_name, class_name, kind in _TABLE:
+        module = lc if module_name == "langchain_core.exceptions" else sys.modules.get(module_name)
+        cls = getattr(module, class_name, None) if module is not None else None
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return kind or "http"
+    for cls, kind in _BUILTIN:
+        if isinstance(exc, cls):
+            return kind
+    if type(exc) is ValueError and str(exc) == _NO_CHUNKS:
+        return "malformed"  # a streaming request answered with something that is not a stream
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of the failed reply, from ``exc`` or its causes."""
+    for item in _chain(exc):
+        for value in (getattr(item, "status_code", None), getattr(item, "code", None),
+                      getattr(item, "status", None),
+                      getattr(getattr(item, "response", None), "status_code", None)):
+            if isinstance(value, int) and 100 <= value <= 599:
+                return value
+    return None
+
+
+def _headers(exc: BaseException) -> Iterator[Any]:
+    for item in _chain(exc):
+        for owner in (getattr(item, "response", None), item):
+            headers = getattr(owner, "headers", None)
+            if headers is not None and hasattr(headers, "get"):
+                yield headers
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds from the reply's ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    for headers in _headers(exc):
+        millis = headers.get("retry-after-ms")
+        if millis:
+            try:
+                return float(millis) / 1000
+            except ValueError:
+                pass  # not a number: try the standard header
+        value = headers.get("retry-after")
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass  # not seconds: an HTTP date
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            continue  # neither: ignore the header
+    return None

@@ -1,8 +1,22 @@
-"""Gemini models through ``langchain_google_genai.ChatGoogleGenerativeAI``.
+"""Gemini models through ``langchain_google_genai.ChatGoogleGenerativeAI`` (google-genai SDK, REST).
 
-Credentials: ``api_key_env`` of the entry, else ``GOOGLE_API_KEY``; endpoint: the entry's
-``base_url``, else ``GOOGLE_GEMINI_BASE_URL``, else Google's. LangChain surfaces no Gemini
-logprobs: use text-based checks or a verifier for these answers.
+Credentials: the entry's ``api_key_env``, else ``GOOGLE_API_KEY`` (held as ``SecretStr``; a model
+without one is excluded as ``no credentials: VAR not set``). The SDK sends it in the
+``x-goog-api-key`` header. Endpoint: the entry's ``base_url``, else ``GOOGLE_GEMINI_BASE_URL``,
+else Google's; the SDK appends ``/{api_version}/models/{model}:generateContent`` (``v1`` by
+default, ``v1beta`` with ``GOOGLE_GENAI_API_VERSION=beta``). The key and endpoint are always
+passed explicitly, so neither ``GEMINI_API_KEY`` nor a LangSmith gateway can redirect a call.
+
+Usage comes from ``usageMetadata`` (running totals in streams, turned into deltas by
+LangChain). LangChain surfaces no Gemini logprobs: a ``logprob`` check passes with a note
+(``when_missing``); rely on text checks or a verifier for these answers.
+
+``max_retries`` means retries after the first attempt, as for OpenAI; LangChain hands the
+SDK a number of *attempts*, hence the ``+ 1``.
+
+Example:
+    >>> ADAPTER.unavailable_reason(spec, env_hint=None)
+    'no credentials: GOOGLE_API_KEY not set'
 """
 
 from __future__ import annotations
@@ -21,6 +35,12 @@ from router.providers._http_errors import translate_http_error
 from router.tokens import estimate_gemini_tokens
 
 KEY_VAR = "GOOGLE_API_KEY"
+BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"
+
+
+def base_url(spec: ModelSpec) -> str | None:
+    """The entry's ``base_url``, else ``$GOOGLE_GEMINI_BASE_URL``, else None (Google's own)."""
+    return spec.base_url or os.environ.get(BASE_URL_VAR) or None
 
 
 class _GeminiAdapter:
@@ -37,10 +57,9 @@ class _GeminiAdapter:
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_google_genai import ChatGoogleGenerativeAI
 
-        base_url = spec.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
         return ChatGoogleGenerativeAI(model=spec.model or name, google_api_key=api_key(spec, KEY_VAR),
-                                      base_url=base_url, timeout=spec.timeout_s,
-                                      max_retries=spec.max_retries)
+                                      base_url=base_url(spec), timeout=spec.timeout_s,
+                                      max_retries=spec.max_retries + 1)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:
@@ -53,7 +72,7 @@ class _GeminiAdapter:
         return None
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        return translate_http_error("google_genai", spec.model or "?", exc)
+        return translate_http_error(self.name, spec.model or "?", exc, secrets=[api_key(spec, KEY_VAR)])
 
 
 ADAPTER = _GeminiAdapter()

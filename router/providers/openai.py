@@ -1,8 +1,21 @@
 """OpenAI models through ``langchain_openai.ChatOpenAI``.
 
-Credentials: ``api_key_env`` of the entry, else ``OPENAI_API_KEY``; endpoint: the entry's
-``base_url``, else ``OPENAI_BASE_URL``, else OpenAI's. ``stream_usage=True`` always (ChatOpenAI
-turns stream usage on only when no base_url is set).
+Credentials: the entry's ``api_key_env``, else ``OPENAI_API_KEY`` (held as ``SecretStr``; a model
+without one is excluded as ``no credentials: VAR not set``). Endpoint: the entry's ``base_url``,
+else ``OPENAI_BASE_URL``, else OpenAI's. Read when the router builds the client.
+
+Wire details that matter here:
+
+- ``stream_usage=True`` always: ChatOpenAI asks for usage in streams only when no base_url is
+  set. A server that still sends none (llama.cpp's) gets our own count, marked estimated.
+- ``max_tokens`` travels in ``extra_body``: OpenAI-compatible servers (llama.cpp's) ignore the
+  newer ``max_completion_tokens``.
+- Logprobs, when a check wants them: ``logprobs=true`` plus ``top_logprobs=1``; llama.cpp's
+  server returns per-token logprobs only when ``top_logprobs`` is set.
+
+Example:
+    >>> ADAPTER.unavailable_reason(spec, env_hint=None)
+    'no credentials: OPENAI_API_KEY not set'
 """
 
 from __future__ import annotations
@@ -22,6 +35,12 @@ from router.providers._http_errors import translate_http_error
 from router.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
+BASE_URL_VAR = "OPENAI_BASE_URL"
+
+
+def base_url(spec: ModelSpec) -> str | None:
+    """The entry's ``base_url``, else ``$OPENAI_BASE_URL``, else None (OpenAI's own)."""
+    return spec.base_url or os.environ.get(BASE_URL_VAR) or None
 
 
 class _OpenAIAdapter:
@@ -38,17 +57,14 @@ class _OpenAIAdapter:
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(model=spec.model or name, api_key=api_key(spec, KEY_VAR),
-                          base_url=spec.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+        return ChatOpenAI(model=spec.model or name, api_key=api_key(spec, KEY_VAR), base_url=base_url(spec),
                           timeout=spec.timeout_s, max_retries=spec.max_retries, stream_usage=True)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:
-        # max_tokens, not max_completion_tokens: OpenAI-compatible servers (llama.cpp's) ignore
-        # the newer name.
         kwargs: dict[str, Any] = {"temperature": temperature, "extra_body": {"max_tokens": max_tokens}}
         if want_logprobs:
-            kwargs["logprobs"] = True
+            kwargs.update(logprobs=True, top_logprobs=1)
         return kwargs
 
     def token_logprobs(self, message: AIMessage) -> tuple[float, ...] | None:
@@ -58,7 +74,7 @@ class _OpenAIAdapter:
         return None
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        return translate_http_error("openai", spec.model or "?", exc)
+        return translate_http_error(self.name, spec.model or "?", exc, secrets=[api_key(spec, KEY_VAR)])
 
 
 ADAPTER = _OpenAIAdapter()

@@ -12,5 +12,6 @@ live in ``tests/cloud/conftest.py``; copy them (or import the classes) elsewhere
 
 from ._base import FAIL_MODES, RecordedRequest
 from .gemini import GeminiTestServer
+from .openai_llama import LlamaOpenAIServer
 
-__all__ = ["FAIL_MODES", "GeminiTestServer", "RecordedRequest"]
+__all__ = ["FAIL_MODES", "GeminiTestServer", "LlamaOpenAIServer", "RecordedRequest"]
