@@ -6,7 +6,8 @@ answers from the dataset given here, whatever its own ``dataset:`` says. An answ
 when the answering model's recorded ``correct`` flag for that prompt is true; an answer from a
 model that is not recorded, or with no label, counts as wrong and is reported as ``unscored``.
 A request that raises :class:`~router.errors.RoutingError` counts as wrong, at the cost of the
-attempts it made.
+attempts it made. Period budgets (``budgets:``, ``ledger:``) are left out: a simulation never
+touches the spend ledger.
 
 Beside the policy, the report scores every single model of the dataset (a missing outcome
 counts as wrong, at no cost) and the oracle: the cheapest correct model for each prompt (when
@@ -166,12 +167,13 @@ class SimulationReport:
 
 
 def bind_dataset(policy: Policy, dataset: Dataset) -> Policy:
-    """A copy of ``policy`` whose recorded models all answer from ``dataset``."""
+    """A copy of ``policy`` whose recorded models all answer from ``dataset``, without period
+    budgets: a what-if must neither write to the real spend ledger nor be stopped by it."""
     if load_dataset_if_known(dataset.name) is not dataset:
         register_dataset(dataset)
     models = {name: (spec.model_copy(update={"dataset": dataset.name}) if spec.provider == "recorded" else spec)
               for name, spec in policy.models.items()}
-    return policy.model_copy(update={"models": MappingProxyType(models)})
+    return policy.model_copy(update={"models": MappingProxyType(models), "budgets": (), "ledger": None})
 
 
 def _check_recorded(policy: Policy, dataset: Dataset) -> None:
@@ -263,8 +265,8 @@ def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
     loaded, router = _as_policy(policy)
     _check_recorded(loaded, data)
     bound = bind_dataset(loaded, data)
-    router = router.model_copy(update={"policy": bound}) if router is not None else PolicyRouter(policy=bound)
-    router.model_post_init(None)  # a fresh catalog for the re-bound models
+    router = PolicyRouter(policy=bound, tools=router.tools if router else (),
+                          tool_choice=router.tool_choice if router else None)
     records = data.records[:limit] if limit is not None else data.records
     per_rung = {name: RungStats(name) for name in bound.policy.cascade}
     rows: list[SimulatedRow] = []

@@ -130,3 +130,13 @@ def test_cli_refuses_a_dataset_that_does_not_record_the_policys_models(capsys: p
     assert main(["simulate", "--policy", str(CASCADE_POLICY), "--dataset", str(TINY)]) == 1
     err = capsys.readouterr().err
     assert "not recorded in" in err and "mistralai/mistral-7b-chat" in err
+
+
+def test_simulation_leaves_period_budgets_and_the_ledger_alone(tmp_path: Path):
+    ledger = tmp_path / "spend.db"
+    text = POLICY + f"budgets:\n  - name: daily\n    period: day\n    limit_usd: 0.000001\nledger: sqlite:///{ledger}\n"
+    policy = loads_policy(text, "tiny.yaml")
+    report = simulate(policy, TINY, progress=False)
+    # a $0.000001 daily budget would refuse every call; the simulation ignores it
+    assert report.cost_usd == pytest.approx(0.023)
+    assert not ledger.exists()
