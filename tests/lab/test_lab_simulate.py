@@ -140,3 +140,19 @@ def test_simulation_leaves_period_budgets_and_the_ledger_alone(tmp_path: Path):
     # a $0.000001 daily budget would refuse every call; the simulation ignores it
     assert report.cost_usd == pytest.approx(0.023)
     assert not ledger.exists()
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFixture[str]):
+    policy = loads_policy(POLICY, "tiny.yaml")
+    simulate(policy, TINY)  # stderr is captured here, not a terminal: no bar
+    assert "prompt" not in capsys.readouterr().err
+    simulate(policy, TINY, progress=True)
+    assert "simulate tiny-cascade" in capsys.readouterr().err
+
+
+def test_cli_set_overrides_apply_to_every_request(capsys: pytest.CaptureFixture[str]):
+    assert main(["simulate", "--policy", str(CASCADE_POLICY), "--dataset", str(SAMPLE_ARC), "--limit", "20",
+                 "--set", "cascade=[gpt-4]", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["per_rung"]["gpt-4"]["attempted"] == 20 and out["per_rung"]["mistral-7b"]["attempted"] == 0
+    assert out["accuracy"] == out["baselines"]["gpt-4-1106-preview"]["accuracy"]
