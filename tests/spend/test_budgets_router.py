@@ -184,3 +184,23 @@ async def test_cost_callback_counts_async_runs_and_refused_requests(ledger_url: 
     paid = routing(first)["total_cost_usd"] + routing(second)["total_cost_usd"]
     assert cb.requests == 2 and cb.total_usd == pytest.approx(paid)
     assert inner.requests == 1 and inner.total_usd == pytest.approx(routing(second)["total_cost_usd"])
+
+
+def test_a_check_that_consults_a_paid_model_is_held_to_the_budget_too(ledger_url: str):
+    verifier = "    - check: verifier\n      model: dear\n      max_tokens: 4"
+    worst_verifier = 4 * DEAR / 1e6  # $0.004: fits a fresh $0.004 budget, not one the answer drew on
+    router = PolicyRouter(policy=loads_policy(policy_text(ledger_url, budget("daily", worst_verifier),
+                                                          checks=verifier)))
+    record = routing(router.invoke(QUESTION))
+    [check] = record["attempts"][0]["checks"]
+    assert check["passed"] is False and check["calls"][0]["model"] == "dear"
+    assert check["calls"][0]["skipped"].startswith("over budget 'daily'")
+    assert [e.purpose for e in open_ledger(ledger_url).entries()] == ["answer"]
+
+    roomy_url = ledger_url.replace("ledger.db", "roomy.db")
+    roomy = PolicyRouter(policy=loads_policy(policy_text(roomy_url, budget("daily", 1.0), checks=verifier)))
+    record = routing(roomy.invoke(QUESTION))
+    assert record["attempts"][0]["checks"][0]["calls"][0]["skipped"] is None
+    entries = open_ledger(roomy_url).entries()
+    assert [(e.model, e.purpose) for e in entries] == [("cheap", "answer"), ("dear", "verifier")]
+    assert sum(e.cost_usd for e in entries) == pytest.approx(record["total_cost_usd"], abs=1e-8)
