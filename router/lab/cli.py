@@ -2,6 +2,7 @@
 imports this module when it exists).
 
     router simulate --policy P --dataset D [--json] [--plot FILE.png] [--limit N] [--set key=value]
+                    [--gold-extract choice|number|code|text]
 
 One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them.
 """
@@ -13,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from router.extractors import EXTRACTORS
 from router.lab.datasets import DatasetError
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -27,7 +29,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         report = simulate(args.policy, args.dataset, limit=args.limit,
                           progress=False if args.json else None,
-                          config={"configurable": overrides} if overrides else None)
+                          config={"configurable": overrides} if overrides else None,
+                          gold_extract=args.gold_extract)
     except DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -54,6 +57,9 @@ def add_simulate(sub: SubParsers) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the policy block for every request")
+    parser.add_argument("--gold-extract", default="text", choices=sorted(EXTRACTORS),
+                        help="how an answer of a model without a recording is compared with the record's "
+                             "gold answer (default: text)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--plot", default=None, metavar="FILE.png", help="draw cost against accuracy")
     parser.set_defaults(func=cmd_simulate)

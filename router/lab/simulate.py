@@ -3,8 +3,11 @@
 Every prompt of the dataset goes through the real :class:`~router.runnable.PolicyRouter` (the
 same selection, cascade and checks as in production); every recorded model of the policy
 answers from the dataset given here, whatever its own ``dataset:`` says. An answer is correct
-when the answering model's recorded ``correct`` flag for that prompt is true; an answer from a
-model that is not recorded, or with no label, counts as wrong and is reported as ``unscored``.
+when the answering model's recorded ``correct`` flag for that prompt is true. An answer from a
+model that is not recorded (a local llama.cpp rung, say), or with no label, is compared with the
+record's ``gold`` answer through an extractor (``gold_extract``: ``text`` by default, or
+``choice``, ``number``, ``code``); with no gold either it counts as wrong and is reported as
+``unscored``.
 A request that raises :class:`~router.errors.RoutingError` counts as wrong, at the cost of the
 attempts it made. Period budgets (``budgets:``, ``ledger:``) are left out: a simulation never
 touches the spend ledger.
@@ -32,9 +35,11 @@ from types import MappingProxyType
 from typing import Any
 
 from router.errors import RoutingError
+from router.extractors import Extractor, get_extractor
 from router.lab.datasets import Dataset, DatasetError, Record, load_dataset, load_dataset_if_known, register_dataset
 from router.policy import Policy, load_policy
 from router.runnable import PolicyRouter
+from router.tokens import message_text
 
 
 @dataclass(frozen=True)
@@ -252,7 +257,8 @@ def _progress_bar(records: Sequence[Record], desc: str) -> Iterable[Record]:
 
 def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
              dataset: str | os.PathLike[str] | Dataset, *, limit: int | None = None,
-             progress: bool | None = None, config: Mapping[str, Any] | None = None) -> SimulationReport:
+             progress: bool | None = None, config: Mapping[str, Any] | None = None,
+             gold_extract: str = "text") -> SimulationReport:
     """Run the first ``limit`` prompts of ``dataset`` (all by default) through the policy.
 
     ``policy`` is a policy file, a loaded :class:`Policy` or a :class:`PolicyRouter` (its bound
@@ -260,7 +266,9 @@ def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
     Raises :class:`DatasetError` when the dataset cannot be read or does not record a recorded
     model of the policy's cascade.
     ``config`` is passed to every ``invoke`` (``configurable`` overrides, tags, metadata).
+    ``gold_extract`` names the extractor that compares an unrecorded answer with ``gold``.
     """
+    judge = get_extractor(gold_extract)
     data = load_dataset(dataset)
     loaded, router = _as_policy(policy)
     _check_recorded(loaded, data)
@@ -276,7 +284,7 @@ def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
         iterator = _progress_bar(records, f"simulate {bound.name}")
     started = time.perf_counter()
     for record in iterator:
-        rows.append(_run_one(router, bound, record, per_rung, statuses, config))
+        rows.append(_run_one(router, bound, record, per_rung, statuses, config, judge))
     wall = time.perf_counter() - started
     n = len(rows)
     correct = sum(bool(r.correct) for r in rows)
@@ -294,13 +302,15 @@ def simulate(policy: str | os.PathLike[str] | Policy | PolicyRouter,
 
 
 def _run_one(router: PolicyRouter, policy: Policy, record: Record, per_rung: dict[str, RungStats],
-             statuses: dict[str, int], config: Mapping[str, Any] | None) -> SimulatedRow:
+             statuses: dict[str, int], config: Mapping[str, Any] | None, judge: Extractor) -> SimulatedRow:
+    answer: str | None = None
     try:
         message = router.invoke(record.prompt, config=dict(config) if config else None)
     except RoutingError as err:
         routing = err.decision.to_dict()
     else:
         routing = message.response_metadata["routing"]
+        answer = message_text(message)
     attempts = routing["attempts"]
     for attempt in attempts:
         stats = per_rung.setdefault(attempt["model"], RungStats(attempt["model"]))
@@ -314,6 +324,9 @@ def _run_one(router: PolicyRouter, policy: Policy, record: Record, per_rung: dic
         spec = policy.models[final]
         outcome = record.outcomes.get(spec.model or final) if spec.provider == "recorded" else None
         correct = outcome.correct if outcome is not None else None
+        if correct is None and record.gold is not None and answer is not None:
+            mine = judge(answer, record.prompt)
+            correct = mine is not None and mine == judge(record.gold, record.prompt)
     statuses[routing["status"]] = statuses.get(routing["status"], 0) + 1
     return SimulatedRow(record.id, final, correct, float(routing["total_cost_usd"]),
                         tuple(a["model"] for a in attempts), routing["status"])

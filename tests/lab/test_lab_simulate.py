@@ -156,3 +156,30 @@ def test_cli_set_overrides_apply_to_every_request(capsys: pytest.CaptureFixture[
     out = json.loads(capsys.readouterr().out)
     assert out["per_rung"]["gpt-4"]["attempted"] == 20 and out["per_rung"]["mistral-7b"]["attempted"] == 0
     assert out["accuracy"] == out["baselines"]["gpt-4-1106-preview"]["accuracy"]
+
+
+LOCAL_FIRST = """
+version: 1
+name: local-first
+models:
+  gemma: {provider: llamacpp, gguf: "bundled:gemma-3-270m", chat_format: qa, local: true, tier: basic,
+          context_window: 2048}
+  big: {provider: recorded, model: big, local: true, tier: premium, price: {input: 10.0, output: 30.0}}
+policy:
+  max_output_tokens: 8
+  cascade: [gemma, big]
+  confidence:
+    - check: min_length
+      chars: 1
+"""
+
+
+def test_answers_of_a_real_local_model_are_scored_against_gold():
+    """The bundled llama.cpp model answers first for real; its answer has no recording, so it is
+    compared with the record's gold answer (text extractor: case and punctuation do not matter)."""
+    report = simulate(loads_policy(LOCAL_FIRST, "local-first.yaml"), HERE / "fixtures" / "gold.jsonl",
+                      progress=False)
+    france, italy = report.rows
+    assert france.final_model == "gemma" and france.correct is True  # " Paris" vs gold "Paris."
+    assert italy.final_model == "gemma" and italy.correct is None  # no gold: unscored, counted wrong
+    assert report.unscored == 1 and report.accuracy == 0.5 and report.cost_usd == 0.0
