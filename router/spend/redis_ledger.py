@@ -95,14 +95,16 @@ class RedisLedger:
     """A :class:`router.spend.ledger.Ledger` in Redis (redis-py, Lua scripts)."""
 
     def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, prefix: str = "router-spend",
-                 client: Any = None) -> None:
+                 timeout_s: float = 5.0, client: Any = None) -> None:
         import redis
 
         self.url = redact(url)
         self.ttl_s = ttl_s
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._tag = "{" + prefix + "}"
-        self._redis = client if client is not None else redis.Redis.from_url(url)
+        # Bounded waits: an unreachable Redis must refuse paid calls soon, not hang them.
+        self._redis = client if client is not None else redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         self._reserve = self._redis.register_script(_RESERVE)
         self._finish = self._redis.register_script(_FINISH)
         self._usage = self._redis.register_script(_USAGE)

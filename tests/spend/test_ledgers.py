@@ -4,6 +4,7 @@ TTL, settle records what was spent, and threads hammering one budget never overs
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -120,3 +121,31 @@ def test_redis_url_password_never_shows(redis_url: str):
     url = redis_url.replace("redis://", "redis://:s3cret-pw@")
     store = open_ledger(url)
     assert "s3cret-pw" not in repr(store) and "s3cret-pw" not in store.url
+
+
+def test_an_unreachable_ledger_fails_closed(caplog: pytest.LogCaptureFixture):
+    from langchain_core.messages import HumanMessage
+
+    from router._calls import ModelCall
+    from router.spend import Budget, BudgetGuard
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    guard = BudgetGuard([Budget(name="daily", period="day", limit_usd=10)],
+                        f"redis://:pw-never-logged@127.0.0.1:{port}/0", policy="p")
+    call = ModelCall("flash", (HumanMessage("hi"),), worst_case_usd=0.01)
+    assert guard.reserve(call, {}) == "budget ledger unavailable (redis): refused a paid call"
+    assert guard.reserve(ModelCall("gemma", (), worst_case_usd=0.0), {}) is None  # free calls need no ledger
+    assert "pw-never-logged" not in caplog.text and "budget check failed closed" in caplog.text
+
+
+def test_the_default_ledger_is_sqlite_in_the_user_state_dir(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    from router.spend import default_ledger_url
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    url = default_ledger_url()
+    assert url == f"sqlite:///{tmp_path / 'policy-router' / 'ledger.db'}"
+    store = open_ledger(None)
+    assert store.url == url and (tmp_path / "policy-router" / "ledger.db").exists()
+    store.close()
