@@ -104,3 +104,16 @@ def test_shipped_sample_has_every_model_for_every_prompt():
     for s in sets:
         assert len(s.models) == 11 and "gpt-4-1106-preview" in s.models
         assert all(len(r.outcomes) == 11 for r in s)
+
+
+def test_derived_gold_letters_match_the_recorded_correctness():
+    from router.extractors import extract_choice
+
+    for name in ("arc_challenge.jsonl", "winogrande.jsonl"):
+        ds = load_dataset(SAMPLE / name)
+        scored = [r for r in ds if r.gold is not None]
+        assert len(scored) >= 95
+        for record in scored:
+            for model, outcome in record.outcomes.items():
+                said = extract_choice(outcome.response, record.prompt)
+                assert (said == record.gold) == outcome.correct, (name, record.id, model)
