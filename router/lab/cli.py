@@ -3,6 +3,7 @@ imports this module when it exists).
 
     router simulate --policy P --dataset D [--json] [--plot FILE.png] [--limit N] [--set key=value]
                     [--gold-extract choice|number|code|text]
+    router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--json]
 
 One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them.
 """
@@ -65,7 +66,13 @@ def add_simulate(sub: SubParsers) -> None:
     parser.set_defaults(func=cmd_simulate)
 
 
-LAB_COMMANDS: list[Callable[[SubParsers], None]] = [add_simulate]
+def add_calibrate(sub: SubParsers) -> None:
+    from router.lab.calibrate import add_calibrate as add  # the command lives beside its code
+
+    add(sub)
+
+
+LAB_COMMANDS: list[Callable[[SubParsers], None]] = [add_simulate, add_calibrate]
 
 
 def register(sub: SubParsers) -> None:

@@ -1,0 +1,411 @@
+"""Calibrate a cascade on recorded outcomes: pick rungs and agreement checks that meet a target.
+
+Running the router for every candidate setting would take hours, so calibration works on a
+table: each model's extracted answer, correctness, cost and base-check verdicts per prompt,
+computed once with the same extractor and check code the router runs. A candidate cascade
+(rungs, and per rung the models to consult and how many must agree) is scored on that table
+with array arithmetic that mirrors :func:`router.cascade.run_cascade` step by step (checks in
+order, first failure stops, consulting stops as soon as the verdict is certain, the best
+attempt when all fail). The chosen policy is then replayed by the real router
+(:func:`router.lab.simulate.simulate`); both figures are reported and must agree.
+
+Target syntax: constraints joined by commas, each ``METRIC OP VALUE[*MODEL]``:
+``accuracy>=0.97*gpt-4-1106-preview`` (97 % of that model's accuracy on the same prompts),
+``accuracy>=0.88``, ``cost<=0.4*gpt-4`` (40 % of that model's total cost), ``cost<=2.5`` (USD for
+all the prompts). ``VALUE`` may be a percentage (``97%``). MODEL is a catalog name or a recorded
+model name. With an accuracy constraint the search minimises cost; with cost constraints only, it
+maximises accuracy.
+
+``holdout`` guards against overfitting: a seeded share of the prompts is kept out of the search
+and the chosen policy is measured on it too.
+
+Example:
+    >>> report = calibrate("policies/cascade-routerbench.yaml",
+    ...                    ["arc_challenge_train.csv", "winograde_train.csv"],
+    ...                    "accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview",
+    ...                    out="my-policy.yaml")
+    >>> print(report)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from router.checks import CheckSpec
+from router.consult_checks import ConsultingCheck
+from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Rung, Scored, build_table, evaluate
+from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
+from router.policy import Policy, load_policy, loads_policy
+
+# --------------------------------------------------------------------------- target
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: Literal["accuracy", "cost"]
+    op: Literal[">=", "<="]
+    value: float
+    relative_to: str | None = None
+
+    def bound(self, table: OutcomeTable) -> float:
+        if self.relative_to is None:
+            return self.value
+        ref = table.model_index(self.relative_to)
+        base = table.correct[ref].mean() if self.metric == "accuracy" else table.cost[ref].sum()
+        return self.value * float(base)
+
+    def holds(self, accuracy: float, cost: float, table: OutcomeTable) -> bool:
+        got = accuracy if self.metric == "accuracy" else cost
+        bound = self.bound(table)
+        return got >= bound - 1e-12 if self.op == ">=" else got <= bound + 1e-12
+
+    def shortfall(self, accuracy: float, cost: float, table: OutcomeTable) -> float:
+        """How far from holding, relative to the bound (0 when it holds)."""
+        got = accuracy if self.metric == "accuracy" else cost
+        bound = self.bound(table) or 1e-12
+        gap = (bound - got) if self.op == ">=" else (got - bound)
+        return max(gap, 0.0) / abs(bound)
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}" + (f"*{self.relative_to}" if self.relative_to else "")
+
+
+@dataclass(frozen=True)
+class Target:
+    constraints: tuple[Constraint, ...]
+
+    @property
+    def objective(self) -> Literal["min_cost", "max_accuracy"]:
+        return "min_cost" if any(c.metric == "accuracy" for c in self.constraints) else "max_accuracy"
+
+    def __str__(self) -> str:
+        return ",".join(str(c) for c in self.constraints)
+
+
+_CONSTRAINT = re.compile(r"^\s*(accuracy|cost)\s*(>=|<=)\s*([0-9.]+)\s*(%?)\s*(?:\*\s*(\S+))?\s*$")
+
+
+def parse_target(text: str) -> Target:
+    """Parse ``"accuracy>=0.97*gpt-4,cost<=40%*gpt-4"``; :class:`CalibrationError` when malformed."""
+    constraints = []
+    for part in text.split(","):
+        match = _CONSTRAINT.match(part)
+        if not match:
+            raise CalibrationError(f"cannot read target {part.strip()!r}: expected METRIC OP VALUE[*MODEL], "
+                                   "e.g. accuracy>=0.97*gpt-4 or cost<=2.5")
+        metric, op, number, percent, model = match.groups()
+        try:
+            value = float(number) / (100 if percent else 1)
+        except ValueError:
+            raise CalibrationError(f"not a number in target: {number!r}") from None
+        constraints.append(Constraint(metric, op, value, model))  # type: ignore[arg-type]
+    return Target(tuple(constraints))
+
+
+# --------------------------------------------------------------------------- search
+
+
+def candidate_designs(cheap: Sequence[str], final: str, *, max_voters: int = 3,
+                      second_voters: int = 2) -> tuple[list[Design], list[tuple[Rung, ...]]]:
+    """First-stage designs (one guarded rung before ``final``) and the guarded rungs a second
+    stage may insert. Voters are asked cheapest first (``cheap`` is sorted by cost)."""
+
+    def rungs(model: str, size: int) -> list[Rung]:
+        others = [c for c in cheap if c != model]
+        out = []
+        for k in range(1, size + 1):
+            for voters in itertools.combinations(others, k):
+                out += [Rung(model, voters, need if need < k else None) for need in range(1, k + 1)]
+        return out
+
+    first = [Design((Rung(final),))]
+    first += [Design((r, Rung(final))) for model in cheap for r in rungs(model, max_voters)]
+    seconds = [(r,) for model in cheap for r in rungs(model, second_voters)]
+    return first, seconds
+
+
+@dataclass
+class SearchResult:
+    best: Scored
+    met: bool
+    evaluated: int
+
+
+def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
+           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False) -> SearchResult:
+    """Best design for ``target`` on ``table``: all one-guarded-rung cascades, then a second
+    guarded rung inserted into the ``beam`` best of those."""
+    first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
+    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted) for d in first]
+    top = sorted(scored, key=lambda s: _rank(s, target, table))[:beam]
+    for base in top:
+        if len(base.design.rungs) != 2:
+            continue
+        head = base.design.rungs[0]
+        for (extra,) in seconds:
+            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
+                continue
+            design = Design((head, extra, base.design.rungs[-1]))
+            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted))
+    best = min(scored, key=lambda s: _rank(s, target, table))
+    met = all(c.holds(best.accuracy, best.cost, table) for c in target.constraints)
+    return SearchResult(best, met, len(scored))
+
+
+def _rank(s: Scored, target: Target, table: OutcomeTable) -> tuple[float, ...]:
+    shortfall = sum(c.shortfall(s.accuracy, s.cost, table) for c in target.constraints)
+    size = sum(1 + len(r.voters) for r in s.design.rungs)
+    if target.objective == "min_cost":
+        return (shortfall, s.cost, -s.accuracy, size)
+    return (shortfall, -s.accuracy, s.cost, size)
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class Measured:
+    """A policy's figures on one set of prompts, next to the reference model's."""
+
+    label: str
+    n: int
+    accuracy: float
+    cost_usd: float
+    reference: str
+    reference_accuracy: float
+    reference_cost_usd: float
+    simulated_accuracy: float | None = None
+    simulated_cost_usd: float | None = None
+
+    @property
+    def accuracy_ratio(self) -> float:
+        return self.accuracy / self.reference_accuracy if self.reference_accuracy else 0.0
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.cost_usd / self.reference_cost_usd if self.reference_cost_usd else 0.0
+
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the real router's replay gave the same figures as the table."""
+        if self.simulated_accuracy is None or self.simulated_cost_usd is None:
+            return None
+        return (abs(self.simulated_accuracy - self.accuracy) < 1e-9
+                and abs(self.simulated_cost_usd - self.cost_usd) <= 1e-9 * max(1.0, self.cost_usd) + 1e-8)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "accuracy": round(self.accuracy, 6), "cost_usd": round(self.cost_usd, 8),
+                "reference": self.reference, "reference_accuracy": round(self.reference_accuracy, 6),
+                "reference_cost_usd": round(self.reference_cost_usd, 8),
+                "accuracy_ratio": round(self.accuracy_ratio, 6), "cost_ratio": round(self.cost_ratio, 6),
+                "simulated_accuracy": self.simulated_accuracy, "simulated_cost_usd": self.simulated_cost_usd,
+                "agrees": self.agrees}
+
+
+@dataclass
+class CalibrationReport:
+    target: Target
+    design: Design
+    met: bool
+    tuned: Measured
+    held_out: Measured | None
+    evaluated: int
+    wall_s: float
+    policy_text: str
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": str(self.target), "design": str(self.design), "met": self.met,
+                "tuned": self.tuned.to_dict(), "held_out": self.held_out.to_dict() if self.held_out else None,
+                "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out}
+
+    def __str__(self) -> str:
+        lines = [f"target {self.target}: {'met' if self.met else 'NOT met'} on the tuned prompts",
+                 f"cascade: {self.design}  ({self.evaluated} designs scored, {self.wall_s:.1f}s)",
+                 f"{'':18} {'n':>5} {'accuracy':>9} {'cost':>9} {'vs ' + self.tuned.reference:>28} {'replayed':>20}"]
+        for m in (self.tuned, self.held_out):
+            if m is None:
+                continue
+            replay = ("-" if m.agrees is None else
+                      f"{m.simulated_accuracy:.4f} ${m.simulated_cost_usd:.4f}" + ("" if m.agrees else " (!)"))
+            lines.append(f"{m.label:18} {m.n:>5} {m.accuracy:>9.4f} ${m.cost_usd:>8.4f} "
+                         f"{m.accuracy_ratio:>10.3f}x acc {m.cost_ratio:>8.1%} cost  {replay:>20}")
+        if self.out:
+            lines.append(f"policy written to {self.out}")
+        return "\n".join(lines)
+
+
+def combine(datasets: Sequence[str | os.PathLike[str] | Dataset]) -> Dataset:
+    """One dataset of all records of ``datasets`` (registered, so recorded models can answer)."""
+    loaded = [load_dataset(d) for d in datasets]
+    if len(loaded) == 1:
+        return loaded[0]
+    name = "+".join(os.path.basename(d.name) for d in loaded)
+    return register_dataset(Dataset([r for d in loaded for r in d.records], name))
+
+
+def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random columns to tune on and to hold out."""
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    cut = len(dataset) - round(len(dataset) * holdout)
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def _subset(dataset: Dataset, columns: np.ndarray, label: str) -> Dataset:
+    records = [dataset.records[i] for i in columns]
+    digest = hashlib.sha1(",".join(map(str, columns)).encode()).hexdigest()[:10]
+    return register_dataset(Dataset(records, f"{dataset.name}#{label}-{digest}"))
+
+
+def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLike[str] | Dataset],
+              target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
+              seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
+              verify: bool = True, command: str | None = None) -> CalibrationReport:
+    """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
+    ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc."""
+    started = time.perf_counter()
+    goal = parse_target(target) if isinstance(target, str) else target
+    if not 0 <= holdout < 1:
+        raise CalibrationError(f"holdout must be in [0, 1), got {holdout}")
+    base_policy = load_policy(policy)
+    data = combine(datasets)
+    base_checks = [c for c in base_policy.policy.confidence if not isinstance(c, ConsultingCheck)]
+    table = build_table(base_policy, data.records, base_checks, extract)
+    tune_cols, held_cols = split(data, holdout, seed) if holdout else (np.arange(len(data)), np.arange(0))
+    tune = table.take(tune_cols)
+    eligible = _eligible(base_policy, table)
+    top = final or max(eligible, key=lambda n: (tune.correct[tune.model_index(n)].mean(),
+                                                -tune.cost[tune.model_index(n)].sum()))
+    if top not in eligible:
+        raise CalibrationError(f"final model {top!r} is not an eligible recorded model: {', '.join(eligible)}")
+    top_cost = tune.cost[tune.model_index(top)].mean()
+    tiers = {n: base_policy.tier_rank(base_policy.models[n].tier) for n in eligible}
+    cheap = sorted((n for n in eligible if tune.cost[tune.model_index(n)].mean() < top_cost
+                    and tiers[n] <= tiers[top]), key=lambda n: tune.cost[tune.model_index(n)].mean())
+    raises = base_policy.policy.on_exhausted == "raise"
+    found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,
+                   raise_on_exhausted=raises)
+    reference = next((c.relative_to for c in goal.constraints if c.relative_to), top)
+    measured = [_measure("tuned", tune, found.best.design, reference, raises)]
+    if len(held_cols):
+        measured.append(_measure("held-out", table.take(held_cols), found.best.design, reference, raises))
+    text = policy_yaml(policy, found.best.design, base_checks=base_policy.policy.confidence,
+                       extract=extract, name=Path(out).stem if out else base_policy.name,
+                       header=_header(goal, found.met, measured, data, command))
+    tuned_policy = loads_policy(text, str(out or "<calibrated>"))
+    if verify:
+        from router.lab.simulate import simulate
+
+        for m, cols in zip(measured, (tune_cols, held_cols), strict=False):  # no held-out part when holdout=0
+            report = simulate(tuned_policy, _subset(data, cols, m.label), progress=False)
+            m.simulated_accuracy, m.simulated_cost_usd = report.accuracy, report.cost_usd
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    return CalibrationReport(goal, found.best.design, found.met, measured[0],
+                             measured[1] if len(measured) > 1 else None, found.evaluated,
+                             time.perf_counter() - started, text, os.fspath(out) if out else None)
+
+
+def _eligible(policy: Policy, table: OutcomeTable) -> list[str]:
+    floor = policy.tier_rank(policy.policy.quality_tier)
+    return [n for n in table.models if policy.tier_rank(policy.models[n].tier) >= floor
+            and table.present[table.model_index(n)].any()]
+
+
+def _measure(label: str, table: OutcomeTable, design: Design, reference: str, raises: bool) -> Measured:
+    scored = evaluate(table, design, raise_on_exhausted=raises)
+    ref = table.model_index(reference)
+    return Measured(label, table.n, scored.accuracy, scored.cost, table.recorded[ref],
+                    float(table.correct[ref].mean()) if table.n else 0.0, float(table.cost[ref].sum()))
+
+
+def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None) -> str:
+    lines = [f"Calibrated by `router calibrate` on {datetime.date.today().isoformat()}"
+             + (f":\n  {command}" if command else "."),
+             f"Dataset: {os.path.basename(data.name)} ({len(data)} prompts).",
+             f"Target {goal}: {'met' if met else 'NOT met'} on the tuned prompts."]
+    for m in measured:
+        lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
+                     f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")
+    lines.append("Recorded models answer from `dataset:`; `router simulate --dataset D` replays them on D.")
+    return "".join(f"# {line}\n" for line in "\n".join(lines).splitlines())
+
+
+def policy_yaml(source: str | os.PathLike[str], design: Design, *, base_checks: Sequence[CheckSpec],
+                extract: str, name: str, header: str = "") -> str:
+    """The policy file ``source`` with ``design``'s cascade and checks (``${VAR}`` kept as written)."""
+    raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    checks: list[dict[str, Any]] = [{"check": c.check} | c.model_dump(exclude_defaults=True)
+                                    for c in base_checks if not isinstance(c, ConsultingCheck)]
+    for rung in design.rungs:
+        if rung.voters:
+            entry: dict[str, Any] = {"check": "agreement", "models": list(rung.voters), "extract": extract}
+            if rung.min_agree is not None:
+                entry["min_agree"] = rung.min_agree
+            checks.append(entry | {"apply_to": [rung.model]})
+    raw["name"] = name
+    raw["policy"] = {**raw.get("policy", {}), "cascade": [r.model for r in design.rungs], "confidence": checks}
+    body = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
+    return header + body
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``router calibrate``: exit 0 when the target is met on the tuned prompts and the replay
+    agrees with the table, 1 otherwise (the policy is written either way, its header says so)."""
+    command = "router calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    try:
+        report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
+                           seed=args.seed, extract=args.extract, final=args.final,
+                           max_voters=args.max_voters, verify=not args.no_verify, command=command)
+    except (CalibrationError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    replays = [m.agrees for m in (report.tuned, report.held_out) if m is not None]
+    return 0 if report.met and all(a is not False for a in replays) else 1
+
+
+def add_calibrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "calibrate", help="tune a policy's cascade and agreement checks on recorded outcomes",
+        description="Search cascade order and agreement checks over the policy's recorded models to meet "
+                    "a target, verify the choice with the real router, and write the tuned policy. Target: "
+                    "comma-separated METRIC OP VALUE[*MODEL], e.g. 'accuracy>=0.97*gpt-4-1106-preview' "
+                    "(minimise cost) or 'cost<=0.4*gpt-4-1106-preview' (maximise accuracy).")
+    parser.add_argument("--policy", required=True, help="policy file whose catalog holds the recorded models")
+    parser.add_argument("--dataset", required=True, action="append",
+                        help="RouterBench CSV or JSONL file (repeat to tune on several together)")
+    parser.add_argument("--target", required=True, help="e.g. accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview")
+    parser.add_argument("--out", required=True, help="where to write the tuned policy (its name: the file stem)")
+    parser.add_argument("--holdout", type=float, default=0.5,
+                        help="share of prompts kept out of the search and measured separately (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tune/held-out split")
+    parser.add_argument("--extract", default="choice", help="extractor the agreement checks compare with")
+    parser.add_argument("--final", default=None, help="last rung (default: the most accurate model)")
+    parser.add_argument("--max-voters", type=int, default=3, help="most models one agreement check consults")
+    parser.add_argument("--no-verify", action="store_true", help="skip the replay through the real router")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=cmd_calibrate)
+
+
+__all__ = ["CalibrationError", "CalibrationReport", "Constraint", "Design", "Measured", "OutcomeTable", "Rung",
+           "Target", "add_calibrate", "build_table", "calibrate", "cmd_calibrate", "evaluate", "parse_target", "policy_yaml", "search"]

@@ -1,0 +1,193 @@
+"""The outcome table behind ``router calibrate``: every model's answer to every prompt, once.
+
+Each catalog model's recorded answer is reduced with the same extractor the agreement check
+uses and judged by the same base checks the cascade runs; :func:`evaluate` then scores a whole
+cascade design on all prompts with array arithmetic that mirrors
+:func:`router.cascade.run_cascade` step by step: rungs in order, checks in order with the first
+failure stopping, agreement voters asked in order until the verdict is certain (as
+:class:`router.consult_checks.AgreementCheck` does), a missing record failing like a provider
+error at no cost, and the best rejected attempt answering when every rung fails.
+
+Example:
+    >>> table = build_table(policy, dataset.records, base_checks=[], extract="choice")
+    >>> scored = evaluate(table, Design((Rung("mistral-7b", ("mixtral-8x7b",)), Rung("gpt-4"))))
+    >>> scored.accuracy, scored.cost
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from langchain_core.messages import AIMessage, HumanMessage
+
+from router.checks import Answer, CheckSpec
+from router.errors import RouterError
+from router.extractors import get_extractor
+from router.lab.datasets import Record
+from router.policy import Policy
+
+
+class CalibrationError(RouterError, ValueError):
+    """Calibration cannot run: a bad target, no recorded models, a dataset that does not fit."""
+
+
+@dataclass
+class OutcomeTable:
+    """Per catalog model (rows) and prompt (columns): what the router would see."""
+
+    models: tuple[str, ...]
+    recorded: tuple[str, ...]
+    present: np.ndarray
+    answer: np.ndarray          # extracted answer as a per-prompt code; -1: nothing extracted
+    correct: np.ndarray
+    cost: np.ndarray
+    base_passed: np.ndarray     # base checks passed before the first failure
+    base_ok: np.ndarray
+    n_base: int = 0             # how many base checks there are
+
+    @property
+    def n(self) -> int:
+        return int(self.present.shape[1])
+
+    def model_index(self, name: str) -> int:
+        if name in self.models:
+            return self.models.index(name)
+        if name in self.recorded:
+            return self.recorded.index(name)
+        raise CalibrationError(f"unknown model {name!r} in target; catalog: {', '.join(self.models)}")
+
+    def take(self, columns: np.ndarray) -> OutcomeTable:
+        return OutcomeTable(self.models, self.recorded, *(a[:, columns] for a in (
+            self.present, self.answer, self.correct, self.cost, self.base_passed, self.base_ok)),
+            n_base=self.n_base)
+
+
+def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence[CheckSpec],
+                extract: str) -> OutcomeTable:
+    """Run the extractor and the base checks once over every recorded answer."""
+    names = tuple(n for n, s in policy.models.items() if s.provider == "recorded")
+    if not names:
+        raise CalibrationError("the policy has no recorded models (provider: recorded) to calibrate")
+    recorded = tuple(policy.models[n].model or n for n in names)
+    shape = (len(names), len(records))
+    present, correct, ok = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool)
+    answer, passed = np.full(shape, -1, np.int32), np.zeros(shape, np.int16)
+    cost = np.zeros(shape)
+    extractor = get_extractor(extract)
+    for j, record in enumerate(records):
+        codes: dict[str, int] = {}
+        prompt = (HumanMessage(record.prompt),)
+        for i, model in enumerate(recorded):
+            outcome = record.outcomes.get(model)
+            if outcome is None:
+                continue
+            present[i, j], correct[i, j], cost[i, j] = True, bool(outcome.correct), outcome.cost_usd
+            value = extractor(outcome.response, record.prompt)
+            if value is not None:
+                answer[i, j] = codes.setdefault(value, len(codes))
+            reply = Answer(model=names[i], text=outcome.response, message=AIMessage(outcome.response),
+                           prompt=prompt)
+            count = 0
+            for check in base_checks:
+                result = check.run(reply, None)
+                if not result.passed:  # type: ignore[union-attr]
+                    break
+                count += 1
+            passed[i, j], ok[i, j] = count, count == len(base_checks)
+    return OutcomeTable(names, recorded, present, answer, correct, cost, passed, ok, len(base_checks))
+
+
+# --------------------------------------------------------------------------- designs
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A cascade rung and, unless it is the last, the agreement check that guards it."""
+
+    model: str
+    voters: tuple[str, ...] = ()
+    min_agree: int | None = None
+
+    def __str__(self) -> str:
+        if not self.voters:
+            return self.model
+        need = self.min_agree or len(self.voters)
+        return f"{self.model}[{need}/{len(self.voters)} of {'+'.join(self.voters)}]"
+
+
+@dataclass(frozen=True)
+class Design:
+    rungs: tuple[Rung, ...]
+
+    def __str__(self) -> str:
+        return " -> ".join(str(r) for r in self.rungs)
+
+
+@dataclass
+class Scored:
+    design: Design
+    accuracy: float
+    cost: float
+    correct: np.ndarray = field(repr=False)
+    cost_each: np.ndarray = field(repr=False)
+
+
+def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False) -> Scored:
+    """Score ``design`` on every prompt of ``table``, exactly as the cascade would run it."""
+    n = table.n
+    open_ = np.ones(n, bool)
+    spent = np.zeros(n)
+    final = np.full(n, -1)
+    best_score, best_model = np.full(n, -1), np.full(n, -1)
+    guarded = [k for k, r in enumerate(design.rungs) if r.voters]  # order of agreement checks
+    for rank, rung in enumerate(design.rungs):
+        m = table.model_index(rung.model)
+        tried = open_ & table.present[m]  # a missing record is an error: no cost, no checks
+        spent += np.where(tried, table.cost[m], 0.0)
+        ok = tried & table.base_ok[m]
+        score = table.base_passed[m].astype(int)
+        if rung.voters:
+            position = guarded.index(rank)
+            agreed = _agreement(table, m, rung, ok, spent)
+            accepted = ok & agreed
+            score = np.where(ok, table.n_base + position, score)
+        else:
+            accepted = ok
+        final[accepted] = m
+        rejected = tried & ~accepted
+        better = rejected & (score >= best_score)
+        best_score[better], best_model[better] = score[better], m
+        open_ &= ~accepted
+    exhausted = (final < 0) & (best_model >= 0)
+    if not raise_on_exhausted:
+        final[exhausted] = best_model[exhausted]
+    columns = np.arange(n)
+    right = np.where(final >= 0, table.correct[np.maximum(final, 0), columns], False)
+    return Scored(design, float(right.mean()) if n else 0.0, float(spent.sum()), right, spent)
+
+
+def _agreement(table: OutcomeTable, m: int, rung: Rung, ok: np.ndarray, spent: np.ndarray) -> np.ndarray:
+    """Mirror of :class:`router.consult_checks.AgreementCheck` (voters asked in order, stopping
+    once the verdict is certain; a failed consultation fails the check). Adds consulting costs
+    to ``spent``."""
+    mine = table.answer[m]
+    voters = [table.model_index(v) for v in rung.voters if v != rung.model]
+    if not voters:
+        return ok.copy()
+    needed = min(rung.min_agree or len(voters), len(voters))
+    live = ok & (mine >= 0)
+    agreed = np.zeros(table.n, int)
+    failed = np.zeros(table.n, bool)
+    for i, v in enumerate(voters):
+        failed |= live & ~table.present[v]
+        asked = live & table.present[v]
+        spent += np.where(asked, table.cost[v], 0.0)
+        agreed += asked & (table.answer[v] == mine)
+        left = len(voters) - i - 1
+        live = asked & ~((agreed >= needed) | (agreed + left < needed))
+    return ok & (mine >= 0) & ~failed & (agreed >= needed)
+
+
+__all__ = ["CalibrationError", "Design", "OutcomeTable", "Rung", "Scored", "build_table", "evaluate"]
