@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlunparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat
 
@@ -52,6 +52,22 @@ class Budget(BaseModel):
         return f"{self.name}[{self.per}={self.subject(metadata)}]"
 
 
+def redact(url: str) -> str:
+    """The URL without its password (for messages, reprs and records)."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = f"{parsed.username or ''}:***@{parsed.hostname or ''}" + (f":{parsed.port}" if parsed.port else "")
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+class RedactedURL(str):
+    """A ledger URL whose repr hides the password (a policy's repr may be logged)."""
+
+    def __repr__(self) -> str:
+        return repr(redact(str(self)))
+
+
 def _check_ledger_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in LEDGER_SCHEMES:
@@ -70,7 +86,7 @@ def _check_ledger_url(url: str) -> str:
                 ok = False
             if not ok:
                 raise ValueError("ttl_s must be a number of seconds > 0")
-    return url
+    return RedactedURL(url)
 
 
 LedgerURL = Annotated[str, AfterValidator(_check_ledger_url)]

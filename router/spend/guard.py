@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from router.spend.config import Budget
+from router.spend.config import Budget, redact
 from router.spend.ledger import Bucket, Hold, Ledger, LedgerError, Shortfall, open_ledger, to_units, to_usd
 from router.spend.periods import period_end, period_key
 
@@ -88,7 +88,7 @@ class BudgetGuard:
                    clock=clock)
 
     def __repr__(self) -> str:
-        where = self._ledger.url if self._ledger is not None else (self._ledger_url or "default")
+        where = self._ledger.url if self._ledger is not None else redact(self._ledger_url or "default")
         return f"BudgetGuard({[b.name for b in self.budgets]}, ledger={where!r})"
 
     @property

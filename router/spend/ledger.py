@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from router.errors import RouterError
-from router.spend.config import DEFAULT_TTL_S
+from router.spend.config import DEFAULT_TTL_S, redact
 
 UNITS_PER_USD = 1_000_000_000
 
@@ -152,15 +152,6 @@ class Ledger(Protocol):
         """Settled entries, oldest first, optionally from ``since`` (epoch seconds) on."""
 
     def close(self) -> None: ...
-
-
-def redact(url: str) -> str:
-    """The URL without a password (for messages, reprs and records)."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    netloc = f"{parsed.username or ''}:***@{parsed.hostname or ''}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
 
 
 def default_ledger_url() -> str:

@@ -84,3 +84,13 @@ def test_a_bad_ledger_url_and_a_duplicate_budget_name_are_errors():
 def test_a_negative_limit_is_refused():
     issue = only_issue("budgets:\n  - name: daily\n    period: day\n    limit_usd: -1\n")
     assert issue.key == "budgets.0.limit_usd" and issue.line == 14
+
+
+def test_a_ledger_password_never_shows_in_a_repr():
+    policy = load("budgets:\n  - {name: daily, period: day, limit_usd: 1}\n"
+                  "ledger: redis://:hunter2-secret@127.0.0.1:6379/0\n")
+    router = PolicyRouter(policy=policy)
+    assert policy.ledger == "redis://:hunter2-secret@127.0.0.1:6379/0"  # the value itself is usable
+    for shown in (repr(policy), repr(router), repr(router.spend_guard), str(router.spend_guard)):
+        assert "hunter2" not in shown
+    assert "redis://:***@127.0.0.1:6379/0" in repr(router.spend_guard)
