@@ -101,3 +101,23 @@ async def test_two_router_instances_share_one_redis_budget(gemini, redis_url):
     assert settled <= LIMIT + 1e-12 and settled == pytest.approx(50 * WORST_CASE)
     status = first.spend_guard.status()[0]
     assert status.spent_usd == pytest.approx(LIMIT) and status.reserved_usd == 0
+
+
+async def test_concurrent_streams_settle_their_streamed_usage(gemini, tmp_path):
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    router = PolicyRouter(policy=loads_policy(gemini_policy(gemini.base_url, ledger_url, limit=0.01)))
+    router.catalog.chat_model("flash")
+
+    async def stream(i: int) -> object:
+        try:
+            return [c async for c in router.astream(f"Stream {i}")]
+        except RoutingError as err:
+            return err
+
+    results = await asyncio.gather(*(stream(i) for i in range(20)))
+    streamed = [r for r in results if isinstance(r, list)]
+    assert len(streamed) == 10 and gemini.count() == 10
+    assert all(r.path.endswith(":streamGenerateContent?alt=sse") for r in gemini.requests)
+    entries = open_ledger(ledger_url).entries()
+    assert len(entries) == 10 and all(e.cost_usd == pytest.approx(WORST_CASE) for e in entries)
+    assert spend_report(ledger_url).total_usd == pytest.approx(0.01)
