@@ -114,12 +114,13 @@ class BudgetGuard:
                     f"(a per-{missing[0].per} budget refuses untagged paid calls)")
         buckets = tuple(Bucket(b.name, b.subject(metadata), period_key(b.period, now), to_units(b.limit_usd),
                                period_end(b.period, now)) for b in self.budgets)
-        hold = Hold(uuid.uuid4().hex, buckets, to_units(call.worst_case_usd, round_up=True),
-                    now + self.ledger.ttl_s, self.policy, call.model, call.purpose,
-                    tuple(b.label(metadata) for b in self.budgets),
-                    {b.per: str(metadata[b.per]) for b in self.budgets if b.per is not None})
         try:
-            shortfall = self.ledger.reserve(hold, now)
+            ledger = self.ledger
+            hold = Hold(uuid.uuid4().hex, buckets, to_units(call.worst_case_usd, round_up=True),
+                        now + ledger.ttl_s, self.policy, call.model, call.purpose,
+                        tuple(b.label(metadata) for b in self.budgets),
+                        {b.per: str(metadata[b.per]) for b in self.budgets if b.per is not None})
+            shortfall = ledger.reserve(hold, now)
         except LedgerError as err:
             logger.warning("budget check failed closed: %s", err)
             return f"budget ledger unavailable ({err.backend}): refused a paid call"

@@ -149,3 +149,17 @@ def test_the_default_ledger_is_sqlite_in_the_user_state_dir(tmp_path, monkeypatc
     store = open_ledger(None)
     assert store.url == url and (tmp_path / "policy-router" / "ledger.db").exists()
     store.close()
+
+
+def test_a_ledger_that_cannot_be_opened_fails_closed(tmp_path):
+    from langchain_core.messages import HumanMessage
+
+    from router._calls import ModelCall
+    from router.spend import Budget, BudgetGuard
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the ledger's directory should be")
+    guard = BudgetGuard([Budget(name="daily", period="day", limit_usd=10)],
+                        f"sqlite:///{blocker / 'ledger.db'}", policy="p")
+    call = ModelCall("flash", (HumanMessage("hi"),), worst_case_usd=0.01)
+    assert guard.reserve(call, {}) == "budget ledger unavailable (sqlite): refused a paid call"
