@@ -103,10 +103,12 @@ class Dataset:
     def __init__(self, records: Iterable[Record], name: str) -> None:
         self.records: tuple[Record, ...] = tuple(records)
         self.name = name
+        self._by_text: dict[str, Record] = {}
         self._by_key: dict[str, Record] = {}
         self._by_id: dict[str, Record] = {}
         models: dict[str, None] = {}
         for record in self.records:
+            self._by_text.setdefault(record.prompt, record)
             self._by_key.setdefault(prompt_key(record.prompt), record)
             self._by_id.setdefault(record.id, record)
             models.update(dict.fromkeys(record.outcomes))
@@ -123,7 +125,8 @@ class Dataset:
 
     def find(self, prompt: str) -> Record | None:
         """The record of ``prompt`` (exact text, or equal after collapsing whitespace)."""
-        return self._by_key.get(prompt_key(prompt))
+        found = self._by_text.get(prompt)
+        return found if found is not None else self._by_key.get(prompt_key(prompt))
 
     def get(self, record_id: str) -> Record | None:
         return self._by_id.get(record_id)

@@ -71,6 +71,11 @@ def _cached_tokens(texts: tuple[str, ...]) -> int:
     return count_openai_tokens([HumanMessage(content=text) for text in texts])
 
 
+@functools.lru_cache(maxsize=16384)
+def _cached_text_tokens(text: str) -> int:
+    return count_text_tokens(text)
+
+
 def count_request_tokens(messages: Sequence[BaseMessage]) -> int:
     """cl100k tokens of ``messages`` with OpenAI's chat overhead (which depends on the texts
     only), memoised: a simulation counts the same prompt for selection, each rung and usage."""
@@ -103,7 +108,7 @@ class RecordedChatModel(BaseChatModel):
             raise MissingRecordError(self.recorded_model, self.dataset.name, prompt,
                                 f"no recorded outcome of {self.recorded_model!r} for record {record.id!r}")
         input_tokens = count_request_tokens(messages)
-        output_tokens = count_text_tokens(outcome.response)
+        output_tokens = _cached_text_tokens(outcome.response)
         message = AIMessage(
             content=outcome.response,
             usage_metadata={"input_tokens": input_tokens, "output_tokens": output_tokens,
