@@ -175,15 +175,21 @@ def test_cost_callback_totals_every_router_call_in_a_block_once(ledger_url: str)
 
 
 async def test_cost_callback_counts_async_runs_and_refused_requests(ledger_url: str):
+    # on_exhausted: raise → the request pays for its first rung, then raises RoutingError: the
+    # money spent still counts.
     router = PolicyRouter(policy=loads_policy(policy_text(
-        ledger_url, budget("daily", 0.01), cascade="[cheap, dear]", checks=FAIL)))
+        ledger_url, budget("daily", 0.01), cascade="[cheap, dear]", checks=FAIL).replace(
+        "  confidence:", "  on_exhausted: raise\n  confidence:")))
     with get_cost_callback() as cb:
-        first = await router.ainvoke(QUESTION)
-        with get_cost_callback() as inner:
-            second = await router.ainvoke(QUESTION)
-    paid = routing(first)["total_cost_usd"] + routing(second)["total_cost_usd"]
-    assert cb.requests == 2 and cb.total_usd == pytest.approx(paid)
-    assert inner.requests == 1 and inner.total_usd == pytest.approx(routing(second)["total_cost_usd"])
+        with pytest.raises(RoutingError) as refused:
+            await router.ainvoke(QUESTION)
+        with get_cost_callback() as inner, pytest.raises(RoutingError) as refused_again:
+            await router.ainvoke(QUESTION)
+    paid = [refused.value.decision.total_cost_usd, refused_again.value.decision.total_cost_usd]
+    assert all(p > 0 for p in paid)
+    assert cb.requests == 2 and cb.total_usd == pytest.approx(sum(paid))
+    assert inner.requests == 1 and inner.total_usd == pytest.approx(paid[1])
+    assert cb.total_usd == pytest.approx(spend_report(ledger_url).total_usd, abs=1e-8)
 
 
 def test_a_check_that_consults_a_paid_model_is_held_to_the_budget_too(ledger_url: str):
