@@ -49,7 +49,16 @@ import yaml
 
 from router.checks import CheckSpec
 from router.consult_checks import ConsultingCheck
-from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Rung, Scored, build_table, evaluate
+from router.lab.cascade_table import (
+    CalibrationError,
+    Design,
+    OutcomeTable,
+    Rung,
+    RungCache,
+    Scored,
+    build_table,
+    evaluate,
+)
 from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
 from router.policy import Policy, load_policy, loads_policy
 
@@ -152,7 +161,8 @@ def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[s
     """Best design for ``target`` on ``table``: all one-guarded-rung cascades, then a second
     guarded rung inserted into the ``beam`` best of those."""
     first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
-    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted) for d in first]
+    cache: RungCache = {}
+    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
     top = sorted(scored, key=lambda s: _rank(s, target, table))[:beam]
     for base in top:
         if len(base.design.rungs) != 2:
@@ -162,7 +172,7 @@ def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[s
             if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
                 continue
             design = Design((head, extra, base.design.rungs[-1]))
-            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted))
+            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
     best = min(scored, key=lambda s: _rank(s, target, table))
     met = all(c.holds(best.accuracy, best.cost, table) for c in target.constraints)
     return SearchResult(best, met, len(scored))

@@ -134,8 +134,37 @@ class Scored:
     cost_each: np.ndarray = field(repr=False)
 
 
-def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False) -> Scored:
-    """Score ``design`` on every prompt of ``table``, exactly as the cascade would run it."""
+@dataclass(frozen=True)
+class RungRun:
+    """One rung's verdict on every prompt, as if every prompt reached it (masked later)."""
+
+    tried: np.ndarray       # the model has a record (else: an error, no cost, no checks)
+    accepted: np.ndarray
+    score: np.ndarray       # checks passed, for the best-of fallback
+    cost: np.ndarray        # the answer plus any consultations
+
+
+RungCache = dict[tuple[Rung, int], RungRun]
+
+
+def run_rung(table: OutcomeTable, rung: Rung, position: int) -> RungRun:
+    """``position``: the index of this rung's agreement check among the policy's (earlier
+    rungs' checks pass with "not applied" and count as passed)."""
+    m = table.model_index(rung.model)
+    tried = table.present[m]
+    cost = np.where(tried, table.cost[m], 0.0)
+    ok = tried & table.base_ok[m]
+    score = table.base_passed[m].astype(int)
+    if not rung.voters:
+        return RungRun(tried, ok, score, cost)
+    accepted = ok & _agreement(table, m, rung, ok, cost)
+    return RungRun(tried, accepted, np.where(ok, table.n_base + position, score), cost)
+
+
+def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False,
+             cache: RungCache | None = None) -> Scored:
+    """Score ``design`` on every prompt of ``table``, exactly as the cascade would run it.
+    ``cache`` keeps rung verdicts between calls (a search scores thousands of designs)."""
     n = table.n
     open_ = np.ones(n, bool)
     spent = np.zeros(n)
@@ -143,22 +172,18 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
     best_score, best_model = np.full(n, -1), np.full(n, -1)
     guarded = [k for k, r in enumerate(design.rungs) if r.voters]  # order of agreement checks
     for rank, rung in enumerate(design.rungs):
+        key = (rung, guarded.index(rank) if rung.voters else -1)
+        run = cache.get(key) if cache is not None else None
+        if run is None:
+            run = run_rung(table, rung, key[1])
+            if cache is not None:
+                cache[key] = run
         m = table.model_index(rung.model)
-        tried = open_ & table.present[m]  # a missing record is an error: no cost, no checks
-        spent += np.where(tried, table.cost[m], 0.0)
-        ok = tried & table.base_ok[m]
-        score = table.base_passed[m].astype(int)
-        if rung.voters:
-            position = guarded.index(rank)
-            agreed = _agreement(table, m, rung, ok, spent)
-            accepted = ok & agreed
-            score = np.where(ok, table.n_base + position, score)
-        else:
-            accepted = ok
+        spent += np.where(open_, run.cost, 0.0)
+        accepted = open_ & run.accepted
         final[accepted] = m
-        rejected = tried & ~accepted
-        better = rejected & (score >= best_score)
-        best_score[better], best_model[better] = score[better], m
+        better = open_ & run.tried & ~run.accepted & (run.score >= best_score)
+        best_score[better], best_model[better] = run.score[better], m
         open_ &= ~accepted
     exhausted = (final < 0) & (best_model >= 0)
     if not raise_on_exhausted:
@@ -190,4 +215,5 @@ def _agreement(table: OutcomeTable, m: int, rung: Rung, ok: np.ndarray, spent: n
     return ok & (mine >= 0) & ~failed & (agreed >= needed)
 
 
-__all__ = ["CalibrationError", "Design", "OutcomeTable", "Rung", "Scored", "build_table", "evaluate"]
+__all__ = ["CalibrationError", "Design", "OutcomeTable", "Rung", "RungCache", "RungRun", "Scored", "build_table",
+           "evaluate", "run_rung"]
