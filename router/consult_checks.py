@@ -241,7 +241,8 @@ class SelfConsistencyCheck(ConsultingCheck):
 
     Each sample is its own call (works with every provider); ``seed`` makes sample ``i`` use
     ``seed + i`` for providers that take a seed (llama.cpp, OpenAI). The answer itself counts
-    as one vote unless ``include_answer: false``. Score: the majority's share.
+    as one vote unless ``include_answer: false``. Score: the majority's share. (A recorded model
+    replays one answer whatever the temperature, so on recorded data every sample agrees.)
     """
 
     n: int = Field(4, ge=1, le=20)

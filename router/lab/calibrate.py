@@ -9,12 +9,8 @@ order, first failure stops, consulting stops as soon as the verdict is certain, 
 attempt when all fail). The chosen policy is then replayed by the real router
 (:func:`router.lab.simulate.simulate`); both figures are reported and must agree.
 
-Target syntax: constraints joined by commas, each ``METRIC OP VALUE[*MODEL]``:
-``accuracy>=0.97*gpt-4-1106-preview`` (97 % of that model's accuracy on the same prompts),
-``accuracy>=0.88``, ``cost<=0.4*gpt-4`` (40 % of that model's total cost), ``cost<=2.5`` (USD for
-all the prompts). ``VALUE`` may be a percentage (``97%``). MODEL is a catalog name or a recorded
-model name. With an accuracy constraint the search minimises cost; with cost constraints only, it
-maximises accuracy.
+Targets (``accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview``) are described in
+:mod:`router.lab.targets`.
 
 ``holdout`` guards against overfitting: a seeded share of the prompts is kept out of the search
 and the chosen policy is measured on it too.
@@ -35,14 +31,13 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
@@ -60,72 +55,8 @@ from router.lab.cascade_table import (
     evaluate,
 )
 from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
+from router.lab.targets import Constraint, Target, parse_target
 from router.policy import Policy, load_policy, loads_policy
-
-# --------------------------------------------------------------------------- target
-
-
-@dataclass(frozen=True)
-class Constraint:
-    metric: Literal["accuracy", "cost"]
-    op: Literal[">=", "<="]
-    value: float
-    relative_to: str | None = None
-
-    def bound(self, table: OutcomeTable) -> float:
-        if self.relative_to is None:
-            return self.value
-        ref = table.model_index(self.relative_to)
-        base = table.correct[ref].mean() if self.metric == "accuracy" else table.cost[ref].sum()
-        return self.value * float(base)
-
-    def holds(self, accuracy: float, cost: float, table: OutcomeTable) -> bool:
-        got = accuracy if self.metric == "accuracy" else cost
-        bound = self.bound(table)
-        return got >= bound - 1e-12 if self.op == ">=" else got <= bound + 1e-12
-
-    def shortfall(self, accuracy: float, cost: float, table: OutcomeTable) -> float:
-        """How far from holding, relative to the bound (0 when it holds)."""
-        got = accuracy if self.metric == "accuracy" else cost
-        bound = self.bound(table) or 1e-12
-        gap = (bound - got) if self.op == ">=" else (got - bound)
-        return max(gap, 0.0) / abs(bound)
-
-    def __str__(self) -> str:
-        return f"{self.metric}{self.op}{self.value:g}" + (f"*{self.relative_to}" if self.relative_to else "")
-
-
-@dataclass(frozen=True)
-class Target:
-    constraints: tuple[Constraint, ...]
-
-    @property
-    def objective(self) -> Literal["min_cost", "max_accuracy"]:
-        return "min_cost" if any(c.metric == "accuracy" for c in self.constraints) else "max_accuracy"
-
-    def __str__(self) -> str:
-        return ",".join(str(c) for c in self.constraints)
-
-
-_CONSTRAINT = re.compile(r"^\s*(accuracy|cost)\s*(>=|<=)\s*([0-9.]+)\s*(%?)\s*(?:\*\s*(\S+))?\s*$")
-
-
-def parse_target(text: str) -> Target:
-    """Parse ``"accuracy>=0.97*gpt-4,cost<=40%*gpt-4"``; :class:`CalibrationError` when malformed."""
-    constraints = []
-    for part in text.split(","):
-        match = _CONSTRAINT.match(part)
-        if not match:
-            raise CalibrationError(f"cannot read target {part.strip()!r}: expected METRIC OP VALUE[*MODEL], "
-                                   "e.g. accuracy>=0.97*gpt-4 or cost<=2.5")
-        metric, op, number, percent, model = match.groups()
-        try:
-            value = float(number) / (100 if percent else 1)
-        except ValueError:
-            raise CalibrationError(f"not a number in target: {number!r}") from None
-        constraints.append(Constraint(metric, op, value, model))  # type: ignore[arg-type]
-    return Target(tuple(constraints))
-
 
 # --------------------------------------------------------------------------- search
 
