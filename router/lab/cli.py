@@ -36,9 +36,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.plot:
-        from router.lab.plot import plot_reports
+        try:
+            from router.lab.plot import plot_reports
 
-        plot_reports(report, path=args.plot)
+            plot_reports(report, path=args.plot)
+        except ImportError:  # matplotlib is an optional extra
+            print("error: --plot needs matplotlib: pip install 'policy-router[plot]'", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -21,6 +21,7 @@ def plot_reports(reports: SimulationReport | Sequence[SimulationReport], *,
                  path: str | os.PathLike[str] | None = None, title: str | None = None,
                  ax: Any = None) -> Figure:
     """Draw cost (x, log scale) against accuracy (y); save to ``path`` when given.
+    Needs matplotlib (the ``plot`` extra).
 
     Single models and the oracle come from the first report (all reports should share a
     dataset); each report adds one policy point. Uses the Agg backend unless a figure exists.

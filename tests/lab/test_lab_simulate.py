@@ -183,3 +183,14 @@ def test_answers_of_a_real_local_model_are_scored_against_gold():
     assert france.final_model == "gemma" and france.correct is True  # " Paris" vs gold "Paris."
     assert italy.final_model == "gemma" and italy.correct is None  # no gold: unscored, counted wrong
     assert report.unscored == 1 and report.accuracy == 0.5 and report.cost_usd == 0.0
+
+
+def test_cli_plot_without_matplotlib_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    """matplotlib is installed here, so its absence is simulated by hiding the module."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" raise ImportError
+    assert main(["simulate", "--policy", str(CASCADE_POLICY), "--dataset", str(SAMPLE_ARC), "--limit", "3",
+                 "--plot", str(tmp_path / "x.png")]) == 1
+    assert "policy-router[plot]" in capsys.readouterr().err
