@@ -35,20 +35,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     if args.plot:
         try:
             from router.lab.plot import plot_reports
-
-            plot_reports(report, path=args.plot)
-        except ImportError:  # matplotlib is an optional extra
+        except ImportError:  # matplotlib is an optional extra; the figures above are still printed
             print("error: --plot needs matplotlib: pip install 'policy-router[plot]'", file=sys.stderr)
             return 1
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report)
-        if args.plot:
-            print(f"plot written to {args.plot}")
+        plot_reports(report, path=args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -11,6 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import matplotlib  # the ``plot`` extra: importing this module fails without it
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -26,8 +28,6 @@ def plot_reports(reports: SimulationReport | Sequence[SimulationReport], *,
     Single models and the oracle come from the first report (all reports should share a
     dataset); each report adds one policy point. Uses the Agg backend unless a figure exists.
     """
-    import matplotlib
-
     if ax is None and matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
