@@ -35,7 +35,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,7 @@ class Measured:
     reference: str
     reference_accuracy: float
     reference_cost_usd: float
+    accepted_per_rung: dict[str, int] = field(default_factory=dict)
     simulated_accuracy: float | None = None
     simulated_cost_usd: float | None = None
 
@@ -155,6 +156,7 @@ class Measured:
                 "reference": self.reference, "reference_accuracy": round(self.reference_accuracy, 6),
                 "reference_cost_usd": round(self.reference_cost_usd, 8),
                 "accuracy_ratio": round(self.accuracy_ratio, 6), "cost_ratio": round(self.cost_ratio, 6),
+                "accepted_per_rung": dict(self.accepted_per_rung),
                 "simulated_accuracy": self.simulated_accuracy, "simulated_cost_usd": self.simulated_cost_usd,
                 "agrees": self.agrees}
 
@@ -187,6 +189,7 @@ class CalibrationReport:
                       f"{m.simulated_accuracy:.4f} ${m.simulated_cost_usd:.4f}" + ("" if m.agrees else " (!)"))
             lines.append(f"{m.label:18} {m.n:>5} {m.accuracy:>9.4f} ${m.cost_usd:>8.4f} "
                          f"{m.accuracy_ratio:>10.3f}x acc {m.cost_ratio:>8.1%} cost  {replay:>20}")
+        lines.append(f"accepted by each rung (tuned): {_rung_counts(self.tuned)}")
         if self.out:
             lines.append(f"policy written to {self.out}")
         return "\n".join(lines)
@@ -273,7 +276,12 @@ def _measure(label: str, table: OutcomeTable, design: Design, reference: str, ra
     scored = evaluate(table, design, raise_on_exhausted=raises)
     ref = table.model_index(reference)
     return Measured(label, table.n, scored.accuracy, scored.cost, table.recorded[ref],
-                    float(table.correct[ref].mean()) if table.n else 0.0, float(table.cost[ref].sum()))
+                    float(table.correct[ref].mean()) if table.n else 0.0, float(table.cost[ref].sum()),
+                    {r.model: k for r, k in zip(design.rungs, scored.accepted, strict=True)})
+
+
+def _rung_counts(m: Measured) -> str:
+    return ", ".join(f"{model} {count}" for model, count in m.accepted_per_rung.items()) + f" (of {m.n})"
 
 
 def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None) -> str:
@@ -284,6 +292,10 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
     for m in measured:
         lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
                      f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")
+        lines.append(f"  accepted by each rung: {_rung_counts(m)}")
+    if measured and 0 in measured[0].accepted_per_rung.values():
+        lines.append("A rung that accepts nothing still answers when every later rung fails (an error, a missing "
+                     "record): its answer is then the best rejected one.")
     lines.append("Recorded models answer from `dataset:`; `router simulate --dataset D` replays them on D.")
     return "".join(f"# {line}\n" for line in "\n".join(lines).splitlines())
 

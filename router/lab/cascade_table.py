@@ -132,6 +132,7 @@ class Scored:
     cost: float
     correct: np.ndarray = field(repr=False)
     cost_each: np.ndarray = field(repr=False)
+    accepted: tuple[int, ...] = ()  # prompts each rung accepted (a rung at 0 only adds cost)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
     spent = np.zeros(n)
     final = np.full(n, -1)
     best_score, best_model = np.full(n, -1), np.full(n, -1)
+    counts: list[int] = []
     guarded = [k for k, r in enumerate(design.rungs) if r.voters]  # order of agreement checks
     for rank, rung in enumerate(design.rungs):
         key = (rung, guarded.index(rank) if rung.voters else -1)
@@ -182,6 +184,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
         spent += np.where(open_, run.cost, 0.0)
         accepted = open_ & run.accepted
         final[accepted] = m
+        counts.append(int(accepted.sum()))
         better = open_ & run.tried & ~run.accepted & (run.score >= best_score)
         best_score[better], best_model[better] = run.score[better], m
         open_ &= ~accepted
@@ -190,7 +193,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
         final[exhausted] = best_model[exhausted]
     columns = np.arange(n)
     right = np.where(final >= 0, table.correct[np.maximum(final, 0), columns], False)
-    return Scored(design, float(right.mean()) if n else 0.0, float(spent.sum()), right, spent)
+    return Scored(design, float(right.mean()) if n else 0.0, float(spent.sum()), right, spent, tuple(counts))
 
 
 def _agreement(table: OutcomeTable, m: int, rung: Rung, ok: np.ndarray, spent: np.ndarray) -> np.ndarray:
