@@ -45,9 +45,11 @@ class Extractor(Protocol):
 
 _LETTERS = "ABCDE"
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[).:]\s+(.+?)\s*$", re.MULTILINE)
+# The keywords in any case; the letter upper case, or lower case only in parentheses or at the
+# end ("the answer is c."), so "the answer is a bit unclear" picks nothing.
 _STATED = re.compile(
-    r"(?:answer|option|choice)\s*(?:is|would be|:)?\s*[:\-]?\s*(?:option\s+)?\(?([A-J])\b(?![a-z'])",
-    re.IGNORECASE)
+    r"(?i:answer|option|choice)\s*(?i:is|would be|:)?\s*[:\-]?\s*(?i:option\s+)?"
+    r"(?:\(([A-Ja-j])\)|([A-J])\b(?![a-z'])|([a-j])(?=\s*[.)]?\s*$))")
 _LEADING = re.compile(r"^\s*[\[\('\"*]*\s*([A-J])\s*(?=$|[\s).:\],'\"*]|\()")
 _PAREN = re.compile(r"\(([A-J])\)")
 
@@ -78,7 +80,7 @@ def extract_choice(text: str, prompt: str | None = None) -> str | None:
     leading = _LEADING.match(text)
     if leading and leading.group(1) in allowed:
         return leading.group(1)
-    stated = [m.group(1).upper() for m in _STATED.finditer(text)]
+    stated = [next(g for g in m.groups() if g).upper() for m in _STATED.finditer(text)]
     stated = [s for s in stated if s in allowed]
     if stated:
         return stated[-1]

@@ -55,6 +55,9 @@ WINO_PROMPT = (
     ("The answer is B.", "B"),
     ("I think the correct answer is (D) because iron is magnetic.", "D"),
     ("B) The refrigerator door contains iron.", "B"),
+    ("The answer is (b)", "B"),
+    ("the answer is c.", "C"),
+    ("The answer is a bit unclear to me.", None),
 ])
 def test_choice_on_arc_answers(response: str, expected: str | None):
     assert extract_choice(response, ARC_PROMPT) == expected
