@@ -155,12 +155,12 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def status_code(exc: BaseException) -> int | None:
-    """The HTTP status of the failed reply, from ``exc`` or its causes."""
+    """The HTTP error status (4xx, 5xx) of the failed reply, from ``exc`` or its causes."""
     for item in _chain(exc):
         for value in (getattr(item, "status_code", None), getattr(item, "code", None),
                       getattr(item, "status", None),
                       getattr(getattr(item, "response", None), "status_code", None)):
-            if isinstance(value, int) and 100 <= value <= 599:
+            if isinstance(value, int) and 400 <= value <= 599:
                 return value
     return None
 
