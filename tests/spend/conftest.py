@@ -1,5 +1,5 @@
 """Fixtures for the spend tests: a real redis-server on a free loopback port (temp dir, no
-persistence), the Gemini REST test server, and policy text with budgets."""
+persistence) and the Gemini REST test server. Shared policy text: spend_support.py."""
 
 from __future__ import annotations
 
@@ -12,47 +12,7 @@ from pathlib import Path
 
 import pytest
 from servers.gemini import GeminiTestServer
-
-GEMINI_KEY = "test-spend-key-7c1e"
-MAX_TOKENS = 100
-OUTPUT_PRICE = 10.0  # USD / 1M tokens: a call's worst case is exactly $0.001
-
-GEMINI_POLICY = """
-version: 1
-name: {name}
-models:
-  flash:
-    provider: google_genai
-    model: gemini-2.0-flash
-    tier: basic
-    base_url: {base_url}
-    price: {{input: 0, output: {price}}}
-    max_retries: 0
-policy:
-  cost_ceiling: 1.0
-  max_output_tokens: {max_tokens}
-  cascade: [flash]
-  confidence:
-    - check: min_length
-      chars: 1
-budgets:
-  - name: daily
-    period: day
-    limit_usd: {limit}
-ledger: {ledger}
-"""
-
-
-def gemini_policy(base_url: str, ledger: str, *, limit: float, name: str = "spend-test") -> str:
-    return GEMINI_POLICY.format(name=name, base_url=base_url, ledger=ledger, limit=limit,
-                                price=OUTPUT_PRICE, max_tokens=MAX_TOKENS)
-
-
-def full_length_reply(model: str, request: dict) -> str:
-    """As many words as the request allows: the server reports exactly maxOutputTokens output
-    tokens, so each call's actual cost equals its reserved worst case (admissions are exact)."""
-    time.sleep(0.02)  # keep calls in flight long enough to overlap
-    return " ".join(["word"] * int(request["generationConfig"]["maxOutputTokens"]))
+from spend_support import GEMINI_KEY, full_length_reply
 
 
 @pytest.fixture(scope="session")

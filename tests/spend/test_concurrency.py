@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import MAX_TOKENS, OUTPUT_PRICE, gemini_policy
+from spend_support import MAX_TOKENS, OUTPUT_PRICE, gemini_policy
 
 from router import PolicyRouter, RoutingError, loads_policy
 from router.spend import BudgetGuard, Ledger, open_ledger, spend_report

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GEMINI_KEY, MAX_TOKENS, OUTPUT_PRICE, gemini_policy
+from spend_support import GEMINI_KEY, MAX_TOKENS, OUTPUT_PRICE, gemini_policy
 
 from router.spend import Bucket, Hold, open_ledger, spend_report
 from router.spend.ledger import to_units

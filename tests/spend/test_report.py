@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from conftest import GEMINI_KEY, gemini_policy
+from spend_support import GEMINI_KEY, gemini_policy
 
 from router import PolicyRouter, loads_policy
 from router.cli import main
