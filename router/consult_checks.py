@@ -5,6 +5,7 @@ is a generator: it yields a :class:`ModelCall` per consultation and receives the
 :class:`CallOutcome`. The cascade polices every such call exactly like a rung (privacy and
 offline never reach a network model, unavailable models are refused, the worst case must fit
 in what is left of the ceiling) and charges its cost to the check's entry in the record.
+The policy loader checks that ``models``, ``model`` and ``apply_to`` name catalog entries.
 A consultation that was refused (``skipped``) or failed (``error``) makes the check fail, with
 the reason in its ``detail``: a check that could not look is not a check that passed.
 
@@ -79,10 +80,6 @@ class ConsultingCheck(CheckSpec):
             raise ValueError(f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}")
         return name
 
-    def consults(self) -> tuple[str, ...]:
-        """Catalog models this check may call (the policy loader checks they exist)."""
-        return ()
-
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult | Consult:
         if self.apply_to and answer.model not in self.apply_to:
             return CheckResult(self.check, True, None, f"not applied to {answer.model}")
@@ -119,9 +116,6 @@ class AgreementCheck(ConsultingCheck):
         if self.min_agree is not None and self.min_agree > len(self.models):
             raise ValueError(f"min_agree {self.min_agree} > number of models {len(self.models)}")
         return self
-
-    def consults(self) -> tuple[str, ...]:
-        return self.models
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         extractor = get_extractor(self.extract)
@@ -186,9 +180,6 @@ class VerifierCheck(ConsultingCheck):
                 raise ValueError(f"verifier prompt must contain {name}")
         return template
 
-    def consults(self) -> tuple[str, ...]:
-        return (self.model,) if self.model else ()
-
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         model = self.model or answer.model
         text = self.prompt.replace("{question}", prompt_text(answer.prompt)).replace("{answer}", answer.text.strip())
@@ -252,9 +243,6 @@ class SelfConsistencyCheck(ConsultingCheck):
     extract: str = "text"
     include_answer: bool = True
     seed: int | None = None
-
-    def consults(self) -> tuple[str, ...]:
-        return (self.model,) if self.model else ()
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         extractor = get_extractor(self.extract)
