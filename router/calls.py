@@ -96,7 +96,9 @@ class Caller:
             raise
 
     async def acall(self, call: ModelCall) -> CallOutcome:
-        prepared = self._prepare(call)
+        # Building a provider's client the first time imports it (seconds): not on the loop.
+        prepared = (self._prepare(call) if self.plan.catalog.is_built(call.model)
+                    else await asyncio.to_thread(self._prepare, call))
         if isinstance(prepared, CallOutcome):
             return prepared
         # Ledger I/O blocks (SQLite, Redis): keep it off the event loop.

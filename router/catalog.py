@@ -46,6 +46,9 @@ class Catalog:
     def count_tokens(self, name: str, messages: Sequence[BaseMessage]) -> int:
         return self.adapter(name).count_tokens(self.spec(name), messages)
 
+    def is_built(self, name: str) -> bool:
+        return name in self._models
+
     def chat_model(self, name: str) -> BaseChatModel:
         with self._lock:
             model = self._models.get(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -315,7 +316,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
                                      _closest(model, policy.models)))
         ranks = [policy.tier_rank(policy.models[m].tier) for m in cascade
                  if m in policy.models and policy.models[m].tier in policy.tiers]
-        if any(b < a for a, b in zip(ranks, ranks[1:])):
+        if any(b < a for a, b in itertools.pairwise(ranks)):
             problems.append(((*prefix, "cascade"), "cascade must go from weaker to stronger tiers", None))
     for i, rule in enumerate(policy.rules):
         try:

@@ -17,8 +17,8 @@ Example:
 from __future__ import annotations
 
 import os
-from operator import itemgetter
 from collections.abc import AsyncIterator, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
