@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from router import PolicyError, PolicyRouter, load_policy, loads_policy
+from router.policy import Rule, RuleWhen
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "policies").glob("*.yaml"))
@@ -111,11 +112,11 @@ def test_privacy_and_offline_never_leave_a_network_candidate(path: Path, flag: s
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("GOOGLE_API_KEY", "g-test")
     policy = load_policy(path)
+    # Every shipped policy, plus a rule of our own that turns the flag on for tagged requests.
+    rule = Rule(when=RuleWhen(tags=("sensitive",)), set={flag: True})
+    policy = policy.model_copy(update={"rules": (rule, *policy.rules)})
     router = PolicyRouter(policy=policy)
-    ways = [
-        {"configurable": {flag: True}},
-        {"metadata": {"data_class": "pii"}} if flag == "privacy" else {"configurable": {"offline": True}},
-    ]
+    ways = [{"configurable": {flag: True}}, {"tags": ["sensitive"]}]
     checked = 0
     for way, extra in itertools.product(ways, NETWORK_LEAK_OVERRIDES):
         config = {**way, "configurable": {**way.get("configurable", {}), **extra}}
