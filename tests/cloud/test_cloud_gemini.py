@@ -4,6 +4,9 @@ the key header, endpoint and key from the model entry."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 from servers.gemini import GeminiTestServer
 
@@ -97,3 +100,27 @@ def test_missing_key_excludes_with_the_documented_reason(gemini_server: GeminiTe
     decision = gemini_router().explain(QUESTION)
     assert decision.excluded[0].reason == "no credentials: GOOGLE_API_KEY not set"
     assert gemini_server.count() == 0
+
+
+def test_the_client_resolves_and_connects_to_no_other_host(cloud_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                           gemini_server: GeminiTestServer):
+    """Every connect() and name lookup the SDK makes, sync and async, goes to the test server."""
+    hosts: list[str] = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hosts.append(str(host))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(sock, address):  # type: ignore[no-untyped-def]
+        hosts.append(str(address[0]))
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    router = gemini_router()
+    router.invoke(QUESTION)
+    list(router.stream(QUESTION))
+    asyncio.run(router.ainvoke(QUESTION))
+    assert hosts and set(hosts) <= {"127.0.0.1", "localhost"}
+    assert gemini_server.count() == 3

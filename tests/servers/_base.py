@@ -7,6 +7,7 @@ under test, a handler that can simply block to simulate a hung upstream, and not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -94,7 +95,7 @@ class QuietHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
     def read_body(self) -> bytes:
@@ -133,10 +134,8 @@ class QuietHandler(BaseHTTPRequestHandler):
     def drop_connection(self) -> None:
         """Close the socket without any reply (a reset or truncated upstream)."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # already gone: that is the point
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already gone: that is the point
 
 
 class ThreadedTestServer:

@@ -158,7 +158,7 @@ class LlamaOpenAIServer(ThreadedTestServer):
         if self._process is not None:
             return self
         self.upstream_port = free_port()
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GOOGLE_API_KEY")}
         self._process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         try:
