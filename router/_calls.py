@@ -47,6 +47,7 @@ class CallOutcome:
     token_logprobs: tuple[float, ...] | None = None
     chunks: list[Any] = field(default_factory=list)
     skipped: str | None = None  # why the call was not made (ceiling, budget)
+    reused: bool = False  # answered from an identical call this request already paid for
 
     @property
     def ok(self) -> bool:

@@ -44,6 +44,7 @@ class Plan:
     messages: tuple[BaseMessage, ...]
     selection: Selection
     rule: str | None = None
+    tools_bound: bool = False
 
     @property
     def policy_name(self) -> str:
@@ -72,40 +73,69 @@ def answer_text(message: AIMessage) -> str:
 
 
 @dataclass
-class _Ledger:
-    """Spending of this request, for the before-every-call ceiling check."""
+class _Request:
+    """What this request has spent (for the before-every-call ceiling check) and the answers it
+    has already paid for. A deterministic call (temperature 0) made twice in one request — a model
+    consulted by two rungs' checks, or a rung a check already asked — is answered from here at
+    no cost instead of being bought again."""
 
     ceiling: float
     spent: float = 0.0
+    paid: dict[tuple[Any, ...], CallOutcome] = field(default_factory=dict)
 
     def left(self) -> float:
         return self.ceiling - self.spent
+
+    def reuse(self, request: ModelCall, plan: Plan) -> CallOutcome | None:
+        key = _reuse_key(request, plan)
+        paid = self.paid.get(key) if key is not None else None
+        if paid is None:
+            return None
+        return replace(paid, cost_usd=0.0, latency_s=0.0, chunks=[], reused=True)
+
+    def remember(self, request: ModelCall, outcome: CallOutcome, plan: Plan) -> None:
+        key = _reuse_key(request, plan)
+        if key is not None and outcome.ok:
+            self.paid.setdefault(key, outcome)
+
+
+def _reuse_key(request: ModelCall, plan: Plan) -> tuple[Any, ...] | None:
+    if float(request.settings.get("temperature", plan.settings.temperature)) > 0:
+        return None  # samples are meant to differ
+    tools = plan.tools_bound and request.purpose == "answer"  # only rungs get the bound tools
+    return (request.model, tuple((m.type, message_text(m)) for m in request.messages),
+            repr(sorted(request.settings.items())), tools)
 
 
 def run_cascade(plan: Plan) -> Cascade:
     decision = plan.new_decision()
     settings = plan.settings
-    ledger = _Ledger(settings.cost_ceiling)
+    spending = _Request(settings.cost_ceiling)
     best: tuple[tuple[float, float, int], CallOutcome] | None = None
     last_error: ProviderError | None = None
     for rank, name in enumerate(plan.selection.candidates):
         worst = plan.selection.worst_case_usd[name]
-        if worst > ledger.left():
-            decision.excluded.append(Exclusion(name, f"over ceiling: worst case {format_usd(worst)} > "
-                                                     f"{format_usd(ledger.left())} left after "
-                                                     f"{len(decision.attempts)} attempt(s)"))
-            continue
-        outcome = yield ModelCall(name, plan.messages, worst_case_usd=worst)
-        if outcome.skipped is not None:
-            decision.excluded.append(Exclusion(name, outcome.skipped))
-            continue
-        decision.estimated_cost_usd += worst
+        request = ModelCall(name, plan.messages, worst_case_usd=worst)
+        outcome = spending.reuse(request, plan)
+        if outcome is None:
+            if worst > spending.left():
+                decision.excluded.append(Exclusion(name, f"over ceiling: worst case {format_usd(worst)} > "
+                                                         f"{format_usd(spending.left())} left after "
+                                                         f"{len(decision.attempts)} attempt(s)"))
+                continue
+            outcome = yield request
+            if outcome.skipped is not None:
+                decision.excluded.append(Exclusion(name, outcome.skipped))
+                continue
+            decision.estimated_cost_usd += worst
+            spending.remember(request, outcome, plan)
         attempt = Attempt(model=name, provider=plan.catalog.spec(name).provider,
                           latency_s=outcome.latency_s, input_tokens=outcome.input_tokens,
                           output_tokens=outcome.output_tokens, cost_usd=outcome.cost_usd,
-                          cost_estimated=outcome.cost_estimated, worst_case_usd=worst)
+                          cost_estimated=outcome.cost_estimated, worst_case_usd=worst,
+                          reused=outcome.reused)
         decision.attempts.append(attempt)
-        ledger.spent += outcome.cost_usd
+        spending.spent += outcome.cost_usd
         if outcome.error is not None or outcome.message is None:
             last_error = outcome.error
             attempt.error = outcome.error.to_dict() if outcome.error else {"kind": "empty"}
@@ -115,7 +145,7 @@ def run_cascade(plan: Plan) -> Cascade:
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
         for check in settings.confidence:
-            result = yield from _run_check(check, answer, plan, ledger)
+            result = yield from _run_check(check, answer, plan, spending)
             attempt.checks.append(result)
             if not result.passed:
                 break  # later checks may cost money; one failure already decides
@@ -138,8 +168,9 @@ def run_cascade(plan: Plan) -> Cascade:
 
 
 def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
-               ledger: _Ledger) -> Generator[ModelCall, CallOutcome, CheckResult]:
-    """Run one check; police and charge any model call it makes."""
+               spending: _Request) -> Generator[ModelCall, CallOutcome, CheckResult]:
+    """Run one check; police, charge (or answer from what this request already paid for) any
+    model call it makes."""
     run = check.run(answer, plan)
     if not inspect.isgenerator(run):
         return run
@@ -149,16 +180,19 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
     try:
         while True:
             request = run.send(reply) if reply is not None else next(run)
-            refusal, worst = _refusal(request, plan, ledger)
-            request = replace(request, worst_case_usd=worst)
-            if refusal is not None:
-                reply = CallOutcome(request.model, skipped=refusal)
-            else:
-                reply = yield request
-                ledger.spent += reply.cost_usd
-                spent += reply.cost_usd
+            reply = spending.reuse(request, plan)
+            if reply is None:
+                refusal, worst = _refusal(request, plan, spending)
+                request = replace(request, worst_case_usd=worst)
+                if refusal is not None:
+                    reply = CallOutcome(request.model, skipped=refusal)
+                else:
+                    reply = yield request
+                    spending.spent += reply.cost_usd
+                    spent += reply.cost_usd
+                    spending.remember(request, reply, plan)
             calls.append({"model": request.model, "cost_usd": round(reply.cost_usd, 10),
-                          "skipped": reply.skipped,
+                          "skipped": reply.skipped, "reused": reply.reused,
                           "error": reply.error.kind if reply.error else None})
     except StopIteration as stop:
         result: CheckResult = stop.value
@@ -167,7 +201,7 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
     return result
 
 
-def _refusal(request: ModelCall, plan: Plan, ledger: _Ledger) -> tuple[str | None, float]:
+def _refusal(request: ModelCall, plan: Plan, spending: _Request) -> tuple[str | None, float]:
     """Why a check's model call may not be made (or None), and its worst-case cost.
     Same rules as the cascade's rungs."""
     catalog, settings = plan.catalog, plan.settings
@@ -182,8 +216,8 @@ def _refusal(request: ModelCall, plan: Plan, ledger: _Ledger) -> tuple[str | Non
     tokens = catalog.count_tokens(request.model, request.messages)
     max_tokens = int(request.settings.get("max_tokens", settings.max_output_tokens))
     worst = spec.worst_case_usd(tokens, max_tokens) * int(request.settings.get("n", 1))
-    if worst > ledger.left():
-        return f"over ceiling: worst case {format_usd(worst)} > {format_usd(ledger.left())} left", worst
+    if worst > spending.left():
+        return f"over ceiling: worst case {format_usd(worst)} > {format_usd(spending.left())} left", worst
     return None, worst
 
 

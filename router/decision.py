@@ -47,6 +47,7 @@ class Attempt:
     checks: list[CheckResult] = field(default_factory=list)
     accepted: bool = False
     mean_logprob: float | None = None
+    reused: bool = False
 
     @property
     def total_cost_usd(self) -> float:
@@ -66,6 +67,7 @@ class Attempt:
             "error": self.error,
             "checks": [c.to_dict() for c in self.checks],
             "accepted": self.accepted,
+            "reused": self.reused,
         }
 
 
@@ -161,7 +163,7 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
                                 output_tokens=a.get("output_tokens", 0), cost_usd=a.get("cost_usd", 0.0),
                                 cost_estimated=a.get("cost_estimated", False), error=a.get("error"),
                                 checks=checks, accepted=a.get("accepted", False),
-                                mean_logprob=a.get("mean_logprob")))
+                                mean_logprob=a.get("mean_logprob"), reused=a.get("reused", False)))
     return Decision(policy=data["policy"], effective=data.get("effective", {}),
                     candidates=list(data.get("candidates", [])),
                     excluded=[Exclusion(e["model"], e["reason"]) for e in data.get("excluded", [])],

@@ -105,7 +105,8 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
                                        tags=config.get("tags"), overrides=overrides)
         selection = select_candidates(self._catalog, effective.settings, messages,
                                       needs_tools=bool(self.tools))
-        return Plan(self._catalog, effective.settings, tuple(messages), selection, effective.rule)
+        return Plan(self._catalog, effective.settings, tuple(messages), selection, effective.rule,
+                    tools_bound=bool(self.tools))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
         """The decision record this request would start from, without calling any model.

@@ -282,3 +282,21 @@ def test_with_structured_output_include_raw_keeps_the_record(router: PolicyRoute
     out = router.with_structured_output(Capital, include_raw=True).invoke("The capital of Peru is Lima.")
     assert isinstance(out["parsed"], Capital) and out["parsing_error"] is None
     assert out["raw"].response_metadata["routing"]["final_model"] in ("gemma", "gemma-strong")
+
+
+def test_a_request_never_pays_twice_for_the_same_answer():
+    """Rung 1's agreement check asks gemma-qa; when rung 1 fails, rung 2 *is* gemma-qa with the
+    same prompt and settings: it is answered from what the request already bought, at no cost."""
+    text = ESCALATION_POLICY.replace("    tier: standard\n", "    tier: standard\n    price: {input: 1.0, output: 2.0}\n")
+    text = text.replace("  cost_ceiling: 0.05\n", "").replace(
+        "  confidence:\n    - check: regex\n      pattern: '(?i)paris'\n",
+        "  confidence:\n    - check: agreement\n      models: [gemma-qa]\n      extract: text\n"
+        "      apply_to: [gemma-chat]\n")
+    router = PolicyRouter(policy=loads_policy(text))
+    routing = router.invoke(QUESTION).response_metadata["routing"]
+    first, second = routing["attempts"]
+    consulted = first["checks"][0]["calls"]
+    assert first["accepted"] is False and consulted[0]["model"] == "gemma-qa" and consulted[0]["cost_usd"] > 0
+    assert second["model"] == "gemma-qa" and second["reused"] is True and second["cost_usd"] == 0.0
+    assert routing["total_cost_usd"] == pytest.approx(consulted[0]["cost_usd"])
+    assert routing["final_model"] == "gemma-qa"

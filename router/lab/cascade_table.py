@@ -142,7 +142,7 @@ class RungRun:
     tried: np.ndarray       # the model has a record (else: an error, no cost, no checks)
     accepted: np.ndarray
     score: np.ndarray       # checks passed, for the best-of fallback
-    cost: np.ndarray        # the answer plus any consultations
+    calls: tuple[tuple[int, np.ndarray], ...]  # (model, prompts it was paid to answer on) per call
 
 
 RungCache = dict[tuple[Rung, int], RungRun]
@@ -153,13 +153,12 @@ def run_rung(table: OutcomeTable, rung: Rung, position: int) -> RungRun:
     rungs' checks pass with "not applied" and count as passed)."""
     m = table.model_index(rung.model)
     tried = table.present[m]
-    cost = np.where(tried, table.cost[m], 0.0)
     ok = tried & table.base_ok[m]
     score = table.base_passed[m].astype(int)
     if not rung.voters:
-        return RungRun(tried, ok, score, cost)
-    accepted = ok & _agreement(table, m, rung, ok, cost)
-    return RungRun(tried, accepted, np.where(ok, table.n_base + position, score), cost)
+        return RungRun(tried, ok, score, ((m, tried),))
+    agreed, consulted = _agreement(table, m, rung, ok)
+    return RungRun(tried, ok & agreed, np.where(ok, table.n_base + position, score), ((m, tried), *consulted))
 
 
 def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False,
@@ -171,6 +170,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
     spent = np.zeros(n)
     final = np.full(n, -1)
     best_score, best_model = np.full(n, -1), np.full(n, -1)
+    paid = np.zeros(table.present.shape, bool)
     counts: list[int] = []
     guarded = [k for k, r in enumerate(design.rungs) if r.voters]  # order of agreement checks
     for rank, rung in enumerate(design.rungs):
@@ -181,7 +181,11 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
             if cache is not None:
                 cache[key] = run
         m = table.model_index(rung.model)
-        spent += np.where(open_, run.cost, 0.0)
+        for model, asked in run.calls:
+            # A request pays once per model: a repeat (a voter that answered earlier, a rung a
+            # voter already asked) is served from what it already bought, as the cascade does.
+            spent += np.where(open_ & asked & ~paid[model], table.cost[model], 0.0)
+            paid[model] |= open_ & asked
         accepted = open_ & run.accepted
         final[accepted] = m
         counts.append(int(accepted.sum()))
@@ -196,26 +200,28 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
     return Scored(design, float(right.mean()) if n else 0.0, float(spent.sum()), right, spent, tuple(counts))
 
 
-def _agreement(table: OutcomeTable, m: int, rung: Rung, ok: np.ndarray, spent: np.ndarray) -> np.ndarray:
+def _agreement(table: OutcomeTable, m: int, rung: Rung,
+               ok: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """Mirror of :class:`router.consult_checks.AgreementCheck` (voters asked in order, stopping
-    once the verdict is certain; a failed consultation fails the check). Adds consulting costs
-    to ``spent``."""
+    once the verdict is certain; a failed consultation fails the check). Returns the verdict and,
+    per voter, the prompts on which it was asked."""
     mine = table.answer[m]
     voters = [table.model_index(v) for v in rung.voters if v != rung.model]
     if not voters:
-        return ok.copy()
+        return ok.copy(), []
     needed = min(rung.min_agree or len(voters), len(voters))
     live = ok & (mine >= 0)
     agreed = np.zeros(table.n, int)
     failed = np.zeros(table.n, bool)
+    consulted: list[tuple[int, np.ndarray]] = []
     for i, v in enumerate(voters):
         failed |= live & ~table.present[v]
         asked = live & table.present[v]
-        spent += np.where(asked, table.cost[v], 0.0)
+        consulted.append((v, asked))
         agreed += asked & (table.answer[v] == mine)
         left = len(voters) - i - 1
         live = asked & ~((agreed >= needed) | (agreed + left < needed))
-    return ok & (mine >= 0) & ~failed & (agreed >= needed)
+    return ok & (mine >= 0) & ~failed & (agreed >= needed), consulted
 
 
 __all__ = ["CalibrationError", "Design", "OutcomeTable", "Rung", "RungCache", "RungRun", "Scored", "build_table",

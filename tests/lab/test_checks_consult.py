@@ -19,7 +19,7 @@ from servers._base import QuietHandler, ThreadedTestServer
 
 from router import PolicyError, PolicyRouter, loads_policy
 from router.calls import Caller
-from router.cascade import _Ledger, _run_check, drive
+from router.cascade import _Request, _run_check, drive
 from router.checks import Answer, CheckResult, build_check
 from router.consult_checks import p_yes_of
 from router.lab.datasets import load_dataset
@@ -69,7 +69,7 @@ def judge(router: PolicyRouter, entry: dict[str, Any], question: str, answer: st
     accounting), answering its consultations with the router's real caller."""
     plan = router.plan(question, config)
     reply = Answer(model=model, text=answer, message=AIMessage(answer), prompt=plan.messages)
-    run = _run_check(build_check(entry), reply, plan, _Ledger(plan.settings.cost_ceiling))
+    run = _run_check(build_check(entry), reply, plan, _Request(plan.settings.cost_ceiling))
     return drive(run, Caller(plan, config or {}))
 
 
@@ -207,7 +207,7 @@ def test_privacy_never_lets_a_check_reach_a_network_model(entry, listener, monke
     routing = msg.response_metadata["routing"]
     check = routing["attempts"][0]["checks"][0]
     assert not check["passed"]
-    assert check["calls"] == [{"model": "gpt-net", "cost_usd": 0.0, "skipped": "not local: privacy", "error": None}]
+    assert check["calls"] == [{"model": "gpt-net", "cost_usd": 0.0, "skipped": "not local: privacy", "reused": False, "error": None}]
     assert check["detail"] == "gpt-net call skipped: not local: privacy"
     assert connections(listener) == 0
     assert "sk-test" not in json.dumps(routing)
