@@ -13,13 +13,21 @@ is imported the first time a policy needs it.
 
 from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, register_check
 from router.decision import Attempt, Decision, Exclusion
-from router.errors import CheckError, PolicyError, PolicyIssue, ProviderError, RouterError, RoutingError
+from router.errors import (
+    CheckError,
+    ModelUnavailableError,
+    PolicyError,
+    PolicyIssue,
+    ProviderError,
+    RouterError,
+    RoutingError,
+)
 from router.policy import ModelSpec, Policy, PolicySettings, load_policy, loads_policy
 from router.runnable import PolicyRouter
 
 __all__ = [
     "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "ConfidenceCheck", "Decision",
-    "Exclusion", "ModelSpec", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
+    "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
     "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
     "loads_policy", "register_check",
 ]

@@ -27,7 +27,7 @@ from router._calls import CallOutcome, ModelCall
 from router.catalog import Catalog
 from router.checks import Answer, CheckResult, CheckSpec
 from router.decision import Attempt, Decision, Exclusion
-from router.errors import ProviderError
+from router.errors import ModelUnavailableError, ProviderError
 from router.policy import PolicySettings
 from router.select import Selection, format_usd
 from router.tokens import message_text
@@ -213,7 +213,10 @@ def _refusal(request: ModelCall, plan: Plan, spending: _Request) -> tuple[str | 
     reason = catalog.unavailable_reason(request.model)
     if reason:
         return reason, 0.0
-    tokens = catalog.count_tokens(request.model, request.messages)
+    try:
+        tokens = catalog.count_tokens(request.model, request.messages)
+    except ModelUnavailableError as err:
+        return f"unavailable: {err}", 0.0
     max_tokens = int(request.settings.get("max_tokens", settings.max_output_tokens))
     worst = spec.worst_case_usd(tokens, max_tokens) * int(request.settings.get("n", 1))
     if worst > spending.left():

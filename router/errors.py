@@ -107,5 +107,10 @@ class RoutingError(RouterError):
         super().__init__(message)
 
 
+class ModelUnavailableError(RouterError):
+    """A model cannot be used here (missing or unreadable weights, ...). Selection records the
+    message as the model's exclusion reason instead of failing the request."""
+
+
 class CheckError(RouterError):
     """A confidence check could not run (bad custom check, verifier unavailable...)."""

@@ -24,6 +24,7 @@ from langchain_core.messages import BaseMessage
 
 from router.catalog import Catalog
 from router.decision import Exclusion
+from router.errors import ModelUnavailableError
 from router.policy import PolicySettings
 
 
@@ -56,7 +57,11 @@ def select_candidates(catalog: Catalog, settings: PolicySettings, messages: Sequ
         if reason is None and needs_tools and not catalog.adapter(name).supports_tools:
             reason = "no tool support"
         if reason is None:
-            tokens = catalog.count_tokens(name, messages)
+            try:
+                tokens = catalog.count_tokens(name, messages)
+            except ModelUnavailableError as err:
+                selection.excluded.append(Exclusion(name, f"unavailable: {err}"))
+                continue
             selection.input_tokens[name] = tokens
             window = spec.context_window
             if window is not None and tokens + settings.max_output_tokens > window:

@@ -132,3 +132,23 @@ def test_privacy_and_offline_never_leave_a_network_candidate(path: Path, flag: s
         assert all(policy.models[m].local for m in plan.selection.candidates), (config, plan.selection.candidates)
         checked += 1
     assert checked >= 6
+
+
+def test_a_corrupt_gguf_is_excluded_with_a_reason_and_the_next_rung_answers(tmp_path: Path):
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\x00garbage" * 64)
+    text = f"""
+version: 1
+name: corrupt
+models:
+  broken: {{provider: llamacpp, gguf: "{corrupt}", local: true}}
+  local: {{provider: llamacpp, gguf: bundled:gemma-3-270m, local: true, tier: standard}}
+policy:
+  max_output_tokens: 8
+  cascade: [broken, local]
+"""
+    router = PolicyRouter(policy=loads_policy(text))
+    reason = reasons(router)["broken"]
+    assert reason.startswith(f"unavailable: cannot load GGUF {corrupt}")
+    msg = router.invoke(QUESTION)
+    assert msg.response_metadata["routing"]["final_model"] == "local"

