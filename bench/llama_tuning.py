@@ -13,7 +13,9 @@ Two parts, one process, interleaved rounds, medians with min-max spread:
    identity processor (the custom-sampler plumbing alone), with no processor, and with the
    proposed alternative: no processor, and after each sampled token the logprob of that token
    alone, read from the context's logits (``llama_get_logits_ith``) with one logsumexp. The
-   script checks that the proposed logprobs equal the recorder's.
+   script checks that the proposed logprobs equal the recorder's. With one thread llama.cpp
+   computes in the calling thread, so the thread's CPU time per token is printed beside wall
+   time: other processes on the cores barely disturb it, and a few ms/token show.
 
 Example:
     $ .venv/bin/python bench/llama_tuning.py --rounds 5 --gen-tokens 48
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_throughput import MODEL, N_CTX, counting_messages, load_average, spread  # noqa: E402
+from local_throughput import MODEL, N_CTX, counting_messages, load_average, spread
 
 THREADS = (1, 2)
 BATCHES = (64, 128, 256, 512)
@@ -64,19 +66,20 @@ def time_prompt(llm: Any, tokens: list[int]) -> float:
 
 
 def time_generation(llm: Any, tokens: list[int], n: int, processors: Any = None,
-                    after_token: Callable[[Any, int], Any] | None = None) -> tuple[float, list[Any]]:
-    """Seconds for tokens 2..n of a greedy generation after ``tokens`` (already evaluated)."""
+                    after_token: Callable[[Any, int], Any] | None = None) -> tuple[float, float, list[Any]]:
+    """Wall and this thread's CPU seconds for tokens 2..n of a greedy generation after
+    ``tokens`` (already evaluated)."""
     seen: list[Any] = []
-    started = 0.0
+    started = cpu = 0.0
     for i, token in enumerate(llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True,
                                            logits_processor=processors)):
         if after_token is not None:
             seen.append(after_token(llm, token))
         if i == 0:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
         if i + 1 >= n:
             break
-    return time.perf_counter() - started, seen
+    return time.perf_counter() - started, time.thread_time() - cpu, seen
 
 
 def grid(gguf: str, rounds: int, gen_tokens: int) -> None:
@@ -92,7 +95,7 @@ def grid(gguf: str, rounds: int, gen_tokens: int) -> None:
         for c in order:
             llm = models[c]
             pp[c].append(len(tokens) / time_prompt(llm, tokens))
-            seconds, _ = time_generation(llm, tokens, gen_tokens)
+            seconds, _, _ = time_generation(llm, tokens, gen_tokens)
             gen[c].append((gen_tokens - 1) / seconds)
         print(f"  round {rnd + 1}/{rounds} done ({load_average()})", flush=True)
     print(f"\n{'n_threads':>9s} {'n_batch':>7s}  {'prompt tok/s median [min-max]':30s} "
@@ -109,6 +112,21 @@ def grid(gguf: str, rounds: int, gen_tokens: int) -> None:
               f"pp {statistics.median(pp[default]):.1f} tok/s, gen {statistics.median(gen[default]):.1f} tok/s")
     for llm in models.values():
         llm.close()
+
+
+class _FullLogSoftmax:
+    """The router's ``_LogprobRecorder`` as of this benchmark (used if that one is gone)."""
+
+    def __init__(self) -> None:
+        self.current: np.ndarray | None = None
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        top = float(np.max(scores))
+        self.current = scores - (top + float(np.log(np.sum(np.exp(scores - top)))))
+        return scores
+
+    def logprob(self, token: int) -> float:
+        return float(self.current[token]) if self.current is not None else 0.0
 
 
 class _Identity:
@@ -128,11 +146,14 @@ def sampled_logprob(llm: Any, token: int) -> float:
 def recorder_cost(gguf: str, rounds: int, gen_tokens: int, n_threads: int, n_batch: int) -> None:
     from llama_cpp import LogitsProcessorList
 
-    from router.providers.llamacpp import _LogprobRecorder
+    try:
+        from router.providers.llamacpp import _LogprobRecorder as recorder_class
+    except ImportError:
+        recorder_class = _FullLogSoftmax
 
     llm = build(gguf, n_threads, n_batch)
     tokens = prompt_tokens(llm)
-    recorder = _LogprobRecorder()
+    recorder = recorder_class()
     variants: dict[str, tuple[Any, Callable[[Any, int], Any] | None]] = {
         "no processor": (None, None),
         "identity processor": (LogitsProcessorList([_Identity()]), None),
@@ -140,6 +161,7 @@ def recorder_cost(gguf: str, rounds: int, gen_tokens: int, n_threads: int, n_bat
         "proposed: logits_ith + logsumexp": (None, sampled_logprob),
     }
     per_token: dict[str, list[float]] = {k: [] for k in variants}
+    cpu_per_token: dict[str, list[float]] = {k: [] for k in variants}
     print(f"\nlogprob recorder: n_threads={n_threads}, n_batch={n_batch}, {gen_tokens} tokens, "
           f"{rounds} rounds, {load_average()}")
     names = list(variants)
@@ -149,18 +171,24 @@ def recorder_cost(gguf: str, rounds: int, gen_tokens: int, n_threads: int, n_bat
             processors, after = variants[name]
             llm.reset()
             llm.eval(tokens)
-            seconds, seen = time_generation(llm, tokens, gen_tokens, processors, after)
+            seconds, cpu, seen = time_generation(llm, tokens, gen_tokens, processors, after)
             per_token[name].append(1000 * seconds / (gen_tokens - 1))
+            cpu_per_token[name].append(1000 * cpu / (gen_tokens - 1))
             if seen:
                 logprobs[name] = seen
     base = statistics.median(per_token["no processor"])
-    print(f"{'variant':36s} {'ms/token median [min-max]':28s} extra ms/token")
+    cpu_base = statistics.median(cpu_per_token["no processor"])
+    print(f"{'variant':36s} {'wall ms/token [min-max]':26s} {'extra':>7s}   "
+          f"{'CPU ms/token [min-max]':26s} {'extra':>7s}")
     for name in names:
-        med = statistics.median(per_token[name])
-        print(f"{name:36s} {spread(per_token[name], '{:.2f}'):28s} {med - base:+.2f}")
+        med, cpu_med = statistics.median(per_token[name]), statistics.median(cpu_per_token[name])
+        print(f"{name:36s} {spread(per_token[name], '{:.2f}'):26s} {med - base:+7.2f}   "
+              f"{spread(cpu_per_token[name], '{:.2f}'):26s} {cpu_med - cpu_base:+7.2f}")
+    if n_threads != 1:
+        print("(CPU ms counts the calling thread only: with n_threads > 1 llama.cpp's workers are not in it)")
     now, new = logprobs["_LogprobRecorder (now)"], logprobs["proposed: logits_ith + logsumexp"]
     print(f"proposed logprobs equal the recorder's: {np.allclose(now, new, atol=1e-3)} "
-          f"(max |diff| {max(abs(a - b) for a, b in zip(now, new)):.2e}, mean {np.mean(now):.3f})")
+          f"(max |diff| {max(abs(a - b) for a, b in zip(now, new, strict=True)):.2e}, mean {np.mean(now):.3f})")
     scores = np.random.default_rng(0).normal(size=llm.n_vocab()).astype(np.float32)
     strided = np.recarray((scores.size,), dtype=np.dtype([("id", np.intc), ("logit", np.single),
                                                           ("p", np.single)], align=True)).logit

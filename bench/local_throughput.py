@@ -25,7 +25,9 @@ What is measured, and why it is honest:
   raw side around ``Llama.create_completion``.
 * **Shared machine.** Other processes load the cores, so runs are interleaved (ABBA: router,
   raw, raw, router, ...), the ratio is taken per repetition, and medians with min-max spread
-  are printed next to the load average.
+  are printed next to the load average. With ``--n-threads 1`` llama.cpp computes in the
+  calling thread, so the thread's CPU time of a whole run is also printed: it measures the work
+  done, and is far less disturbed by other processes than wall time.
 
 Example:
     $ .venv/bin/python bench/local_throughput.py --reps 5 --max-tokens 128 --n-threads 1
@@ -97,6 +99,7 @@ def load_average() -> str:
 @dataclass
 class Run:
     seconds: float
+    cpu_seconds: float
     prompt_tokens: int
     output_tokens: int
     text: str
@@ -121,11 +124,11 @@ class RouterSide:
     def run(self, messages: list[BaseMessage], max_tokens: int) -> Run:
         self.llm.reset()
         config: Any = {"configurable": {"max_output_tokens": max_tokens}}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         msg = self.router.invoke(messages, config=config)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
         attempt = msg.response_metadata["routing"]["attempts"][0]
-        return Run(seconds, attempt["input_tokens"], attempt["output_tokens"], str(msg.content))
+        return Run(seconds, cpu, attempt["input_tokens"], attempt["output_tokens"], str(msg.content))
 
 
 class RawSide:
@@ -144,12 +147,12 @@ class RawSide:
 
     def run(self, messages: list[BaseMessage], max_tokens: int) -> Run:
         self.llm.reset()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         out = self.llm.create_completion(self.prompt, max_tokens=max_tokens, temperature=0.0, top_k=1,
                                          top_p=0.95, min_p=0.05, repeat_penalty=1.0, stop=self.stop)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
         usage = out["usage"]
-        return Run(seconds, usage["prompt_tokens"], usage["completion_tokens"], out["choices"][0]["text"])
+        return Run(seconds, cpu, usage["prompt_tokens"], usage["completion_tokens"], out["choices"][0]["text"])
 
     def close(self) -> None:
         self.llm.close()
@@ -160,12 +163,13 @@ class Rates:
     pp: list[float]
     gen: list[float]
     total_s: list[float]
+    cpu_s: list[float]
 
 
 def measure(sides: Sequence[RouterSide | RawSide], messages: list[BaseMessage], reps: int,
             max_tokens: int, log: Callable[[str], None] = print) -> tuple[dict[str, Rates], list[Run]]:
     """Interleave the sides ABBA; per side, pp and gen tok/s for every repetition."""
-    rates = {s.name: Rates([], [], []) for s in sides}
+    rates = {s.name: Rates([], [], [], []) for s in sides}
     last: list[Run] = []
     for rep in range(reps):
         order = list(sides) if rep % 2 == 0 else list(reversed(sides))
@@ -177,6 +181,7 @@ def measure(sides: Sequence[RouterSide | RawSide], messages: list[BaseMessage], 
             r.pp.append(first.prompt_tokens / first.seconds)
             r.gen.append((full.output_tokens - 1) / gen_s if gen_s > 0 else float("nan"))
             r.total_s.append(full.seconds)
+            r.cpu_s.append(full.cpu_seconds)
             last.append(full)
             log(f"  rep {rep + 1}/{reps} {side.name:6s}: ttft {first.seconds:.3f}s, "
                 f"{full.output_tokens} tokens in {full.seconds:.2f}s ({load_average()})")
@@ -212,14 +217,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     prompt_tokens = {r.prompt_tokens for r in runs}
     print(f"prompt tokens {sorted(prompt_tokens)}, generated tokens {sorted(tokens)}, "
           f"identical text on both sides: {len(by_side) == 1}")
-    print(f"\n{'':8s} {'prompt tok/s  median [min-max]':34s} {'gen tok/s  median [min-max]':32s} total s")
+    print(f"\n{'':8s} {'prompt tok/s  median [min-max]':34s} {'gen tok/s  median [min-max]':32s} "
+          f"{'total s':22s} this thread's CPU s")
     for name, r in rates.items():
-        print(f"{name:8s} {spread(r.pp):34s} {spread(r.gen):32s} {spread(r.total_s, '{:.2f}')}")
+        print(f"{name:8s} {spread(r.pp):34s} {spread(r.gen):32s} {spread(r.total_s, '{:.2f}'):22s} "
+              f"{spread(r.cpu_s, '{:.2f}')}")
     ro, raw = rates["router"], rates["raw"]
-    pp_ratio = [a / b for a, b in zip(ro.pp, raw.pp)]
-    gen_ratio = [a / b for a, b in zip(ro.gen, raw.gen)]
+    pp_ratio = [a / b for a, b in zip(ro.pp, raw.pp, strict=True)]
+    gen_ratio = [a / b for a, b in zip(ro.gen, raw.gen, strict=True)]
     print(f"{'ratio':8s} {spread(pp_ratio, '{:.3f}'):34s} {spread(gen_ratio, '{:.3f}'):32s}"
-          "   (router/raw, per repetition)")
+          f"{spread([a / b for a, b in zip(ro.total_s, raw.total_s, strict=True)], '{:.3f}'):22s} "
+          f"{spread([a / b for a, b in zip(ro.cpu_s, raw.cpu_s, strict=True)], '{:.3f}')}   (router/raw, per repetition)")
+    if threads != 1:
+        print("(CPU s counts the calling thread only: with n_threads > 1 llama.cpp's workers are not in it)")
     raw_side.close()
 
 
