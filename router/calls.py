@@ -45,13 +45,14 @@ class Caller:
     tool_choice: Any = None
     guard: SpendGuard | None = None
 
-    def _prepare(self, call: ModelCall) -> tuple[Runnable[Any, Any], dict[str, Any]] | CallOutcome:
+    def _prepare(self, call: ModelCall,
+                 loop: asyncio.AbstractEventLoop | None = None) -> tuple[Runnable[Any, Any], dict[str, Any]] | CallOutcome:
         catalog, settings = self.plan.catalog, self.plan.settings
         spec = catalog.spec(call.model)
         if settings.local_only and not spec.local:
             return CallOutcome(call.model, skipped="not local: refused a network call")
         adapter = catalog.adapter(call.model)
-        model: Runnable[Any, Any] = catalog.chat_model(call.model)
+        model: Runnable[Any, Any] = catalog.chat_model(call.model, loop)
         if self.tools and call.purpose == "answer":
             model = model.bind_tools(list(self.tools), tool_choice=self.tool_choice)  # type: ignore[attr-defined]
         kwargs = adapter.call_kwargs(
@@ -97,8 +98,9 @@ class Caller:
 
     async def acall(self, call: ModelCall) -> CallOutcome:
         # Building a provider's client the first time imports it (seconds): not on the loop.
-        prepared = (self._prepare(call) if self.plan.catalog.is_built(call.model)
-                    else await asyncio.to_thread(self._prepare, call))
+        loop = asyncio.get_running_loop()
+        prepared = (self._prepare(call, loop) if self.plan.catalog.is_built(call.model, loop)
+                    else await asyncio.to_thread(self._prepare, call, loop))
         if isinstance(prepared, CallOutcome):
             return prepared
         # Ledger I/O blocks (SQLite, Redis): keep it off the event loop.

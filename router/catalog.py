@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -25,6 +27,8 @@ class Catalog:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._models: dict[str, BaseChatModel] = {}
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BaseChatModel]] = (
+            weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> ModelSpec:
@@ -46,12 +50,21 @@ class Catalog:
     def count_tokens(self, name: str, messages: Sequence[BaseMessage]) -> int:
         return self.adapter(name).count_tokens(self.spec(name), messages)
 
-    def is_built(self, name: str) -> bool:
-        return name in self._models
+    def _models_for(self, name: str, loop: asyncio.AbstractEventLoop | None) -> dict[str, BaseChatModel]:
+        if loop is None or not self.adapter(name).per_event_loop:
+            return self._models
+        return self._per_loop.setdefault(loop, {})
 
-    def chat_model(self, name: str) -> BaseChatModel:
+    def is_built(self, name: str, loop: asyncio.AbstractEventLoop | None = None) -> bool:
         with self._lock:
-            model = self._models.get(name)
+            return name in self._models_for(name, loop)
+
+    def chat_model(self, name: str, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
+        """The chat model for ``name``, built once. For a provider whose async client is bound
+        to the event loop it first ran on, async callers pass their ``loop`` and get one per loop."""
+        with self._lock:
+            models = self._models_for(name, loop)
+            model = models.get(name)
             if model is None:
-                model = self._models[name] = self.adapter(name).build(name, self.spec(name))
+                model = models[name] = self.adapter(name).build(name, self.spec(name))
             return model

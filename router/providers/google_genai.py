@@ -47,6 +47,7 @@ class _GeminiAdapter:
     name = "google_genai"
     supports_logprobs = False
     supports_tools = True
+    per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         return missing_key_reason(spec, KEY_VAR)

@@ -456,6 +456,7 @@ class _LlamaCppAdapter:
     name = "llamacpp"
     supports_logprobs = True
     supports_tools = True
+    per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         try:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
@@ -47,6 +48,7 @@ class _OpenAIAdapter:
     name = "openai"
     supports_logprobs = True
     supports_tools = True
+    per_event_loop = True
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         return missing_key_reason(spec, KEY_VAR)
@@ -58,7 +60,11 @@ class _OpenAIAdapter:
         from langchain_openai import ChatOpenAI
 
         return ChatOpenAI(model=spec.model or name, api_key=api_key(spec, KEY_VAR), base_url=base_url(spec),
-                          timeout=spec.timeout_s, max_retries=spec.max_retries, stream_usage=True)
+                          # An httpx.Timeout (unhashable) makes ChatOpenAI build its own HTTP clients
+                          # instead of sharing a process-wide cached one: with one instance per event
+                          # loop (per_event_loop), no pooled connection outlives its loop.
+                          timeout=httpx.Timeout(spec.timeout_s), max_retries=spec.max_retries,
+                          stream_usage=True)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:

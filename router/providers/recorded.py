@@ -128,6 +128,7 @@ class _RecordedAdapter:
     name = "recorded"
     supports_logprobs = False
     supports_tools = False
+    per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         if not spec.dataset:
