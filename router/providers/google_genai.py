@@ -21,36 +21,27 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.errors import ProviderError
 from router.policy import ModelSpec
-from router.providers._credentials import api_key, missing_key_reason
-from router.providers._http_errors import translate_http_error
+from router.providers._network import NetworkAdapter
 from router.tokens import estimate_gemini_tokens
 
 KEY_VAR = "GOOGLE_API_KEY"
 BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"
 
 
-def base_url(spec: ModelSpec) -> str | None:
-    """The entry's ``base_url``, else ``$GOOGLE_GEMINI_BASE_URL``, else None (Google's own)."""
-    return spec.base_url or os.environ.get(BASE_URL_VAR) or None
-
-
-class _GeminiAdapter:
+class _GeminiAdapter(NetworkAdapter):
     name = "google_genai"
     supports_logprobs = False
     supports_tools = True
+    key_var = KEY_VAR
+    base_url_var = BASE_URL_VAR
     per_event_loop = False
-
-    def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
-        return missing_key_reason(spec, KEY_VAR)
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return estimate_gemini_tokens(messages)
@@ -58,8 +49,8 @@ class _GeminiAdapter:
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_google_genai import ChatGoogleGenerativeAI
 
-        return ChatGoogleGenerativeAI(model=spec.model or name, google_api_key=api_key(spec, KEY_VAR),
-                                      base_url=base_url(spec), timeout=spec.timeout_s,
+        return ChatGoogleGenerativeAI(model=spec.model or name, google_api_key=self.api_key(spec),
+                                      base_url=self.base_url(spec), timeout=spec.timeout_s,
                                       max_retries=spec.max_retries + 1)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
@@ -68,12 +59,6 @@ class _GeminiAdapter:
 
     def token_logprobs(self, message: AIMessage) -> tuple[float, ...] | None:
         return None
-
-    def reported_cost_usd(self, message: AIMessage) -> float | None:
-        return None
-
-    def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        return translate_http_error(self.name, spec.model or "?", exc, secrets=[api_key(spec, KEY_VAR)])
 
 
 ADAPTER = _GeminiAdapter()

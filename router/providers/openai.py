@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,30 +27,22 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.errors import ProviderError
 from router.policy import ModelSpec
 from router.providers import openai_style_logprobs
-from router.providers._credentials import api_key, missing_key_reason
-from router.providers._http_errors import translate_http_error
+from router.providers._network import NetworkAdapter
 from router.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
 BASE_URL_VAR = "OPENAI_BASE_URL"
 
 
-def base_url(spec: ModelSpec) -> str | None:
-    """The entry's ``base_url``, else ``$OPENAI_BASE_URL``, else None (OpenAI's own)."""
-    return spec.base_url or os.environ.get(BASE_URL_VAR) or None
-
-
-class _OpenAIAdapter:
+class _OpenAIAdapter(NetworkAdapter):
     name = "openai"
     supports_logprobs = True
     supports_tools = True
+    key_var = KEY_VAR
+    base_url_var = BASE_URL_VAR
     per_event_loop = True
-
-    def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
-        return missing_key_reason(spec, KEY_VAR)
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return count_openai_tokens(messages)
@@ -59,7 +50,7 @@ class _OpenAIAdapter:
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(model=spec.model or name, api_key=api_key(spec, KEY_VAR), base_url=base_url(spec),
+        return ChatOpenAI(model=spec.model or name, api_key=self.api_key(spec), base_url=self.base_url(spec),
                           # An httpx.Timeout (unhashable) makes ChatOpenAI build its own HTTP clients
                           # instead of sharing a process-wide cached one: with one instance per event
                           # loop (per_event_loop), no pooled connection outlives its loop.
@@ -75,12 +66,6 @@ class _OpenAIAdapter:
 
     def token_logprobs(self, message: AIMessage) -> tuple[float, ...] | None:
         return openai_style_logprobs(message)
-
-    def reported_cost_usd(self, message: AIMessage) -> float | None:
-        return None
-
-    def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        return translate_http_error(self.name, spec.model or "?", exc, secrets=[api_key(spec, KEY_VAR)])
 
 
 ADAPTER = _OpenAIAdapter()

@@ -1,0 +1,38 @@
+"""What the network providers share: credentials and endpoint from the entry or the standard
+environment variables, typed errors with secrets scrubbed, no provider-reported cost.
+
+A subclass names its variables and says how to count tokens, build the client and read logprobs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from langchain_core.messages import AIMessage
+
+from router.errors import ProviderError
+from router.policy import ModelSpec
+from router.providers._credentials import api_key, missing_key_reason
+from router.providers._http_errors import translate_http_error
+
+
+class NetworkAdapter:
+    name: str
+    key_var: str       # the standard environment variable of the key (the entry's api_key_env wins)
+    base_url_var: str  # the standard environment variable of the endpoint (the entry's base_url wins)
+
+    def base_url(self, spec: ModelSpec) -> str | None:
+        """The entry's ``base_url``, else the standard variable, else None (the provider's own)."""
+        return spec.base_url or os.environ.get(self.base_url_var) or None
+
+    def api_key(self, spec: ModelSpec):
+        return api_key(spec, self.key_var)
+
+    def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
+        return missing_key_reason(spec, self.key_var)
+
+    def reported_cost_usd(self, message: AIMessage) -> float | None:
+        return None
+
+    def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
+        return translate_http_error(self.name, spec.model or "?", exc, secrets=[self.api_key(spec)])
