@@ -147,7 +147,7 @@ def recorder_cost(gguf: str, rounds: int, gen_tokens: int, n_threads: int, n_bat
     from llama_cpp import LogitsProcessorList
 
     try:
-        from router.providers.llamacpp import _LogprobRecorder as recorder_class
+        from router.providers.llama_runtime import _LogprobRecorder as recorder_class
     except ImportError:
         recorder_class = _FullLogSoftmax
 

