@@ -114,21 +114,6 @@ def grid(gguf: str, rounds: int, gen_tokens: int) -> None:
         llm.close()
 
 
-class _FullLogSoftmax:
-    """The router's ``_LogprobRecorder`` as of this benchmark (used if that one is gone)."""
-
-    def __init__(self) -> None:
-        self.current: np.ndarray | None = None
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        top = float(np.max(scores))
-        self.current = scores - (top + float(np.log(np.sum(np.exp(scores - top)))))
-        return scores
-
-    def logprob(self, token: int) -> float:
-        return float(self.current[token]) if self.current is not None else 0.0
-
-
 class _Identity:
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return scores
@@ -146,14 +131,11 @@ def sampled_logprob(llm: Any, token: int) -> float:
 def recorder_cost(gguf: str, rounds: int, gen_tokens: int, n_threads: int, n_batch: int) -> None:
     from llama_cpp import LogitsProcessorList
 
-    try:
-        from router.providers.llama_runtime import _LogprobRecorder as recorder_class
-    except ImportError:
-        recorder_class = _FullLogSoftmax
+    from router.providers.llama_runtime import _LogprobRecorder
 
     llm = build(gguf, n_threads, n_batch)
     tokens = prompt_tokens(llm)
-    recorder = recorder_class()
+    recorder = _LogprobRecorder()
     variants: dict[str, tuple[Any, Callable[[Any, int], Any] | None]] = {
         "no processor": (None, None),
         "identity processor": (LogitsProcessorList([_Identity()]), None),

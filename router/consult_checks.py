@@ -88,6 +88,13 @@ class ConsultingCheck(CheckSpec):
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:  # pragma: no cover
         raise NotImplementedError
 
+    def _own_answer(self, answer: Answer) -> tuple[Any, str, Any]:
+        """The extractor named by ``extract``, the question, and the answer's extracted value
+        (None when nothing could be extracted)."""
+        extractor = get_extractor(self.extract)  # type: ignore[attr-defined]
+        question = prompt_text(answer.prompt)
+        return extractor, question, extractor(answer.text, question)
+
     def _settings(self, **extra: Any) -> dict[str, Any]:
         settings = dict(extra)
         if self.max_tokens is not None:
@@ -118,9 +125,7 @@ class AgreementCheck(ConsultingCheck):
         return self
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
-        extractor = get_extractor(self.extract)
-        question = prompt_text(answer.prompt)
-        mine = extractor(answer.text, question)
+        extractor, question, mine = self._own_answer(answer)
         if mine is None:
             return CheckResult(self.check, False, 0.0, f"no {self.extract} answer to compare")
         others = [m for m in self.models if m != answer.model]
@@ -245,9 +250,7 @@ class SelfConsistencyCheck(ConsultingCheck):
     seed: int | None = None
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
-        extractor = get_extractor(self.extract)
-        question = prompt_text(answer.prompt)
-        mine = extractor(answer.text, question)
+        extractor, question, mine = self._own_answer(answer)
         if mine is None:
             return CheckResult(self.check, False, 0.0, f"no {self.extract} answer to compare")
         votes: list[str | None] = [mine] if self.include_answer else []
