@@ -31,7 +31,7 @@ from pathlib import Path
 from langchain_core.messages import HumanMessage
 
 from router import PolicyRouter, loads_policy
-from router._calls import ModelCall
+from router.routing.model_call import ModelCall
 from router.spend import BudgetGuard
 
 POLICY = """

@@ -18,7 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from router.extractors import extract_choice
+from router.checks.extractors import extract_choice
 from router.lab.datasets import Dataset, Record, load_dataset
 
 SEED = 20240318  # RouterBench's arXiv submission date

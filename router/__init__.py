@@ -12,7 +12,6 @@ is imported the first time a policy needs it.
 """
 
 from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, register_check
-from router.decision import Attempt, Decision, Exclusion
 from router.errors import (
     CheckError,
     ModelUnavailableError,
@@ -22,8 +21,9 @@ from router.errors import (
     RouterError,
     RoutingError,
 )
+from router.langchain import PolicyRouter
 from router.policy import ModelSpec, Policy, PolicySettings, load_policy, loads_policy
-from router.runnable import PolicyRouter
+from router.routing.decision import Attempt, Decision, Exclusion
 
 __all__ = [
     "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "ConfidenceCheck", "Decision",

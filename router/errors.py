@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router.decision import Decision
+    from router.routing.decision import Decision
 
 
 class RouterError(Exception):

@@ -27,7 +27,7 @@ PROBE = textwrap.dedent("""
     stage = {}
     import router
     from langchain_core.messages import HumanMessage
-    from router.tokens import count_openai_tokens, estimate_gemini_tokens
+    from router.routing.tokens import count_openai_tokens, estimate_gemini_tokens
     stage["import"] = list(events)
     msgs = [HumanMessage("What is the capital of France?")]
     assert count_openai_tokens(msgs) > 5 and estimate_gemini_tokens(msgs) > 5

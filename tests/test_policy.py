@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from router import PolicyError, load_policy, loads_policy
-from router.cli import main as cli_main
-from router.effective import effective_settings, policy_overrides
+from router.cli.main import main as cli_main
+from router.policy.overrides import effective_settings, policy_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "policies").glob("*.yaml"))
@@ -81,7 +81,7 @@ def test_validate_command_exits_0_on_every_shipped_policy(capsys: pytest.Capture
 
 
 def test_validate_console_script_runs_as_a_process():
-    proc = subprocess.run([sys.executable, "-m", "router.cli", "validate", str(BROKEN / "02_unknown_policy_key.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "router.cli.main", "validate", str(BROKEN / "02_unknown_policy_key.yaml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "02_unknown_policy_key.yaml:10:3: policy.cost_celing: unknown key" in proc.stderr
@@ -186,7 +186,7 @@ policy:
 """
     policy = loads_policy(text)
     check = policy.policy.confidence[0]
-    from router.checks import Answer
+    from router.checks.builtin import Answer
 
     assert check.run(Answer.from_text("ABc"), None).passed
     assert not check.run(Answer.from_text("Abc"), None).passed

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from router import PolicyError, PolicyRouter, load_policy, loads_policy
-from router.policy import Rule, RuleWhen
+from router.policy.policy_file import Rule, RuleWhen
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "policies").glob("*.yaml"))

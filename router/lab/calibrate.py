@@ -4,7 +4,7 @@ Running the router for every candidate setting would take hours, so calibration 
 table: each model's extracted answer, correctness, cost and base-check verdicts per prompt,
 computed once with the same extractor and check code the router runs. A candidate cascade
 (rungs, and per rung the models to consult and how many must agree) is scored on that table
-with array arithmetic that mirrors :func:`router.cascade.run_cascade` step by step (checks in
+with array arithmetic that mirrors :func:`router.routing.cascade.run_cascade` step by step (checks in
 order, first failure stops, consulting stops as soon as the verdict is certain, the best
 attempt when all fail). The chosen policy is then replayed by the real router
 (:func:`router.lab.simulate.simulate`); both figures are reported and must agree.
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from router.checks import CheckSpec
-from router.consult_checks import ConsultingCheck
+from router.checks.builtin import CheckSpec
+from router.checks.consulting import ConsultingCheck
 from router.lab.cascade_table import (
     CalibrationError,
     Design,
@@ -56,7 +56,7 @@ from router.lab.cascade_table import (
 )
 from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
 from router.lab.targets import Constraint, Target, parse_target
-from router.policy import Policy, load_policy, loads_policy
+from router.policy.policy_file import Policy, load_policy, loads_policy
 
 # --------------------------------------------------------------------------- search
 

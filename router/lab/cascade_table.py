@@ -3,9 +3,9 @@
 Each catalog model's recorded answer is reduced with the same extractor the agreement check
 uses and judged by the same base checks the cascade runs; :func:`evaluate` then scores a whole
 cascade design on all prompts with array arithmetic that mirrors
-:func:`router.cascade.run_cascade` step by step: rungs in order, checks in order with the first
+:func:`router.routing.cascade.run_cascade` step by step: rungs in order, checks in order with the first
 failure stopping, agreement voters asked in order until the verdict is certain (as
-:class:`router.consult_checks.AgreementCheck` does), a missing record failing like a provider
+:class:`router.checks.consulting.AgreementCheck` does), a missing record failing like a provider
 error at no cost, and the best rejected attempt answering when every rung fails.
 
 Example:
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage
 
-from router.checks import Answer, CheckSpec
+from router.checks.builtin import Answer, CheckSpec
+from router.checks.extractors import get_extractor
 from router.errors import RouterError
-from router.extractors import get_extractor
 from router.lab.datasets import Record
-from router.policy import Policy
+from router.policy.policy_file import Policy
 
 
 class CalibrationError(RouterError, ValueError):
@@ -202,7 +202,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
 
 def _agreement(table: OutcomeTable, m: int, rung: Rung,
                ok: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """Mirror of :class:`router.consult_checks.AgreementCheck` (voters asked in order, stopping
+    """Mirror of :class:`router.checks.consulting.AgreementCheck` (voters asked in order, stopping
     once the verdict is certain; a failed consultation fails the check). Returns the verdict and,
     per voter, the prompts on which it was asked."""
     mine = table.answer[m]

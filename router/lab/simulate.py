@@ -1,6 +1,6 @@
 """Simulate a policy on recorded outcomes: what would it have cost, how often would it be right?
 
-Every prompt of the dataset goes through the real :class:`~router.runnable.PolicyRouter` (the
+Every prompt of the dataset goes through the real :class:`~router.langchain.policy_router.PolicyRouter` (the
 same selection, cascade and checks as in production); every recorded model of the policy
 answers from the dataset given here, whatever its own ``dataset:`` says. An answer is correct
 when the answering model's recorded ``correct`` flag for that prompt is true. An answer from a
@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from router.checks.extractors import Extractor, get_extractor
 from router.errors import RoutingError
-from router.extractors import Extractor, get_extractor
 from router.lab.datasets import Dataset, DatasetError, Record, load_dataset, load_dataset_if_known, register_dataset
-from router.policy import Policy, load_policy
-from router.runnable import PolicyRouter
-from router.tokens import message_text
+from router.langchain.policy_router import PolicyRouter
+from router.policy.policy_file import Policy, load_policy
+from router.routing.tokens import message_text
 
 
 @dataclass(frozen=True)

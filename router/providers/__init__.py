@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.errors import ProviderError
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 
 _MODULES = {
     "llamacpp": "router.providers.llamacpp",

@@ -10,7 +10,7 @@ import os
 
 from pydantic import SecretStr
 
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 
 
 def api_key_var(spec: ModelSpec, default: str) -> str:

@@ -11,7 +11,7 @@ import os
 from langchain_core.messages import AIMessage
 
 from router.errors import ProviderError
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 from router.providers._credentials import api_key, missing_key_reason
 from router.providers._http_errors import translate_http_error
 

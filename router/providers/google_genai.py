@@ -27,9 +27,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 from router.providers._network import NetworkAdapter
-from router.tokens import estimate_gemini_tokens
+from router.routing.tokens import estimate_gemini_tokens
 
 KEY_VAR = "GOOGLE_API_KEY"
 BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"

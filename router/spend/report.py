@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from router.spend.ledger import Ledger, SpendEntry, open_ledger
+from router.spend.ledger import Ledger, SpendEntry
+from router.spend.ledger_url import open_ledger
 
 BUILTIN_GROUPS = ("model", "policy", "budget", "day", "purpose")
 NONE_KEY = "(none)"

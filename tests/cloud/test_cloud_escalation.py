@@ -53,7 +53,7 @@ def test_router_ask_json_from_the_command_line(cloud_env: None, gemini_server: G
                                                openai_server: LlamaOpenAIServer):
     """The real ``router`` command in a subprocess, keys and endpoints from the environment."""
     gemini_server.reply("Water boils at 100 degrees Celsius at sea level.")
-    done = subprocess.run([sys.executable, "-m", "router.cli", "ask", QUESTION, "--policy", str(POLICY), "--json"],
+    done = subprocess.run([sys.executable, "-m", "router.cli.main", "ask", QUESTION, "--policy", str(POLICY), "--json"],
                           capture_output=True, text=True, env=dict(os.environ), timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)

@@ -35,10 +35,10 @@ from servers.gemini import GeminiTestServer
 from servers.openai_llama import LlamaOpenAIServer
 
 from router import PolicyRouter, RoutingError, loads_policy
-from router.cli import main as cli_main
-from router.cli import parse_sets
-from router.effective import policy_overrides
-from router.policy import Policy
+from router.cli.main import main as cli_main
+from router.cli.main import parse_sets
+from router.policy.overrides import policy_overrides
+from router.policy.policy_file import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "policies").glob("*.yaml"))

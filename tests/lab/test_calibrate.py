@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from router import PolicyRouter, load_policy
-from router.cli import main
+from router.cli.main import main
 from router.lab.calibrate import (
     CalibrationError,
     Constraint,

@@ -18,11 +18,11 @@ from langchain_core.messages import AIMessage
 from servers._base import QuietHandler, ThreadedTestServer
 
 from router import PolicyError, PolicyRouter, loads_policy
-from router.calls import Caller
-from router.cascade import _Request, _run_check, drive
-from router.checks import Answer, CheckResult, build_check
-from router.consult_checks import p_yes_of
+from router.checks.builtin import Answer, CheckResult, build_check
+from router.checks.consulting import p_yes_of
 from router.lab.datasets import load_dataset
+from router.routing.caller import Caller
+from router.routing.cascade import _Request, _run_check, drive
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_ARC = ROOT / "data" / "routerbench-sample" / "arc_challenge.jsonl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.extractors import (
+from router.checks.extractors import (
     extract,
     extract_choice,
     extract_code,
@@ -146,6 +146,6 @@ def test_registry_by_name_and_custom_extractors():
     try:
         assert extract("yes_no_test", " Yes") == "yes"
     finally:
-        from router.extractors import EXTRACTORS
+        from router.checks.extractors import EXTRACTORS
 
         EXTRACTORS.pop("yes_no_test")

@@ -107,7 +107,7 @@ def test_shipped_sample_has_every_model_for_every_prompt():
 
 
 def test_derived_gold_letters_match_the_recorded_correctness():
-    from router.extractors import extract_choice
+    from router.checks.extractors import extract_choice
 
     for name in ("arc_challenge.jsonl", "winogrande.jsonl"):
         ds = load_dataset(SAMPLE / name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router import loads_policy
-from router.cli import main
+from router.cli.main import main
 from router.lab.datasets import load_dataset
 from router.lab.simulate import simulate
 

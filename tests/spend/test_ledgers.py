@@ -126,7 +126,7 @@ def test_redis_url_password_never_shows(redis_url: str):
 def test_an_unreachable_ledger_fails_closed(caplog: pytest.LogCaptureFixture):
     from langchain_core.messages import HumanMessage
 
-    from router._calls import ModelCall
+    from router.routing.model_call import ModelCall
     from router.spend import Budget, BudgetGuard
 
     with socket.socket() as s:  # a loopback port nobody listens on
@@ -154,7 +154,7 @@ def test_the_default_ledger_is_sqlite_in_the_user_state_dir(tmp_path, monkeypatc
 def test_a_ledger_that_cannot_be_opened_fails_closed(tmp_path):
     from langchain_core.messages import HumanMessage
 
-    from router._calls import ModelCall
+    from router.routing.model_call import ModelCall
     from router.spend import Budget, BudgetGuard
 
     blocker = tmp_path / "not-a-dir"

@@ -14,7 +14,7 @@ import pytest
 from spend_support import GEMINI_KEY, gemini_policy
 
 from router import PolicyRouter, loads_policy
-from router.cli import main
+from router.cli.main import main
 from router.spend import Bucket, Hold, open_ledger, spend_report
 from router.spend.ledger import to_units
 

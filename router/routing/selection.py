@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
-from router.catalog import Catalog
-from router.decision import Exclusion
 from router.errors import ModelUnavailableError
-from router.policy import PolicySettings
+from router.policy.policy_file import PolicySettings
+from router.routing.catalog import Catalog
+from router.routing.decision import Exclusion
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from router._calls import CallOutcome, ModelCall
+from router.routing.model_call import CallOutcome, ModelCall
 
 
 @dataclass(frozen=True)
@@ -290,4 +290,3 @@ __all__ = [
     "ConfidenceCheck", "ModelCall", "build_check", "register_check", "registered_checks",
 ]
 
-import router.consult_checks  # noqa: E402,F401  (registers agreement, verifier, self_consistency)

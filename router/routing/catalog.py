@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from router.policy import ModelSpec, Policy
+from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
 
 

@@ -15,16 +15,16 @@ import json
 import sys
 from collections.abc import Callable
 
-from router.extractors import EXTRACTORS
+from router.checks.extractors import EXTRACTORS
 from router.lab.datasets import DatasetError
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from router.cli import parse_sets
-    from router.effective import policy_overrides
+    from router.cli.main import parse_sets
     from router.lab.simulate import simulate
+    from router.policy.overrides import policy_overrides
 
     overrides = policy_overrides(parse_sets(args.sets), strict=True, origin="--set")
     try:

@@ -51,8 +51,8 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _router_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from router.effective import policy_overrides
-    from router.runnable import PolicyRouter
+    from router.langchain.policy_router import PolicyRouter
+    from router.policy.overrides import policy_overrides
 
     overrides = policy_overrides(parse_sets(args.sets), strict=True, origin="--set")
     return PolicyRouter.from_yaml(args.policy), {"configurable": overrides}
@@ -72,7 +72,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"answer": message.content, "routing": routing}, indent=2))
     else:
-        from router.decision import decision_from_dict
+        from router.routing.decision import decision_from_dict
 
         print(str(message.content).strip())
         print()
@@ -88,7 +88,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from router.policy import load_policy
+    from router.policy.policy_file import load_policy
 
     failed = False
     for path in args.files:
@@ -121,7 +121,7 @@ COMMANDS: list[Command] = [_core_commands]
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("router.lab.cli", "router.spend.cli"):
+    for module in ("router.cli.lab", "router.cli.spend"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -34,9 +34,9 @@ from pydantic import (
     field_validator,
 )
 
-from router._yaml import LocatedDocument, YamlSyntaxError, load_located
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import PolicyError, PolicyIssue
+from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]

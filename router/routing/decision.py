@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.checks import CheckResult
+from router.checks.builtin import CheckResult
 
 Status = Literal["accepted", "exhausted", "failed", "explained"]
 

@@ -40,10 +40,10 @@ from typing import Any, ClassVar
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from router._calls import CallOutcome, ModelCall
-from router.checks import Answer, CheckContext, CheckResult, CheckSpec, register_check
-from router.extractors import EXTRACTORS, get_extractor
-from router.tokens import message_text
+from router.checks.builtin import Answer, CheckContext, CheckResult, CheckSpec, register_check
+from router.checks.extractors import EXTRACTORS, get_extractor
+from router.routing.model_call import CallOutcome, ModelCall
+from router.routing.tokens import message_text
 
 Consult = Generator[ModelCall, CallOutcome, CheckResult]
 

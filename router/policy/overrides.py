@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from router.errors import PolicyError, PolicyIssue
-from router.policy import Policy, PolicySettings
+from router.policy.policy_file import Policy, PolicySettings
 
 FIELDS = tuple(PolicySettings.model_fields)
 

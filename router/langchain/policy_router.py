@@ -37,14 +37,14 @@ from langchain_core.runnables.config import ensure_config, patch_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from router.calls import Caller
-from router.cascade import CascadeResult, Plan, adrive, drive, run_cascade
-from router.catalog import Catalog
-from router.decision import Decision
-from router.effective import effective_settings, policy_overrides
 from router.errors import RoutingError
-from router.policy import Policy, load_policy
-from router.select import select_candidates
+from router.policy.overrides import effective_settings, policy_overrides
+from router.policy.policy_file import Policy, load_policy
+from router.routing.caller import Caller
+from router.routing.cascade import CascadeResult, Plan, adrive, drive, run_cascade
+from router.routing.catalog import Catalog
+from router.routing.decision import Decision
+from router.routing.selection import select_candidates
 from router.spend.guard import BudgetGuard
 
 DEFAULT_POLICY = "policies/default.yaml"

@@ -1,7 +1,7 @@
 """The cascade: call candidates cheapest first, check each answer, escalate, record.
 
 The logic is one generator, :func:`run_cascade`, that yields :class:`ModelCall` requests and
-receives :class:`CallOutcome` replies; :mod:`router.calls` performs them (sync or async).
+receives :class:`CallOutcome` replies; :mod:`router.routing.caller` performs them (sync or async).
 All policy enforcement of calls happens here, in one place: before every call, the rung's (or
 the consulted model's) worst case must fit in what is left of the ceiling, and a request under
 privacy or offline never yields a call to a network model, whatever asks for it.
@@ -23,14 +23,14 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router._calls import CallOutcome, ModelCall
-from router.catalog import Catalog
-from router.checks import Answer, CheckResult, CheckSpec
-from router.decision import Attempt, Decision, Exclusion
+from router.checks.builtin import Answer, CheckResult, CheckSpec
 from router.errors import ModelUnavailableError, ProviderError
-from router.policy import PolicySettings
-from router.select import Selection, format_usd
-from router.tokens import message_text
+from router.policy.policy_file import PolicySettings
+from router.routing.catalog import Catalog
+from router.routing.decision import Attempt, Decision, Exclusion
+from router.routing.model_call import CallOutcome, ModelCall
+from router.routing.selection import Selection, format_usd
+from router.routing.tokens import message_text
 
 Cascade = Generator[ModelCall, CallOutcome, "CascadeResult"]
 

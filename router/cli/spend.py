@@ -20,9 +20,9 @@ from router.spend.report import BUILTIN_GROUPS, spend_report
 def cmd_spend(args: argparse.Namespace) -> int:
     url = args.ledger
     if url is None and args.policy is not None:
-        from router.policy import load_policy
+        from router.policy.policy_file import load_policy
 
-        url = load_policy(args.policy).ledger  # a PolicyError is reported by router.cli.main
+        url = load_policy(args.policy).ledger  # a PolicyError is reported by router.cli.main.main
     try:
         report = spend_report(url, since=args.since, by=args.by)
     except (ValueError, LedgerError) as err:  # a bad --since, or a ledger that cannot be read

@@ -1,7 +1,7 @@
 """Performing the cascade's model calls: build the request, time it, price it, catch failures.
 
-:class:`Caller` answers :class:`ModelCall` requests for :func:`router.cascade.drive` (``__call__``)
-and :func:`router.cascade.adrive` (``acall``). Both share the preparation and accounting; only
+:class:`Caller` answers :class:`ModelCall` requests for :func:`router.routing.cascade.drive` (``__call__``)
+and :func:`router.routing.cascade.adrive` (``acall``). Both share the preparation and accounting; only
 the one line that talks to the model differs. Child runs get the router run's child callbacks,
 so they nest under it and usage callbacks count each model call once.
 
@@ -19,9 +19,9 @@ from typing import Any, Protocol
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from router._calls import CallOutcome, ModelCall
-from router.cascade import Plan
-from router.tokens import count_text_tokens, message_text
+from router.routing.cascade import Plan
+from router.routing.model_call import CallOutcome, ModelCall
+from router.routing.tokens import count_text_tokens, message_text
 
 
 class SpendGuard(Protocol):

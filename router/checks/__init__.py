@@ -1,0 +1,31 @@
+"""Checks: is an answer good enough to stop the cascade?
+
+``builtin`` holds the check protocol, the registry and the checks that need no other model;
+``consulting`` the checks that ask other models (agreement, verifier, self_consistency);
+``extractors`` pull a comparable answer (a choice, a number, code) out of free text.
+Importing this package registers all of them.
+
+Example:
+    >>> from router.checks import build_check, Answer
+    >>> build_check({"check": "min_length", "chars": 3}).run(Answer.from_text("Paris"), None).passed
+    True
+"""
+
+from router.checks import consulting as _consulting  # noqa: F401  (registers the consulting checks)
+from router.checks.builtin import (
+    Answer,
+    CheckContext,
+    CheckResult,
+    CheckRun,
+    CheckSpec,
+    ConfidenceCheck,
+    build_check,
+    check_class,
+    register_check,
+    registered_checks,
+)
+
+__all__ = [
+    "Answer", "CheckContext", "CheckResult", "CheckRun", "CheckSpec", "ConfidenceCheck",
+    "build_check", "check_class", "register_check", "registered_checks",
+]
