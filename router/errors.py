@@ -25,6 +25,33 @@ class RouterError(Exception):
     """Base class of every error raised by this package."""
 
 
+class _Unchained:
+    """An error that never shows a chained exception.
+
+    Client exceptions can carry what a server echoed back (a key, a prompt), so errors that
+    wrap them keep a scrubbed summary instead: ``raise ... from exc``, ``err.__cause__ = exc``
+    or raising inside an ``except`` block leave ``__cause__`` and ``__context__`` reading
+    ``None``, which is what ``traceback.format_exception``, loggers and pytest print.
+    """
+
+    @property  # type: ignore[misc]
+    def __cause__(self) -> None:
+        return None
+
+    @__cause__.setter
+    def __cause__(self, value: BaseException | None) -> None:
+        if value is not None and not getattr(self, "client_exception", None):
+            self.client_exception = f"{type(value).__module__}.{type(value).__qualname__}"
+
+    @property  # type: ignore[misc]
+    def __context__(self) -> None:
+        return None
+
+    @__context__.setter
+    def __context__(self, value: BaseException | None) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class PolicyIssue:
     """One problem in a policy file, located as precisely as the file allows."""
@@ -60,12 +87,16 @@ class PolicyError(RouterError, ValueError):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
-class ProviderError(RouterError):
+class ProviderError(_Unchained, RouterError):
     """A model provider failed: timeout, rate limit, server error, refused connection, bad reply.
 
     ``kind`` is one of ``timeout``, ``rate_limit``, ``server``, ``connection``, ``malformed``,
     ``auth``, ``bad_request``, ``other``. ``decision`` is the record so far, when known.
+    The message is the client's, scrubbed of secrets; ``client_exception`` names the client
+    exception's class (the exception itself is not chained: see ``_Unchained``).
     """
+
+    client_exception: str | None = None
 
     def __init__(
         self,
@@ -77,7 +108,9 @@ class ProviderError(RouterError):
         status_code: int | None = None,
         retry_after_s: float | None = None,
         decision: Decision | None = None,
+        client_exception: str | None = None,
     ) -> None:
+        self.client_exception = client_exception
         self.provider = provider
         self.model = model
         self.kind = kind
@@ -98,13 +131,18 @@ class ProviderError(RouterError):
         }
 
 
-class RoutingError(RouterError):
+class RoutingError(_Unchained, RouterError):
     """No candidate produced an acceptable answer and the policy says ``on_exhausted: raise``,
-    or no candidate was eligible at all. ``decision`` is the full record."""
+    or no candidate was eligible at all. ``decision`` is the full record (each attempt's error
+    included, scrubbed); nothing is chained."""
 
     def __init__(self, message: str, decision: Decision) -> None:
         self.decision = decision
         super().__init__(message)
+
+
+class CodeNotAllowedError(RouterError, ValueError):
+    """A policy names Python code (``check: "module:function"``) and the caller did not allow code."""
 
 
 class ModelUnavailableError(RouterError):

@@ -1,9 +1,17 @@
 """Confidence checks: is this answer good enough to stop the cascade?
 
 A check is declared in the policy (``- check: logprob`` with its parameters) and validated
-when the file loads. Built-in checks are pydantic models registered by name; a custom check
-names a function as ``"module:function"`` and receives the :class:`Answer` plus the entry's
-other keys as keyword arguments, returning a ``bool`` or a :class:`CheckResult`.
+when the file loads. Where a check's code comes from is the trust boundary:
+
+- built-in checks are pydantic models registered by name (:func:`register_check`);
+- installed packages add checks through the ``policy_router.checks`` entry-point group
+  (``name = "package.module:attr"``, a :class:`CheckSpec` subclass or a function); installing
+  a package is trusting it, so a policy may name these freely, and only the named one is loaded;
+- a ``"module:function"`` check names arbitrary code: :func:`build_check` refuses it (and
+  imports nothing) unless ``allow_code=True``.
+
+A function check receives the :class:`Answer` plus the entry's other keys as keyword
+arguments and returns a ``bool``, a number or a :class:`CheckResult`.
 
 A check may consult other models (agreement, verifier...): its ``run`` then is a generator
 that yields :class:`ModelCall` requests and receives :class:`CallOutcome` replies, so the
@@ -18,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import math
 import re
@@ -26,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from router.errors import CodeNotAllowedError
 from router.routing.model_call import CallOutcome, ModelCall
 
 
@@ -109,6 +119,8 @@ class CheckSpec(BaseModel):
 
 
 _REGISTRY: dict[str, type[CheckSpec]] = {}
+ENTRY_POINT_GROUP = "policy_router.checks"
+_TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def register_check(name: str) -> Callable[[type[CheckSpec]], type[CheckSpec]]:
@@ -121,26 +133,70 @@ def register_check(name: str) -> Callable[[type[CheckSpec]], type[CheckSpec]]:
     return decorate
 
 
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed checks by name; reading the metadata imports nothing."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if ep.name not in _REGISTRY and ":" not in ep.name}
+
+
 def registered_checks() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in and installed (entry point) check names."""
+    return sorted({*_REGISTRY, *_plugins()})
+
+
+def _plugin(name: str) -> type[CheckSpec] | Callable[..., Any] | None:
+    ep = _plugins().get(name)
+    if ep is None:
+        return None
+    target = ep.load()
+    if isinstance(target, type) and issubclass(target, CheckSpec):
+        _REGISTRY[name] = target
+    elif not callable(target):
+        raise ValueError(f"entry point {ENTRY_POINT_GROUP}:{name} = {ep.value} is neither a CheckSpec nor callable")
+    return target
 
 
 def check_class(name: str) -> type[CheckSpec] | None:
-    """The class behind a check name (``CustomCheck`` for ``module:function``)."""
-    return CustomCheck if ":" in name else _REGISTRY.get(name)
+    """The class behind a check name (``CustomCheck`` for ``module:function`` and functions)."""
+    if ":" in name:
+        return CustomCheck
+    cls = _REGISTRY.get(name)
+    return cls if cls is not None else (CustomCheck if name in _plugins() else None)
 
 
-def build_check(raw: Mapping[str, Any]) -> CheckSpec:
+def code_not_allowed(target: str) -> CodeNotAllowedError:
+    return CodeNotAllowedError(
+        f"check {target!r} names Python code, and a policy file is data: code checks run only when "
+        "you allow them (load_policy(..., allow_code=True), PolicyRouter.from_yaml(..., allow_code=True), "
+        f"router ... --allow-code), or install the check as a {ENTRY_POINT_GROUP!r} entry point")
+
+
+def build_check(raw: Mapping[str, Any], *, allow_code: bool = False) -> CheckSpec:
     """Validate one ``confidence:`` entry. Raises ``KeyError`` for an unknown check name,
-    ``pydantic.ValidationError`` for bad parameters, ``ImportError`` for a bad custom target."""
+    ``pydantic.ValidationError`` for bad parameters, :class:`CodeNotAllowedError` for a
+    ``"module:function"`` check without ``allow_code`` (nothing is imported), ``ValueError``
+    for a custom target that cannot be imported."""
     name = raw.get("check")
     if not isinstance(name, str):
         raise KeyError("check")
     if ":" in name:
-        return CustomCheck.model_validate(dict(raw))
+        if not _TARGET.fullmatch(name):
+            raise ValueError(f"custom check must be 'package.module:function', got {name!r}")
+        if not allow_code:
+            raise code_not_allowed(name)
+        check = CustomCheck.model_validate(dict(raw))
+        check._fn = resolve_target(name)
+        return check
     cls = _REGISTRY.get(name)
     if cls is None:
-        raise KeyError(name)
+        found = _plugin(name)
+        if found is None:
+            raise KeyError(name)
+        if not isinstance(found, type):
+            check = CustomCheck.model_validate(dict(raw))
+            check._fn = found
+            return check
+        cls = found
     return cls.model_validate(dict(raw))
 
 
@@ -247,18 +303,16 @@ class JsonCheck(CheckSpec):
 
 
 class CustomCheck(CheckSpec):
-    """``check: "package.module:function"``; other keys are passed to the function."""
+    """A function check: ``check: "package.module:function"`` (allowed code) or an installed
+    entry point's name; other keys are passed to the function. Build it with :func:`build_check`."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-
-    @field_validator("check")
-    @classmethod
-    def _importable(cls, target: str) -> str:
-        resolve_target(target)
-        return target
+    _fn: Callable[..., Any] | None = PrivateAttr(default=None)
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckRun:
-        fn = resolve_target(self.check)
+        fn = self._fn
+        if fn is None:  # built directly in Python (not from a file): the caller chose this code
+            fn = resolve_target(self.check)
         result = fn(answer, **(self.model_extra or {}))
         if isinstance(result, CheckResult):
             return result
@@ -287,6 +341,7 @@ def resolve_target(target: str) -> Callable[..., Any]:
 
 __all__ = [
     "Answer", "CallOutcome", "CheckContext", "CheckResult", "CheckRun", "CheckSpec",
-    "ConfidenceCheck", "ModelCall", "build_check", "register_check", "registered_checks",
+    "ConfidenceCheck", "ENTRY_POINT_GROUP", "ModelCall", "build_check", "register_check",
+    "registered_checks",
 ]
 

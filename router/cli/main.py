@@ -1,8 +1,13 @@
 """The ``router`` command.
 
-    router ask "question" [--policy FILE] [--set key=value ...] [--json]
-    router explain "question" [--policy FILE] [--set key=value ...] [--json]
-    router validate FILE [FILE ...]
+    router ask "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
+    router explain "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
+    router validate FILE [FILE ...] [--allow-code]
+
+``--set`` values are read as in a policy file (YAML 1.2 core: only ``true``/``false`` are
+booleans) and validated strictly: ``--set privacy=0`` is an error, not "privacy off".
+``--allow-code`` lets the policy's ``check: "module:function"`` entries import and run that
+code; without it such a policy is refused and nothing is imported.
 
 Exit codes: 0 success; 1 an invalid policy or override; 2 no answer (``RoutingError``).
 Further commands (simulate, calibrate, spend) register themselves in :data:`COMMANDS`.
@@ -16,15 +21,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
-
 from router.errors import PolicyError, PolicyIssue, RoutingError
+from router.policy.yaml_source import parse_value
 
 Command = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["privacy=true", "cost_ceiling=0.001"]`` → typed values (YAML scalars)."""
+    """``["privacy=true", "cost_ceiling=0.001"]`` → typed values (YAML 1.2 core scalars)."""
     out: dict[str, Any] = {}
     issues = []
     for pair in pairs:
@@ -32,10 +36,9 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             issues.append(PolicyIssue(f"--set takes key=value, got {pair!r}", "--set", key=pair))
             continue
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = raw
+        if key.strip() in out:
+            issues.append(PolicyIssue(f"--set {key.strip()} given twice", "--set", key=key.strip()))
+        out[key.strip()] = parse_value(raw)
     if issues:
         raise PolicyError(issues)
     return out
@@ -48,14 +51,23 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the policy block for this call")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    _add_allow_code(parser)
+
+
+def _add_allow_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-code", action="store_true",
+                        help="let the policy's 'module:function' checks import and run that code "
+                             "(your own, unsandboxed code); off by default")
 
 
 def _router_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from router.langchain.policy_router import PolicyRouter
-    from router.policy.overrides import policy_overrides
+    from router.policy.overrides import effective_settings, policy_overrides
 
     overrides = policy_overrides(parse_sets(args.sets), strict=True, origin="--set")
-    return PolicyRouter.from_yaml(args.policy), {"configurable": overrides}
+    router = PolicyRouter.from_yaml(args.policy, allow_code=args.allow_code)
+    effective_settings(router.policy, overrides=overrides, origin="--set")  # reported as --set's
+    return router, {"configurable": overrides}
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -93,7 +105,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
         try:
-            policy = load_policy(path)
+            policy = load_policy(path, allow_code=args.allow_code)
         except PolicyError as err:
             failed = True
             for issue in err.issues:
@@ -112,6 +124,7 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     explain.set_defaults(func=cmd_explain)
     validate = sub.add_parser("validate", help="validate policy files")
     validate.add_argument("files", nargs="+")
+    _add_allow_code(validate)
     validate.set_defaults(func=cmd_validate)
 
 

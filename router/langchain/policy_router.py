@@ -82,9 +82,10 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
             self.spend_guard = BudgetGuard.from_policy(self.policy)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str] | None = None) -> PolicyRouter:
-        """Load a policy file (default: ``$ROUTER_POLICY`` or ``policies/default.yaml``)."""
-        return cls(policy=load_policy(path or default_policy_path()))
+    def from_yaml(cls, path: str | os.PathLike[str] | None = None, *, allow_code: bool = False) -> PolicyRouter:
+        """Load a policy file (default: ``$ROUTER_POLICY`` or ``policies/default.yaml``).
+        ``allow_code=True`` lets its ``module:function`` checks run (see :func:`load_policy`)."""
+        return cls(policy=load_policy(path or default_policy_path(), allow_code=allow_code))
 
     @property
     def catalog(self) -> Catalog:

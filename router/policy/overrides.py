@@ -1,8 +1,10 @@
 """The effective policy for one request: ``policy:`` + first matching rule + per-call overrides.
 
-Overrides come from ``config={"configurable": {...}}`` or the CLI's ``--set``. Privacy and
-offline only ratchet one way: a rule or override may turn them on, never off once the file or
-a rule has turned them on (fails closed). Anything else in ``configurable`` that is not a
+Overrides come from ``config={"configurable": {...}}`` or the CLI's ``--set``. They are
+validated as the same strict types as the policy file (``privacy`` takes ``True``/``False``
+only, never ``"false"``, ``0`` or ``"off"``). Privacy and offline only ratchet one way: a rule
+or override may turn them on, never off once the file or a rule has turned them on (fails
+closed); the comparison runs on the validated, merged settings. Anything else in ``configurable`` that is not a
 policy field is left alone (other runnables in a chain use it), unless it looks like a typo of
 a policy field, which is an error rather than a silently ignored privacy flag.
 
@@ -43,6 +45,8 @@ def policy_overrides(configurable: Mapping[str, Any], *, strict: bool = False,
     picked: dict[str, Any] = {}
     issues: list[PolicyIssue] = []
     for key, value in configurable.items():
+        if not isinstance(key, str):
+            continue  # not ours: policy fields are strings
         if key in FIELDS:
             picked[key] = value
             continue
@@ -59,43 +63,56 @@ def effective_settings(policy: Policy, *, metadata: Mapping[str, Any] | None = N
                        tags: Sequence[str] | None = None,
                        overrides: Mapping[str, Any] | None = None,
                        origin: str = "<configurable>") -> Effective:
-    """Apply the first matching rule, then ``overrides``; validate; enforce the ratchets."""
+    """Apply the first matching rule, then ``overrides``; validate strictly; enforce the ratchets.
+
+    Each layer is validated as the policy file's own types (``privacy: "false"`` or ``0`` is an
+    error, never False); the "only turned on" comparison runs on the validated settings.
+    """
     base = policy.policy
     rule_name: str | None = None
-    merged: dict[str, Any] = {}
+    layered = base
     for i, rule in enumerate(policy.rules):
         if rule.when.matches(metadata or {}, tags or ()):
-            merged.update(rule.set_)
             rule_name = rule.name or f"rules[{i}]"
+            layered = _layer(policy, layered, rule.set_, f"rule {rule_name}")
             break
-    privacy_floor = base.privacy or bool(merged.get("privacy"))
-    offline_floor = base.offline is True or merged.get("offline") is True
+    privacy_floor = base.privacy or layered.privacy
+    offline_floor = base.offline is True or layered.offline is True
     overrides = dict(overrides or {})
+    if not overrides:
+        if (privacy_floor and not layered.privacy) or (offline_floor and layered.offline is not True):
+            raise PolicyError([PolicyIssue("a rule cannot relax privacy or offline", f"rule {rule_name}")])
+        return Effective(layered, rule_name)
+    settings = _layer(policy, layered, overrides, origin)
     issues: list[PolicyIssue] = []
-    if privacy_floor and overrides.get("privacy") is False:
+    if privacy_floor and settings.privacy is not True:
         issues.append(PolicyIssue("privacy is on for this request and cannot be turned off by an "
                                   "override", origin, key="privacy"))
-    if offline_floor and "offline" in overrides and overrides["offline"] is not True:
+    if offline_floor and settings.offline is not True:
         issues.append(PolicyIssue("offline is on for this request and cannot be relaxed by an "
                                   "override", origin, key="offline"))
-    for i, model in enumerate(overrides.get("cascade") or ()):
-        if model not in policy.models:
-            close = difflib.get_close_matches(str(model), list(policy.models), n=1)
-            issues.append(PolicyIssue(f"{model!r} is not in the policy's models", origin,
-                                      key=f"cascade.{i}", suggestion=close[0] if close else None))
-    tier = overrides.get("quality_tier")
-    if tier is not None and tier not in policy.tiers:
-        close = difflib.get_close_matches(str(tier), list(policy.tiers), n=1)
-        issues.append(PolicyIssue(f"unknown tier {tier!r}", origin, key="quality_tier",
+    if "cascade" in overrides:
+        for i, model in enumerate(settings.cascade):
+            if model not in policy.models:
+                close = difflib.get_close_matches(model, list(policy.models), n=1)
+                issues.append(PolicyIssue(f"{model!r} is not in the policy's models", origin,
+                                          key=f"cascade.{i}", suggestion=close[0] if close else None))
+            elif model in settings.cascade[:i]:
+                issues.append(PolicyIssue(f"{model!r} is named twice in the cascade", origin, key=f"cascade.{i}"))
+    if "quality_tier" in overrides and settings.quality_tier not in policy.tiers:
+        close = difflib.get_close_matches(settings.quality_tier, list(policy.tiers), n=1)
+        issues.append(PolicyIssue(f"unknown tier {settings.quality_tier!r}", origin, key="quality_tier",
                                   suggestion=close[0] if close else None))
     if issues:
         raise PolicyError(issues)
-    merged.update(overrides)
-    if not merged:
-        return Effective(base, rule_name)
-    try:
-        settings = PolicySettings.model_validate({**base.model_dump(), **merged})
-    except ValidationError as err:
-        raise PolicyError([PolicyIssue(e["msg"], origin, key=".".join(map(str, e["loc"])))
-                           for e in err.errors()]) from None
     return Effective(settings, rule_name)
+
+
+def _layer(policy: Policy, under: PolicySettings, changes: Mapping[str, Any], origin: str) -> PolicySettings:
+    """``under`` with ``changes`` applied, validated as strictly as the policy file."""
+    try:
+        return PolicySettings.model_validate({**under.model_dump(), **changes},
+                                             context={"allow_code": policy.allow_code})
+    except ValidationError as err:
+        raise PolicyError([PolicyIssue(e["msg"], origin, key=".".join(map(str, e["loc"])) or "confidence")
+                           for e in err.errors()]) from None

@@ -17,30 +17,65 @@ import difflib
 import ipaddress
 import itertools
 import os
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
     PositiveInt,
     PrivateAttr,
+    StrictBool,
+    StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from router.checks import CheckSpec, build_check, check_class, registered_checks
-from router.errors import PolicyError, PolicyIssue
+from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
 NETWORK_PROVIDERS = frozenset({"openai", "google_genai"})
+# Numbers and flags are strict: ``cost_ceiling: true`` is not $1 and ``privacy: "false"`` is not False.
+StrictNonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
+_KEY_PREFIXES = ("sk-", "sk_", "AIza", "ya29.", "ghp_", "gho_", "github_pat_", "xox", "hf_", "glpat-")
+
+
+def looks_like_key(value: str) -> bool:
+    """A credential rather than an environment variable's name (``sk-...``, ``AIza...``, or a
+    long mixed-case alphanumeric token)."""
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    return (len(value) >= 24 and "_" not in value and any(c.islower() for c in value)
+            and any(c.isupper() for c in value) and any(c.isdigit() for c in value))
+
+
+def _strict_flag(field: str, value: Any, *, auto: bool = False) -> Any:
+    if isinstance(value, bool) or (auto and value == "auto"):
+        return value
+    allowed = "true, false or auto" if auto else "true or false"
+    raise PydanticCustomError("strict_flag", "{field} takes {allowed}, not {shown}",
+                              {"field": field, "allowed": allowed, "shown": describe_value(value)})
+
+
+def describe_value(value: Any) -> str:
+    """``'false' (a string)``: how a rejected value is shown (short, typed)."""
+    if isinstance(value, (str, int, float)) or value is None:
+        text = repr(value)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        return f"{text} (a {type(value).__name__ if value is not None else 'null'})"
+    return f"a {type(value).__name__}"
 
 
 class _Frozen(BaseModel):
@@ -50,8 +85,8 @@ class _Frozen(BaseModel):
 class Price(_Frozen):
     """USD per one million tokens."""
 
-    input: NonNegativeFloat = 0.0
-    output: NonNegativeFloat = 0.0
+    input: StrictNonNegativeFloat = 0.0
+    output: StrictNonNegativeFloat = 0.0
 
 
 class ModelSpec(_Frozen):
@@ -61,8 +96,8 @@ class ModelSpec(_Frozen):
     model: str | None = None
     gguf: str | None = None
     chat_format: str | None = None
-    tier: str = "basic"
-    local: bool = False
+    tier: StrictStr = "basic"
+    local: StrictBool = False
     price: Price = Price()
     context_window: PositiveInt | None = None
     base_url: str | None = None
@@ -76,8 +111,11 @@ class ModelSpec(_Frozen):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, name: str | None) -> str | None:
-        if name is not None and (not name or not name.replace("_", "a").isalnum()):
-            raise ValueError("must be the *name* of an environment variable, not a key")
+        # The message never repeats the value: it is often the key itself.
+        if name is not None and (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or looks_like_key(name)):
+            raise PydanticCustomError(
+                "env_name", "must be the *name* of an environment variable (like OPENAI_API_KEY); "
+                "this value looks like a key, so it is not shown")
         return name
 
     @property
@@ -94,22 +132,34 @@ class ModelSpec(_Frozen):
 class PolicySettings(_Frozen):
     """The ``policy:`` block: what one request may do. Rules and overrides replace fields."""
 
-    cost_ceiling: NonNegativeFloat = 0.05
+    cost_ceiling: StrictNonNegativeFloat = 0.05
     privacy: bool = False
     offline: bool | Literal["auto"] = "auto"
-    quality_tier: str = "basic"
-    max_output_tokens: PositiveInt = 512
-    temperature: float = Field(0.0, ge=0, le=2)
-    cascade: tuple[str, ...] = Field(min_length=1)
+    quality_tier: StrictStr = "basic"
+    max_output_tokens: StrictPositiveInt = 512
+    temperature: Annotated[float, Field(strict=True, ge=0, le=2)] = 0.0
+    cascade: tuple[StrictStr, ...] = Field(min_length=1)
     confidence: tuple[Any, ...] = ()
     on_exhausted: Literal["best", "raise"] = "best"
 
+    @field_validator("privacy", mode="before")
+    @classmethod
+    def _privacy(cls, value: Any) -> Any:
+        return _strict_flag("privacy", value)
+
+    @field_validator("offline", mode="before")
+    @classmethod
+    def _offline(cls, value: Any) -> Any:
+        return _strict_flag("offline", value, auto=True)
+
     @field_validator("confidence", mode="after")
     @classmethod
-    def _checks(cls, entries: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _checks(cls, entries: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
         # Entries arrive as dicts from files; build_check validates them (the loader reports
         # their errors with locations first, so this only fires for programmatic use).
-        return tuple(e if isinstance(e, CheckSpec) else build_check(e) for e in entries)
+        # ``allow_code`` comes from the validation context (load_policy(..., allow_code=True)).
+        allow_code = bool((info.context or {}).get("allow_code"))
+        return tuple(e if isinstance(e, CheckSpec) else build_check(e, allow_code=allow_code) for e in entries)
 
     @property
     def local_only(self) -> bool:
@@ -160,6 +210,7 @@ class Policy(_Frozen):
     ledger: LedgerURL | None = None
     _source: str = PrivateAttr(default="<policy>")
     _env_refs: dict[tuple[str | int, ...], list[str]] = PrivateAttr(default_factory=dict)
+    _allow_code: bool = PrivateAttr(default=False)
 
     @field_validator("models", mode="after")
     @classmethod
@@ -176,6 +227,11 @@ class Policy(_Frozen):
         """Which environment variables each substituted value came from."""
         return MappingProxyType(self._env_refs)
 
+    @property
+    def allow_code(self) -> bool:
+        """Whether this policy was loaded with ``allow_code=True`` (``module:function`` checks)."""
+        return self._allow_code
+
     def tier_rank(self, tier: str) -> int:
         return self.tiers.index(tier)
 
@@ -184,58 +240,79 @@ class Policy(_Frozen):
 
 
 def load_policy(source: str | os.PathLike[str] | Mapping[str, Any], *,
-                environ: Mapping[str, str] | None = None) -> Policy:
+                environ: Mapping[str, str] | None = None, allow_code: bool = False) -> Policy:
     """Load and validate a policy from a YAML file path or a plain mapping.
 
+    A policy file is data: it never imports or runs code. A ``check: "module:function"`` entry
+    is refused unless ``allow_code=True`` (then that function is your own, unsandboxed code).
     Raises :class:`PolicyError` listing every problem with file, line, column and key.
     """
     if isinstance(source, Mapping):
-        return _validate(LocatedDocument(data=dict(source)), "<dict>")
+        return _validate(LocatedDocument(data=dict(source)), "<dict>", allow_code)
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise PolicyError([PolicyIssue(f"cannot read policy file: {err.strerror}", str(path))]) from None
-    return loads_policy(text, str(path), environ=environ)
+    except UnicodeDecodeError as err:
+        raise PolicyError([PolicyIssue(f"not UTF-8 text (byte {err.start})", str(path), 1, 1)]) from None
+    return loads_policy(text, str(path), environ=environ, allow_code=allow_code)
 
 
 def loads_policy(text: str, filename: str = "<string>", *,
-                 environ: Mapping[str, str] | None = None) -> Policy:
-    """Load and validate a policy from YAML text."""
+                 environ: Mapping[str, str] | None = None, allow_code: bool = False) -> Policy:
+    """Load and validate a policy from YAML text (see :func:`load_policy`)."""
     try:
         doc = load_located(text, environ)
     except YamlSyntaxError as err:
         raise PolicyError([PolicyIssue(str(err), filename, err.location.line, err.location.column)]) from None
-    return _validate(doc, filename)
+    return _validate(doc, filename, allow_code)
 
 
-def _validate(doc: LocatedDocument, filename: str) -> Policy:
-    issues = [_issue(doc, filename, path, message) for path, message in doc.problems]
+def _validate(doc: LocatedDocument, filename: str, allow_code: bool = False) -> Policy:
+    try:
+        return _validate_located(doc, filename, allow_code)
+    except PolicyError as err:
+        # Values that came from ${VAR} are shown as ${VAR}, whatever message mentions them.
+        raise PolicyError([replace(issue, message=doc.redact(issue.message)) for issue in err.issues]) from None
+
+
+def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool) -> Policy:
+    issues = [_issue(doc, filename, p.path, p.message, at=p.location) for p in doc.problems]
     if not isinstance(doc.data, dict):
         issues.append(_issue(doc, filename, (), "a policy file must be a mapping with version, name, "
                                                  "models and policy"))
         raise PolicyError(issues)
     data = dict(doc.data)
-    issues += _check_entries(doc, filename, data)
+    issues += _check_entries(doc, filename, data, allow_code)
     if issues:
         raise PolicyError(issues)
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(data, context={"allow_code": allow_code})
     except ValidationError as err:
         raise PolicyError(_from_validation(doc, filename, err)) from None
     issues = [_issue(doc, filename, path, msg, suggestion=hint)
-              for path, msg, hint in _semantic_problems(policy)]
+              for path, msg, hint in _semantic_problems(policy, allow_code)]
     if issues:
         raise PolicyError(issues)
     policy._source = filename
     policy._env_refs = dict(doc.env_refs)
+    policy._allow_code = allow_code
     return policy
 
 
-def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any]) -> list[PolicyIssue]:
+def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
+                   allow_code: bool) -> list[PolicyIssue]:
     """Validate confidence checks and rule ``set`` blocks with locations (pydantic would lose
     them inside the field validators)."""
     issues: list[PolicyIssue] = []
+    models = data.get("models")
+    for name, entry in (models.items() if isinstance(models, dict) else ()):
+        if isinstance(entry, dict) and ("models", name, "api_key_env") in doc.env_raw:
+            issues.append(_issue(doc, filename, ("models", name, "api_key_env"),
+                                 "api_key_env is the *name* of the variable that holds the key: write "
+                                 f"api_key_env: {doc.env_refs[('models', name, 'api_key_env')][0]}, "
+                                 "not ${...} (its value is not shown)"))
     settings = data.get("policy")
     blocks: list[tuple[tuple[str | int, ...], Any]] = []
     if isinstance(settings, dict):
@@ -258,7 +335,9 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any]) ->
                 issues.append(_issue(doc, filename, path, "each check needs a 'check:' name"))
                 continue
             try:
-                build_check(entry)
+                build_check(entry, allow_code=allow_code)
+            except CodeNotAllowedError as err:
+                issues.append(_issue(doc, filename, (*path, "check"), str(err)))
             except KeyError:
                 issues.append(_issue(doc, filename, (*path, "check"),
                                      f"unknown check {entry['check']!r}; known: "
@@ -272,7 +351,8 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any]) ->
     return issues
 
 
-def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str, str | None]]:
+def _semantic_problems(policy: Policy,
+                       allow_code: bool = False) -> list[tuple[tuple[str | int, ...], str, str | None]]:
     problems: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if len(set(policy.tiers)) != len(policy.tiers):
         problems.append((("tiers",), "tiers must be distinct, ordered weakest first", None))
@@ -284,7 +364,7 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
             problems.append((("models", name, "local"), "a llamacpp model runs here: set local: true", None))
         if spec.local and spec.provider == "google_genai":
             problems.append((("models", name, "local"), "a google_genai model is never local", None))
-        if spec.local and spec.provider == "openai" and not _is_loopback(spec.base_url):
+        if spec.local and spec.provider == "openai" and not is_loopback_url(spec.base_url):
             problems.append((("models", name, "local"), "an openai model may be local only with a "
                              "loopback base_url (127.0.0.1, localhost)", None))
         if spec.provider in NETWORK_PROVIDERS | {"recorded"} and not spec.model:
@@ -305,6 +385,8 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
             if model not in policy.models:
                 problems.append(((*prefix, "cascade", i), f"{model!r} is not in models:",
                                  _closest(model, policy.models)))
+            elif model in cascade[:i]:
+                problems.append(((*prefix, "cascade", i), f"{model!r} is named twice in the cascade", None))
         for j, check in enumerate(block.get("confidence") or ()):
             # Checks that consult models (agreement, verifier...) must name catalog models.
             if not isinstance(check, Mapping):
@@ -320,7 +402,8 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
             problems.append(((*prefix, "cascade"), "cascade must go from weaker to stronger tiers", None))
     for i, rule in enumerate(policy.rules):
         try:
-            PolicySettings.model_validate({**policy.policy.model_dump(), **rule.set_})
+            PolicySettings.model_validate({**policy.policy.model_dump(), **rule.set_},
+                                          context={"allow_code": allow_code})
         except ValidationError as err:
             for e in err.errors():
                 problems.append((("rules", i, "set", *e["loc"]), e["msg"], None))
@@ -332,10 +415,14 @@ def _semantic_problems(policy: Policy) -> list[tuple[tuple[str | int, ...], str,
     return problems
 
 
-def _is_loopback(url: str | None) -> bool:
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if not url:
         return False
-    host = urlparse(url).hostname or ""
+    try:
+        host = urlparse(url).hostname or ""
+    except ValueError:
+        return False
     if host == "localhost":
         return True
     try:
@@ -350,8 +437,8 @@ def _closest(word: str, choices: Any) -> str | None:
 
 
 def _issue(doc: LocatedDocument, filename: str, path: tuple[str | int, ...], message: str, *,
-           prefer_key: bool = False, suggestion: str | None = None) -> PolicyIssue:
-    where = doc.locate(path, prefer_key=prefer_key)
+           prefer_key: bool = False, suggestion: str | None = None, at: Any = None) -> PolicyIssue:
+    where = at or doc.locate(path, prefer_key=prefer_key)
     key = ".".join(str(p) for p in path)
     return PolicyIssue(message, filename, where.line, where.column, key, suggestion)
 
@@ -371,8 +458,9 @@ def _from_validation(doc: LocatedDocument, filename: str, err: ValidationError, 
         elif e["type"] == "missing":
             issues.append(_issue(doc, filename, path, "required key is missing"))
         else:
-            value = e.get("input")
-            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) else ""
+            value = doc.env_raw.get(path, e.get("input"))  # ${VAR}, never the value it held
+            secret = e["type"] in ("env_name", "strict_flag") or (path and path[-1] == "api_key_env")
+            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and not secret else ""
             issues.append(_issue(doc, filename, path, f"{e['msg']}{shown}"))
     return issues
 

@@ -126,8 +126,11 @@ def translate_http_error(provider: str, model: str, exc: BaseException, *,
     message = scrub(str(exc) or type(exc).__name__, secrets)
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "..."
+    # The client exception is summarised (its class), never chained: it may hold what a server
+    # echoed back (see router.errors._Unchained).
     return ProviderError(message, provider=provider, model=model, kind=kind, status_code=status,
-                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status == 503 else None)
+                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status == 503 else None,
+                         client_exception=f"{type(exc).__module__}.{type(exc).__qualname__}")
 
 
 def classify(exc: BaseException) -> str | None:
