@@ -38,6 +38,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from router.errors import RoutingError
+from router.langchain.tracing import private_config, tracing_mark
 from router.policy.overrides import effective_settings, policy_overrides
 from router.policy.policy_file import Policy, load_policy
 from router.routing.caller import Caller
@@ -132,8 +133,10 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         return Caller(plan, child, stream=stream, tools=self.tools, tool_choice=self.tool_choice,
                       guard=self.spend_guard)
 
-    def _finish(self, result: CascadeResult) -> AIMessage:
+    def _finish(self, result: CascadeResult, config: RunnableConfig | None = None) -> AIMessage:
         decision = result.decision
+        if (mark := tracing_mark(config)) is not None:
+            decision.effective["tracing"] = mark
         if result.message is None:
             if decision.status == "exhausted":
                 message = "no candidate passed the confidence checks (on_exhausted: raise)"
@@ -155,25 +158,27 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     def _invoke(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig) -> AIMessage:
         plan = self.plan(input, config)
-        return self._finish(drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=False)))
+        return self._finish(drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=False)), config)
 
     async def _ainvoke(self, input: LanguageModelInput, run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig) -> AIMessage:
         plan = self.plan(input, config)
         caller = self._caller(plan, config, run_manager, stream=False)
-        return self._finish(await adrive(run_cascade(plan), caller.acall))
+        return self._finish(await adrive(run_cascade(plan), caller.acall), config)
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                **kwargs: Any) -> AIMessage:
+        config = private_config(self.policy, config)  # privacy covers tracing (router.langchain.tracing)
         return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                       **kwargs: Any) -> AIMessage:
+        config = private_config(self.policy, config)
         return await self._acall_with_config(self._ainvoke, input, config, run_type="chain", **kwargs)
 
-    def _emit(self, result: CascadeResult) -> Iterator[AIMessageChunk]:
+    def _emit(self, result: CascadeResult, config: RunnableConfig | None = None) -> Iterator[AIMessageChunk]:
         """Replay the accepted attempt's buffered chunks, then one carrying the record."""
-        final = self._finish(result)
+        final = self._finish(result, config)
         chunks = result.chunks or [AIMessageChunk(content=final.content, usage_metadata=final.usage_metadata,
                                                   tool_call_chunks=_tool_call_chunks(final))]
         for chunk in chunks:
@@ -188,7 +193,7 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
                 config: RunnableConfig) -> Iterator[AIMessageChunk]:
         plan = self.plan(_single(inputs), config)
         result = drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=True))
-        yield from self._emit(result)
+        yield from self._emit(result, config)
 
     async def _astream(self, inputs: AsyncIterator[LanguageModelInput],
                        run_manager: AsyncCallbackManagerForChainRun,
@@ -196,13 +201,14 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         items = [item async for item in inputs]
         plan = self.plan(_single(iter(items)), config)
         caller = self._caller(plan, config, run_manager, stream=True)
-        for chunk in self._emit(await adrive(run_cascade(plan), caller.acall)):
+        for chunk in self._emit(await adrive(run_cascade(plan), caller.acall), config):
             yield chunk
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                **kwargs: Any) -> Iterator[AIMessageChunk]:
         """Stream the answer. Each attempt is buffered and checked first: a chunk the checks
         rejected is never emitted."""
+        config = private_config(self.policy, config)
         yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
@@ -210,6 +216,7 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         async def one() -> AsyncIterator[LanguageModelInput]:
             yield input
 
+        config = private_config(self.policy, config)
         async for chunk in self._atransform_stream_with_config(one(), self._astream, config, **kwargs):
             yield chunk
 

@@ -7,11 +7,13 @@ A subclass names its variables and says how to count tokens, build the client an
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import httpx
 from langchain_core.messages import AIMessage
 
 from router.errors import ProviderError
-from router.policy.policy_file import ModelSpec
+from router.policy.policy_file import ModelSpec, is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
 from router.providers._http_errors import translate_http_error
 
@@ -36,3 +38,17 @@ class NetworkAdapter:
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
         return translate_http_error(self.name, spec.model or "?", exc, secrets=[self.api_key(spec)])
+
+
+def direct_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:
+    """``http_client``/``http_async_client`` that ignore the environment's proxy variables, for
+    an endpoint on this machine; ``{}`` (the client's defaults, proxies honoured) otherwise.
+
+    An explicit transport is what turns httpx's environment proxies off; the rest of
+    ``trust_env`` (CA bundle variables) still applies.
+    """
+    if not is_loopback_url(base_url):
+        return {}
+    timeout = httpx.Timeout(timeout_s)
+    return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout),
+            "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout)}

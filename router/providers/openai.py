@@ -12,6 +12,9 @@ Wire details that matter here:
   newer ``max_completion_tokens``.
 - Logprobs, when a check wants them: ``logprobs=true`` plus ``top_logprobs=1``; llama.cpp's
   server returns per-token logprobs only when ``top_logprobs`` is set.
+- A loopback ``base_url`` (a model served on this machine, e.g. ``local: true``) is reached
+  directly: ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` are not used for it, so its prompts and
+  key never pass through a proxy. Other endpoints honour the proxy variables as usual.
 
 Example:
     >>> ADAPTER.unavailable_reason(spec, env_hint=None)
@@ -29,7 +32,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
-from router.providers._network import NetworkAdapter
+from router.providers._network import NetworkAdapter, direct_clients
 from router.routing.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
@@ -50,12 +53,13 @@ class _OpenAIAdapter(NetworkAdapter):
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(model=spec.model or name, api_key=self.api_key(spec), base_url=self.base_url(spec),
+        base_url = self.base_url(spec)
+        return ChatOpenAI(model=spec.model or name, api_key=self.api_key(spec), base_url=base_url,
                           # An httpx.Timeout (unhashable) makes ChatOpenAI build its own HTTP clients
                           # instead of sharing a process-wide cached one: with one instance per event
                           # loop (per_event_loop), no pooled connection outlives its loop.
                           timeout=httpx.Timeout(spec.timeout_s), max_retries=spec.max_retries,
-                          stream_usage=True)
+                          stream_usage=True, **direct_clients(base_url, spec.timeout_s))
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""Privacy covers tracing: a private request's runs reach no remote tracer.
+
+Under ``privacy`` or ``offline: true`` the prompt and the answer must stay on this machine, and
+LangChain tracers are a way out: LangSmith's ``LangChainTracer`` is added to every run when
+``LANGSMITH_TRACING=true`` (or ``LANGCHAIN_TRACING_V2``, or inside ``tracing_v2_enabled()``), and
+callers or enclosing chains may pass tracers as callbacks. :func:`private_config` returns the
+config to run such a request with:
+
+- remote tracers are dropped from its callbacks: ``LangChainTracer`` and handlers from known
+  tracing services' packages (:data:`REMOTE_TRACER_PACKAGES`), or any handler with a true
+  ``router_remote_tracer`` attribute; local callbacks (your loggers, usage counters) still run;
+- a :class:`RedactedTracer` takes the LangSmith slot. LangChain adds the environment's tracer to
+  a run only when no ``LangChainTracer`` is present, so none is added for the request's run or
+  any run below it (each model call, each check), sync or async, streaming or not.
+
+The decision record then says ``"tracing": "redacted"`` (in ``effective``) when a tracer was
+dropped or environment tracing was on. Runs *above* the router (an enclosing chain's own run,
+whose input is your prompt) are traced by that chain's callbacks before the router is called:
+run private requests outside traced chains, or turn tracing off for them.
+
+Example:
+    >>> config = private_config(policy, {"configurable": {"privacy": True}, "callbacks": [tracer]})
+    >>> [type(h).__name__ for h in config["callbacks"]]
+    ['RedactedTracer']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config
+from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.langchain import LangChainTracer
+
+from router.errors import PolicyError
+from router.policy.overrides import effective_settings, policy_overrides
+from router.policy.policy_file import Policy
+
+REMOTE_TRACER_PACKAGES = frozenset({
+    "langsmith", "langfuse", "wandb", "arize", "phoenix", "openinference", "opik", "mlflow",
+    "braintrust", "comet_ml", "comet_llm", "langwatch", "agentops", "lunary", "helicone",
+    "traceloop", "literalai", "promptlayer", "portkey_ai", "logfire", "weave",
+})
+
+
+class RedactedTracer(LangChainTracer):
+    """Holds the LangSmith tracer slot for a private request's runs and records nothing.
+
+    ``replaced`` names what it stands in for (dropped tracers, environment tracing).
+    """
+
+    def __init__(self, replaced: Sequence[str] = ()) -> None:
+        BaseTracer.__init__(self)  # not LangChainTracer's: no LangSmith client is created
+        self.replaced = tuple(replaced)
+        self.example_id = None
+        self.project_name = None
+        self.address = None
+        self.client = None  # type: ignore[assignment]
+        self.tags = []
+        self.latest_run = None
+        self.run_has_token_event_map = {}
+        self.tracing_metadata = None
+
+    def copy_with_metadata_defaults(self, **_: Any) -> RedactedTracer:
+        return self
+
+    def _persist_run(self, run: Any) -> None:
+        return None
+
+    def wait_for_futures(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"RedactedTracer(replaced={list(self.replaced)})"
+
+
+def _ignore(self: Any, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+# Every callback event is ignored: no run is even built, so nothing can be persisted.
+for _name in dir(BaseCallbackHandler):
+    if _name.startswith("on_"):
+        setattr(RedactedTracer, _name, _ignore)
+
+
+def is_remote_tracer(handler: Any) -> bool:
+    """Whether ``handler`` sends runs off this machine (see the module docstring)."""
+    if isinstance(handler, RedactedTracer):
+        return False
+    if isinstance(handler, LangChainTracer) or getattr(handler, "router_remote_tracer", False) is True:
+        return True
+    return type(handler).__module__.split(".")[0] in REMOTE_TRACER_PACKAGES
+
+
+def _environment_tracing() -> bool:
+    from langchain_core.tracers.context import tracing_v2_callback_var
+    from langsmith.utils import tracing_is_enabled
+
+    return tracing_v2_callback_var.get() is not None or bool(tracing_is_enabled())
+
+
+def _local_only(policy: Policy, config: RunnableConfig) -> bool:
+    try:
+        overrides = policy_overrides(config.get("configurable") or {})
+        settings = effective_settings(policy, metadata=config.get("metadata"), tags=config.get("tags"),
+                                      overrides=overrides).settings
+    except PolicyError:
+        return True  # the request will fail on this error inside its run: trace that run as private too
+    return settings.local_only
+
+
+def private_config(policy: Policy, config: RunnableConfig | None) -> RunnableConfig:
+    """``config`` for running one request under ``policy``: unchanged unless the request is
+    local-only (privacy or offline), else with remote tracers replaced by a :class:`RedactedTracer`."""
+    config = ensure_config(config)
+    if not _local_only(policy, config):
+        return config
+    callbacks = config.get("callbacks")
+    replaced = ["environment tracing"] if _environment_tracing() else []
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        dropped = [h for h in manager.handlers + manager.inheritable_handlers if is_remote_tracer(h)]
+        manager.handlers = [h for h in manager.handlers if h not in dropped]
+        manager.inheritable_handlers = [h for h in manager.inheritable_handlers if h not in dropped]
+        replaced += sorted({type(h).__name__ for h in dropped})
+        manager.add_handler(RedactedTracer(replaced), inherit=True)
+        new_callbacks: Any = manager
+    else:
+        handlers = list(callbacks or [])
+        replaced += sorted({type(h).__name__ for h in handlers if is_remote_tracer(h)})
+        new_callbacks = [*(h for h in handlers if not is_remote_tracer(h)), RedactedTracer(replaced)]
+    return {**config, "callbacks": new_callbacks}
+
+
+def tracing_mark(config: Mapping[str, Any] | None) -> str | None:
+    """``"redacted"`` when this run's config came from :func:`private_config` and a remote tracer
+    was dropped or environment tracing was on; else ``None``."""
+    callbacks = (config or {}).get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else list(callbacks or [])
+    for handler in handlers:
+        if isinstance(handler, RedactedTracer) and handler.replaced:
+            return "redacted"
+    return None
