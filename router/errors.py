@@ -70,8 +70,9 @@ class PolicyIssue:
         return f"{where}:{key} {self.message}{hint}"
 
 
-class PolicyError(RouterError, ValueError):
-    """A policy file (or a per-call override) is invalid.
+class PolicyError(_Unchained, RouterError, ValueError):
+    """A policy file (or a per-call override) is invalid. Never chained: the validation error
+    underneath may hold the rejected value (a key pasted in the wrong place).
 
     ``issues`` lists every problem found; ``file``, ``line``, ``column`` and ``key`` are those of
     the first one, for callers that handle one at a time.

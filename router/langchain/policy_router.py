@@ -147,7 +147,8 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
                     f"{a.model}: {(a.error or {}).get('kind')}" for a in decision.attempts)
             if result.last_error is not None:
                 result.last_error.decision = decision
-            raise RoutingError(message, decision) from result.last_error
+            # Not chained: the record holds each attempt's scrubbed error (router.errors._Unchained).
+            raise RoutingError(message, decision) from None
         final = result.message
         metadata = {**final.response_metadata, "routing": decision.to_dict()}
         return AIMessage(content=final.content, tool_calls=final.tool_calls,

@@ -39,17 +39,30 @@ class _ChatHandler(QuietHandler):
         if not self.path.endswith("/chat/completions"):
             return self.send_json(404, {"error": {"message": "not found"}})
         if state.echo_key:
-            # A gateway that quotes the credential it refused, in the body and a header.
+            # A gateway that quotes the credential it refused.
             auth = headers.get("authorization", "")
-            return self.send_json(401, {"error": {"message": f"Incorrect API key provided: {auth}",
-                                                  "type": "invalid_request_error", "code": "invalid_api_key"}},
-                                  headers={"x-echo-authorization": auth})
-        self.send_json(200, completion(model or "?", state.reply))
+            return self.send_json(401, {"error": {"message": f"Incorrect API key provided: {auth} "
+                                                             f"(key={auth.removeprefix('Bearer ')})",
+                                                  "type": "invalid_request_error", "code": "invalid_api_key"}})
+        try:
+            stream = bool(json.loads(body or b"{}").get("stream"))
+        except ValueError:
+            stream = False
+        if not stream:
+            return self.send_json(200, completion(model or "?", state.reply))
+        self.start_chunked(200, "text/event-stream")
+        base = {"id": "chatcmpl-sec", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model or "?"}
+        for choice in ({"index": 0, "delta": {"role": "assistant", "content": state.reply}, "finish_reason": None},
+                       {"index": 0, "delta": {}, "finish_reason": "stop"}):
+            self.write_chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.end_chunked()
 
 
 class FakeOpenAIServer(ThreadedTestServer):
     """Answers ``POST .../chat/completions`` with a fixed reply (or, with ``echo_key``, a 401 that
-    quotes the Authorization header). Also usable as an HTTP forward proxy: a proxied request's
+    quotes the Authorization header, as some gateways do). Also usable as an HTTP forward proxy: a proxied request's
     path is the absolute URL, and it is answered the same way."""
 
     handler_class = _ChatHandler

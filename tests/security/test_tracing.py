@@ -1,0 +1,142 @@
+"""Privacy covers tracing: under privacy no remote tracer receives the request's prompt or answer.
+
+The LangSmith endpoint is a loopback server (``LANGSMITH_ENDPOINT``) recording every upload.
+Tracing set up by the standard variables (``LANGSMITH_TRACING=true``, a dummy key) runs in a
+subprocess, since LangSmith caches its environment per process. A private request sends the
+sink nothing — its prompt and answer appear nowhere — while local callbacks still see every
+run; the control, a request that is not private, is uploaded. On main, the private prompt was
+uploaded too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.tracers.langchain import LangChainTracer
+from langsmith import Client
+from security_servers import FakeOpenAIServer, TracerSink
+
+from router import PolicyRouter, loads_policy
+
+PRIVATE = "Summarise the merger memo for Project Nightingale"
+PUBLIC = "What is the boiling point of water at sea level"
+ANSWER = "Paris is the capital of France."
+POLICY = """\
+version: 1
+name: traced
+models:
+  local-gpt:
+    provider: openai
+    model: gpt-3.5-turbo
+    local: true
+    base_url: {base_url}
+    api_key_env: LOCAL_GPT_KEY
+    timeout_s: 10
+policy:
+  max_output_tokens: 8
+  cascade: [local-gpt]
+"""
+
+SCRIPT = textwrap.dedent("""
+    import asyncio, json, sys
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers.langchain import wait_for_all_tracers
+    from router import PolicyRouter, load_policy
+
+    class Local(BaseCallbackHandler):
+        def __init__(self):
+            self.events = []
+        def on_chain_start(self, *a, **k):
+            self.events.append("chain_start")
+        def on_chat_model_start(self, *a, **k):
+            self.events.append("chat_model_start")
+        def on_llm_end(self, *a, **k):
+            self.events.append("llm_end")
+
+    router = PolicyRouter(policy=load_policy(sys.argv[1]))
+    private, public = sys.argv[2], sys.argv[3]
+    local = Local()
+    config = {"configurable": {"privacy": True}, "callbacks": [local]}
+    marks = [router.invoke(private, config=config).response_metadata["routing"]["effective"].get("tracing")]
+    chunks = list(router.stream(private, config=config))
+    marks.append(chunks[-1].response_metadata["routing"]["effective"].get("tracing"))
+    marks.append(asyncio.run(router.ainvoke(private, config=config)).response_metadata["routing"]["effective"]
+                 .get("tracing"))
+    wait_for_all_tracers()
+    print("PRIVATE-DONE", flush=True)
+    sys.stdin.readline()  # the test reads the sink here
+    control = router.invoke(public).response_metadata["routing"]["effective"].get("tracing")
+    wait_for_all_tracers()
+    print(json.dumps({"marks": marks, "control": control, "events": local.events}), flush=True)
+""")
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path, openai_fake: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOCAL_GPT_KEY", "sk-local-dummy")
+    path = tmp_path / "traced.yaml"
+    path.write_text(POLICY.format(base_url=openai_fake.base_url))
+    return path
+
+
+def test_environment_tracing_receives_no_private_prompt(policy_file: Path, tracer_sink: TracerSink,
+                                                         openai_fake: FakeOpenAIServer):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_"))}
+    env.update(LANGSMITH_TRACING="true", LANGSMITH_ENDPOINT=tracer_sink.origin, LANGSMITH_API_KEY="ls-dummy-key",
+               LOCAL_GPT_KEY="sk-local-dummy", NO_PROXY="*")
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(policy_file), PRIVATE, PUBLIC], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "PRIVATE-DONE", proc.stderr.read() if proc.stderr else line
+        private_uploads = tracer_sink.received()
+        assert openai_fake.count() == 3  # the local model answered invoke, stream and ainvoke
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert PRIVATE.encode() not in private_uploads and ANSWER.encode() not in private_uploads
+    assert result["marks"] == ["redacted"] * 3
+    assert result["events"].count("chat_model_start") == 3  # local callbacks still saw the model runs
+    # Control: the same router, not private, is traced to the same endpoint.
+    assert result["control"] is None
+    assert PUBLIC.encode() in tracer_sink.received(), err
+
+
+class Local(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_chat_model_start(self, *args: object, **kwargs: object) -> None:
+        self.events.append("chat_model_start")
+
+
+def test_a_tracer_passed_as_a_callback_is_dropped_for_a_private_request(policy_file: Path, tracer_sink: TracerSink,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    for var in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    client = Client(api_url=tracer_sink.origin, api_key="ls-dummy-key", auto_batch_tracing=False)
+    tracer = LangChainTracer(client=client, project_name="sec")
+    router = PolicyRouter(policy=loads_policy(policy_file.read_text(), "traced.yaml"))
+    local = Local()
+    message = router.invoke(PRIVATE, config={"configurable": {"privacy": True}, "callbacks": [tracer, local]})
+    tracer.wait_for_futures()
+    client.flush()
+    assert message.response_metadata["routing"]["effective"]["tracing"] == "redacted"
+    assert PRIVATE.encode() not in tracer_sink.received()
+    assert local.events == ["chat_model_start"]
+    # Control: the same tracer, not private, uploads the run.
+    router.invoke(PUBLIC, config={"callbacks": [tracer]})
+    tracer.wait_for_futures()
+    client.flush()
+    assert PUBLIC.encode() in tracer_sink.received()
