@@ -135,10 +135,12 @@ class ProviderError(_Unchained, RouterError):
 class RoutingError(_Unchained, RouterError):
     """No candidate produced an acceptable answer and the policy says ``on_exhausted: raise``,
     or no candidate was eligible at all. ``decision`` is the full record (each attempt's error
-    included, scrubbed); nothing is chained."""
+    included, scrubbed); ``last_error`` is the last attempt's :class:`ProviderError`, if any.
+    Nothing is chained (``__cause__`` is None)."""
 
-    def __init__(self, message: str, decision: Decision) -> None:
+    def __init__(self, message: str, decision: Decision, *, last_error: ProviderError | None = None) -> None:
         self.decision = decision
+        self.last_error = last_error
         super().__init__(message)
 
 

@@ -148,7 +148,7 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
             if result.last_error is not None:
                 result.last_error.decision = decision
             # Not chained: the record holds each attempt's scrubbed error (router.errors._Unchained).
-            raise RoutingError(message, decision) from None
+            raise RoutingError(message, decision, last_error=result.last_error) from None
         final = result.message
         metadata = {**final.response_metadata, "routing": decision.to_dict()}
         return AIMessage(content=final.content, tool_calls=final.tool_calls,
