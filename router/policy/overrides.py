@@ -111,7 +111,7 @@ def effective_settings(policy: Policy, *, metadata: Mapping[str, Any] | None = N
 def _layer(policy: Policy, under: PolicySettings, changes: Mapping[str, Any], origin: str) -> PolicySettings:
     """``under`` with ``changes`` applied, validated as strictly as the policy file."""
     try:
-        return PolicySettings.model_validate({**under.model_dump(), **changes},
+        return PolicySettings.model_validate({**dict(under), **changes},  # built checks kept as they are
                                              context={"allow_code": policy.allow_code})
     except ValidationError as err:
         raise PolicyError([PolicyIssue(e["msg"], origin, key=".".join(map(str, e["loc"])) or "confidence")

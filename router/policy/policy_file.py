@@ -13,8 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import itertools
 import os
 import re
@@ -23,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
@@ -41,41 +38,19 @@ from pydantic_core import PydanticCustomError
 
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
+from router.policy.issues import closest, from_validation, issue
+from router.policy.values import (
+    StrictNonNegativeFloat,
+    StrictPositiveInt,
+    is_loopback_url,
+    looks_like_key,
+    strict_flag,
+)
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
 NETWORK_PROVIDERS = frozenset({"openai", "google_genai"})
-# Numbers and flags are strict: ``cost_ceiling: true`` is not $1 and ``privacy: "false"`` is not False.
-StrictNonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
-StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
-_KEY_PREFIXES = ("sk-", "sk_", "AIza", "ya29.", "ghp_", "gho_", "github_pat_", "xox", "hf_", "glpat-")
-
-
-def looks_like_key(value: str) -> bool:
-    """A credential rather than an environment variable's name (``sk-...``, ``AIza...``, or a
-    long mixed-case alphanumeric token)."""
-    if value.startswith(_KEY_PREFIXES):
-        return True
-    return (len(value) >= 24 and "_" not in value and any(c.islower() for c in value)
-            and any(c.isupper() for c in value) and any(c.isdigit() for c in value))
-
-
-def _strict_flag(field: str, value: Any, *, auto: bool = False) -> Any:
-    if isinstance(value, bool) or (auto and value == "auto"):
-        return value
-    allowed = "true, false or auto" if auto else "true or false"
-    raise PydanticCustomError("strict_flag", "{field} takes {allowed}, not {shown}",
-                              {"field": field, "allowed": allowed, "shown": describe_value(value)})
-
-
-def describe_value(value: Any) -> str:
-    """``'false' (a string)``: how a rejected value is shown (short, typed)."""
-    if isinstance(value, (str, int, float)) or value is None:
-        text = repr(value)
-        text = text if len(text) <= 40 else text[:37] + "..."
-        return f"{text} (a {type(value).__name__ if value is not None else 'null'})"
-    return f"a {type(value).__name__}"
 
 
 class _Frozen(BaseModel):
@@ -145,12 +120,12 @@ class PolicySettings(_Frozen):
     @field_validator("privacy", mode="before")
     @classmethod
     def _privacy(cls, value: Any) -> Any:
-        return _strict_flag("privacy", value)
+        return strict_flag("privacy", value)
 
     @field_validator("offline", mode="before")
     @classmethod
     def _offline(cls, value: Any) -> Any:
-        return _strict_flag("offline", value, auto=True)
+        return strict_flag("offline", value, auto=True)
 
     @field_validator("confidence", mode="after")
     @classmethod
@@ -278,9 +253,9 @@ def _validate(doc: LocatedDocument, filename: str, allow_code: bool = False) -> 
 
 
 def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool) -> Policy:
-    issues = [_issue(doc, filename, p.path, p.message, at=p.location) for p in doc.problems]
+    issues = [issue(doc, filename, p.path, p.message, at=p.location) for p in doc.problems]
     if not isinstance(doc.data, dict):
-        issues.append(_issue(doc, filename, (), "a policy file must be a mapping with version, name, "
+        issues.append(issue(doc, filename, (), "a policy file must be a mapping with version, name, "
                                                  "models and policy"))
         raise PolicyError(issues)
     data = dict(doc.data)
@@ -290,8 +265,8 @@ def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool) -> 
     try:
         policy = Policy.model_validate(data, context={"allow_code": allow_code})
     except ValidationError as err:
-        raise PolicyError(_from_validation(doc, filename, err)) from None
-    issues = [_issue(doc, filename, path, msg, suggestion=hint)
+        raise PolicyError(from_validation(doc, filename, err, allowed_keys=_allowed_keys)) from None
+    issues = [issue(doc, filename, path, msg, suggestion=hint)
               for path, msg, hint in _semantic_problems(policy, allow_code)]
     if issues:
         raise PolicyError(issues)
@@ -309,7 +284,7 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
     models = data.get("models")
     for name, entry in (models.items() if isinstance(models, dict) else ()):
         if isinstance(entry, dict) and ("models", name, "api_key_env") in doc.env_raw:
-            issues.append(_issue(doc, filename, ("models", name, "api_key_env"),
+            issues.append(issue(doc, filename, ("models", name, "api_key_env"),
                                  "api_key_env is the *name* of the variable that holds the key: write "
                                  f"api_key_env: {doc.env_refs[('models', name, 'api_key_env')][0]}, "
                                  "not ${...} (its value is not shown)"))
@@ -322,9 +297,9 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
             continue
         for key in rule["set"]:
             if key not in PolicySettings.model_fields:
-                issues.append(_issue(doc, filename, ("rules", i, "set", key),
+                issues.append(issue(doc, filename, ("rules", i, "set", key),
                                      f"unknown policy field {key!r} in rule", prefer_key=True,
-                                     suggestion=_closest(key, PolicySettings.model_fields)))
+                                     suggestion=closest(key, PolicySettings.model_fields)))
         blocks.append((("rules", i, "set", "confidence"), rule["set"].get("confidence")))
     for prefix, entries in blocks:
         if not isinstance(entries, list):
@@ -332,22 +307,22 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
         for j, entry in enumerate(entries):
             path = (*prefix, j)
             if not isinstance(entry, dict) or not isinstance(entry.get("check"), str):
-                issues.append(_issue(doc, filename, path, "each check needs a 'check:' name"))
+                issues.append(issue(doc, filename, path, "each check needs a 'check:' name"))
                 continue
             try:
                 build_check(entry, allow_code=allow_code)
             except CodeNotAllowedError as err:
-                issues.append(_issue(doc, filename, (*path, "check"), str(err)))
+                issues.append(issue(doc, filename, (*path, "check"), str(err)))
             except KeyError:
-                issues.append(_issue(doc, filename, (*path, "check"),
+                issues.append(issue(doc, filename, (*path, "check"),
                                      f"unknown check {entry['check']!r}; known: "
                                      f"{', '.join(registered_checks())} or 'module:function'",
-                                     suggestion=_closest(entry["check"], registered_checks())))
+                                     suggestion=closest(entry["check"], registered_checks())))
             except ValidationError as err:
-                issues += _from_validation(doc, filename, err, prefix=path,
+                issues += from_validation(doc, filename, err, prefix=path, allowed_keys=_allowed_keys,
                                            model=check_class(entry["check"]))
             except ValueError as err:
-                issues.append(_issue(doc, filename, (*path, "check"), str(err)))
+                issues.append(issue(doc, filename, (*path, "check"), str(err)))
     return issues
 
 
@@ -359,7 +334,7 @@ def _semantic_problems(policy: Policy,
     for name, spec in policy.models.items():
         if spec.tier not in policy.tiers:
             problems.append((("models", name, "tier"), f"unknown tier {spec.tier!r}; tiers are "
-                             f"{list(policy.tiers)}", _closest(spec.tier, policy.tiers)))
+                             f"{list(policy.tiers)}", closest(spec.tier, policy.tiers)))
         if spec.provider == "llamacpp" and not spec.local:
             problems.append((("models", name, "local"), "a llamacpp model runs here: set local: true", None))
         if spec.local and spec.provider == "google_genai":
@@ -379,12 +354,12 @@ def _semantic_problems(policy: Policy,
         tier = block.get("quality_tier")
         if tier is not None and tier not in policy.tiers:
             problems.append(((*prefix, "quality_tier"), f"unknown tier {tier!r}; tiers are "
-                             f"{list(policy.tiers)}", _closest(tier, policy.tiers)))
+                             f"{list(policy.tiers)}", closest(tier, policy.tiers)))
         cascade = block.get("cascade") or ()
         for i, model in enumerate(cascade):
             if model not in policy.models:
                 problems.append(((*prefix, "cascade", i), f"{model!r} is not in models:",
-                                 _closest(model, policy.models)))
+                                 closest(model, policy.models)))
             elif model in cascade[:i]:
                 problems.append(((*prefix, "cascade", i), f"{model!r} is named twice in the cascade", None))
         for j, check in enumerate(block.get("confidence") or ()):
@@ -395,14 +370,14 @@ def _semantic_problems(policy: Policy,
             for model in named:
                 if isinstance(model, str) and model not in policy.models:
                     problems.append(((*prefix, "confidence", j), f"{model!r} is not in models:",
-                                     _closest(model, policy.models)))
+                                     closest(model, policy.models)))
         ranks = [policy.tier_rank(policy.models[m].tier) for m in cascade
                  if m in policy.models and policy.models[m].tier in policy.tiers]
         if any(b < a for a, b in itertools.pairwise(ranks)):
             problems.append(((*prefix, "cascade"), "cascade must go from weaker to stronger tiers", None))
     for i, rule in enumerate(policy.rules):
         try:
-            PolicySettings.model_validate({**policy.policy.model_dump(), **rule.set_},
+            PolicySettings.model_validate({**dict(policy.policy), **rule.set_},
                                           context={"allow_code": allow_code})
         except ValidationError as err:
             for e in err.errors():
@@ -413,56 +388,6 @@ def _semantic_problems(policy: Policy,
             problems.append((("rules", i, "set", "offline"), "offline cannot be relaxed by a rule", None))
     problems += budget_problems(policy.budgets)
     return problems
-
-
-def is_loopback_url(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if not url:
-        return False
-    try:
-        host = urlparse(url).hostname or ""
-    except ValueError:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _closest(word: str, choices: Any) -> str | None:
-    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def _issue(doc: LocatedDocument, filename: str, path: tuple[str | int, ...], message: str, *,
-           prefer_key: bool = False, suggestion: str | None = None, at: Any = None) -> PolicyIssue:
-    where = at or doc.locate(path, prefer_key=prefer_key)
-    key = ".".join(str(p) for p in path)
-    return PolicyIssue(message, filename, where.line, where.column, key, suggestion)
-
-
-def _from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *,
-                     prefix: tuple[str | int, ...] = (),
-                     model: type[BaseModel] | None = None) -> list[PolicyIssue]:
-    issues = []
-    # Unknown keys first: a misspelt key usually explains the "missing" error beside it.
-    for e in sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden"):
-        path = (*prefix, *(p for p in e["loc"] if not (isinstance(p, str) and "[" in p)))
-        if e["type"] == "extra_forbidden":
-            key = path[-1]
-            allowed = list(model.model_fields) if model else _allowed_keys(path[:-1])
-            issues.append(_issue(doc, filename, path, f"unknown key {key!r}", prefer_key=True,
-                                 suggestion=_closest(str(key), allowed)))
-        elif e["type"] == "missing":
-            issues.append(_issue(doc, filename, path, "required key is missing"))
-        else:
-            value = doc.env_raw.get(path, e.get("input"))  # ${VAR}, never the value it held
-            secret = e["type"] in ("env_name", "strict_flag") or (path and path[-1] == "api_key_env")
-            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and not secret else ""
-            issues.append(_issue(doc, filename, path, f"{e['msg']}{shown}"))
-    return issues
 
 
 def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:

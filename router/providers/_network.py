@@ -13,7 +13,8 @@ import httpx
 from langchain_core.messages import AIMessage
 
 from router.errors import ProviderError
-from router.policy.policy_file import ModelSpec, is_loopback_url
+from router.policy.policy_file import ModelSpec
+from router.policy.values import is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
 from router.providers._http_errors import translate_http_error
 

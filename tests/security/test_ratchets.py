@@ -62,7 +62,7 @@ YAML_TEXT = st.one_of(st.sampled_from(YAML_WORDS), SCALARS.map(lambda v: json.du
                                                                    (isinstance(v, float) and not math.isfinite(v))
                                                                    else str(v)), st.text(max_size=12))
 KEYS = st.sampled_from(["privacy", "offline"])
-PROPERTY = settings(max_examples=500, deadline=None, database=None,
+PROPERTY = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

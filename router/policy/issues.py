@@ -1,0 +1,53 @@
+"""Policy issues located in their file: from a path in the document, or from a pydantic error.
+
+Example:
+    >>> issue(doc, "p.yaml", ("policy", "privacy"), "privacy takes true or false").line
+    7
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from router.errors import PolicyIssue
+from router.policy.yaml_source import LocatedDocument
+
+
+def closest(word: str, choices: Any) -> str | None:
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def issue(doc: LocatedDocument, filename: str, path: tuple[str | int, ...], message: str, *,
+           prefer_key: bool = False, suggestion: str | None = None, at: Any = None) -> PolicyIssue:
+    where = at or doc.locate(path, prefer_key=prefer_key)
+    key = ".".join(str(p) for p in path)
+    return PolicyIssue(message, filename, where.line, where.column, key, suggestion)
+
+
+def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *,
+                     prefix: tuple[str | int, ...] = (),
+                     model: type[BaseModel] | None = None,
+                     allowed_keys: Callable[[tuple[str | int, ...]], list[str]] = lambda path: [],
+                     ) -> list[PolicyIssue]:
+    issues = []
+    # Unknown keys first: a misspelt key usually explains the "missing" error beside it.
+    for e in sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden"):
+        path = (*prefix, *(p for p in e["loc"] if not (isinstance(p, str) and "[" in p)))
+        if e["type"] == "extra_forbidden":
+            key = path[-1]
+            allowed = list(model.model_fields) if model else allowed_keys(path[:-1])
+            issues.append(issue(doc, filename, path, f"unknown key {key!r}", prefer_key=True,
+                                 suggestion=closest(str(key), allowed)))
+        elif e["type"] == "missing":
+            issues.append(issue(doc, filename, path, "required key is missing"))
+        else:
+            value = doc.env_raw.get(path, e.get("input"))  # ${VAR}, never the value it held
+            secret = e["type"] in ("env_name", "strict_flag") or (path and path[-1] == "api_key_env")
+            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and not secret else ""
+            issues.append(issue(doc, filename, path, f"{e['msg']}{shown}"))
+    return issues
