@@ -97,6 +97,7 @@ def test_control_allow_code_imports_and_runs_it(planted: tuple[Path, Path], caps
     assert main(["validate", "--allow-code", str(policy)]) == 0
     assert marker.exists()
     check = load_policy(policy, allow_code=True).policy.confidence[1]
+    assert PolicyRouter.from_yaml(policy, allow_code=True).policy.allow_code
     assert check.run(Answer.from_text("ABc"), None).passed
     assert not check.run(Answer.from_text("Abc"), None).passed
 
