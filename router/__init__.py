@@ -14,6 +14,7 @@ is imported the first time a policy needs it.
 from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, register_check
 from router.errors import (
     CheckError,
+    DecisionMissingError,
     ModelUnavailableError,
     PolicyError,
     PolicyIssue,
@@ -27,7 +28,7 @@ from router.routing.decision import Attempt, Decision, Exclusion
 
 __all__ = [
     "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "ConfidenceCheck", "Decision",
-    "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
+    "DecisionMissingError", "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
     "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
     "loads_policy", "register_check",
 ]

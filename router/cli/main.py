@@ -3,6 +3,11 @@
     router ask "question" [--policy FILE] [--set key=value ...] [--json]
     router explain "question" [--policy FILE] [--set key=value ...] [--json]
     router validate FILE [FILE ...]
+    router init [PATH] [--from NAME] [--force]      (router/cli/policy_files.py)
+    router schema [--out FILE]
+
+``--policy`` and ``validate`` take a file path or the name of a packaged policy (``default``,
+``offline``...): an existing file wins.
 
 Exit codes: 0 success; 1 an invalid policy or override; 2 no answer (``RoutingError``).
 Further commands (simulate, calibrate, spend) register themselves in :data:`COMMANDS`.
@@ -43,8 +48,8 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question")
-    parser.add_argument("--policy", default=None, help="policy file (default: $ROUTER_POLICY or "
-                                                       "policies/default.yaml)")
+    parser.add_argument("--policy", default=None, help="policy file or packaged name (default: $ROUTER_POLICY, "
+                                                       "policies/default.yaml if present, else the packaged default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the policy block for this call")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -88,12 +93,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from router.policy.policy_file import load_policy
+    from router.policy.sources import resolve_policy
 
     failed = False
     for path in args.files:
         try:
-            policy = load_policy(path)
+            policy = resolve_policy(path)
         except PolicyError as err:
             failed = True
             for issue in err.issues:
@@ -111,7 +116,7 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     _add_policy_args(explain)
     explain.set_defaults(func=cmd_explain)
     validate = sub.add_parser("validate", help="validate policy files")
-    validate.add_argument("files", nargs="+")
+    validate.add_argument("files", nargs="+", help="policy files or packaged names")
     validate.set_defaults(func=cmd_validate)
 
 
@@ -121,7 +126,7 @@ COMMANDS: list[Command] = [_core_commands]
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("router.cli.lab", "router.cli.spend"):
+    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
