@@ -32,13 +32,10 @@ logger = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int]
 MISSING: Signature = (-1, -1, -1)
-# A file modified this recently may change again within the same timestamp tick (coarse on
-# some file systems) without changing its signature: its text is compared too ("racy git").
+# A file read within this long of its modification time may change again in the same timestamp
+# tick (coarse on some file systems) without changing its signature: until it is read again
+# later than that, its text is compared too (git's "racy" entries).
 RACY_NS = 2_000_000_000
-
-
-def _recent(signature: Signature) -> bool:
-    return time.time_ns() - signature[0] < RACY_NS
 
 
 def _signature(path: Path) -> Signature:
@@ -63,6 +60,7 @@ class PolicyWatcher:
         self._lock = threading.Lock()
         self._signature = _signature(self.path)
         self._text = self.path.read_text(encoding="utf-8")
+        self._racy = self._read_soon_after_write(self._signature)
         self._policy = policy if policy is not None else self._load(self._text)
         self._failed: Signature | None = None
         self._failed_text: str | None = None
@@ -106,9 +104,10 @@ class PolicyWatcher:
     def _refresh(self) -> None:
         try:
             signature = _signature(self.path)
-            if signature in (self._signature, self._failed) and not _recent(signature):
+            if signature in (self._signature, self._failed) and not self._racy:
                 return
             text = self.path.read_text(encoding="utf-8")
+            self._racy = self._read_soon_after_write(signature)
         except OSError as err:
             self._reject(MISSING, None, PolicyError([PolicyIssue(f"cannot read policy file: {err.strerror}",
                                                                  str(self.path))]))
@@ -133,6 +132,10 @@ class PolicyWatcher:
         if (signature, text) != (self._failed, self._failed_text):  # each broken version logged once
             logger.error("policy file %s is invalid; keeping policy %r:\n%s", self.path, self._policy.name, err)
         self._failed, self._failed_text, self.last_error = signature, text, err
+
+    @staticmethod
+    def _read_soon_after_write(signature: Signature) -> bool:
+        return time.time_ns() - signature[0] < RACY_NS
 
     def _load(self, text: str) -> Policy:
         return loads_policy(text, str(self.path), **self._load_options)
