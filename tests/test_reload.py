@@ -199,3 +199,18 @@ def test_a_reloaded_cascade_answers_with_the_real_local_model(policy_file: Path)
     routing = after.response_metadata["routing"]
     assert (routing["policy"], routing["attempts"][0]["model"]) == ("strong-only", "gemma-strong")
     assert "Paris" in str(after.content)
+
+
+def test_a_reload_that_changes_budgets_rebuilds_the_policy_guard(policy_file: Path):
+    router = PolicyRouter.from_yaml(policy_file, reload=True)
+    assert router.spend_guard is None  # no budgets, no guard
+    edit(policy_file, policy_text() + "budgets:\n  - {name: daily, period: day, limit_usd: 1.0}\n"
+                                      "ledger: memory://\n")
+    seen(router)
+    assert [b.name for b in router.spend_guard.budgets] == ["daily"]
+    guard = object()
+    own = PolicyRouter.from_yaml(policy_file, reload=True)
+    own.spend_guard = guard  # a guard the caller chose is never replaced
+    edit(policy_file, policy_text())
+    seen(own)
+    assert own.spend_guard is guard

@@ -87,6 +87,7 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     _catalog: Catalog = PrivateAttr()
     _watcher: PolicyWatcher | None = PrivateAttr(default=None)
     _guard_from_policy: bool = PrivateAttr(default=False)
+    _policy_guard: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         # A mapping is validated like a file (PolicyError with key paths), not left to fail later.
@@ -97,7 +98,7 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     def model_post_init(self, context: Any, /) -> None:
         self._catalog = Catalog(self.policy)
         if self.spend_guard is None:
-            self.spend_guard = BudgetGuard.from_policy(self.policy)
+            self.spend_guard = self._policy_guard = BudgetGuard.from_policy(self.policy)
             self._guard_from_policy = True
 
     # ------------------------------------------------------------------ constructors
@@ -148,9 +149,10 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
             policy = self._watcher.poll()
             if policy is not catalog.policy:
                 catalog = Catalog(policy)
-                if self._guard_from_policy and (policy.budgets, policy.ledger) != (
-                        self.policy.budgets, self.policy.ledger):
-                    self.spend_guard = BudgetGuard.from_policy(policy)
+                # The policy's own guard follows its budgets; a guard the caller set is kept.
+                if (self._guard_from_policy and self.spend_guard is self._policy_guard
+                        and (policy.budgets, policy.ledger) != (self.policy.budgets, self.policy.ledger)):
+                    self.spend_guard = self._policy_guard = BudgetGuard.from_policy(policy)
                 self.policy, self._catalog = policy, catalog
         return catalog
 

@@ -36,7 +36,7 @@ def policy_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a version-1 policy file."""
     schema = Policy.model_json_schema(by_alias=True, ref_template=REF)
     defs: dict[str, Any] = schema.setdefault("$defs", {})
-    entries = [_check_schema(name, defs) for name in registered_checks()]
+    entries = [_check_schema(name, cls, defs) for name in registered_checks() if (cls := check_class(name))]
     custom = _model_schema(CustomCheck, defs)
     custom["properties"]["check"] = {"type": "string", "pattern": CUSTOM_CHECK_PATTERN,
                                      "description": "a check function, as package.module:function"}
@@ -56,14 +56,11 @@ def policy_json_schema() -> dict[str, Any]:
     return {"$schema": DIALECT, **schema, "title": "policy-router policy file (version 1)"}
 
 
-def _check_schema(name: str, defs: dict[str, Any]) -> dict[str, Any]:
-    cls = check_class(name)
-    assert cls is not None  # registered_checks() lists only registered names
-    title = f"{cls.__name__}"
+def _check_schema(name: str, cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
     entry = _model_schema(cls, defs)
     entry["properties"]["check"] = {"const": name}
-    defs[title] = entry
-    return {"$ref": REF.format(model=title)}
+    defs[cls.__name__] = entry
+    return {"$ref": REF.format(model=cls.__name__)}
 
 
 def _model_schema(cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:

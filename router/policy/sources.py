@@ -56,7 +56,7 @@ def packaged_policies() -> list[str]:
 
 def packaged_policy(name: str) -> Traversable | None:
     """The packaged file for ``name`` (``default`` or ``default.yaml``), or None."""
-    stem = name[: -len(suffix)] if (suffix := next((s for s in SUFFIXES if name.endswith(s)), "")) else name
+    stem = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), name)
     if not stem or "/" in stem or os.sep in stem:
         return None
     for candidate in (stem + s for s in SUFFIXES):
