@@ -31,9 +31,9 @@ def decision_html(decision: Decision) -> str:
     excluded = "".join(f"<li><code>{escape(e.model)}</code>: {escape(e.reason)}</li>" for e in decision.excluded)
     header = "".join(f"<th {_CELL}>{h}</th>" for h in
                      ("model", "verdict", "latency", "tokens in+out", "cost (USD)", "checks"))
-    rows = "".join(_attempt_row(a) for a in decision.attempts)
-    table = (f'<table style="border-collapse:collapse;margin-top:4px"><thead><tr>{header}</tr></thead>'
-             f"<tbody>{rows}</tbody></table>") if decision.attempts else "<p><i>no model called</i></p>"
+    rows = "".join(_attempt_row(a) for a in decision.attempts) or (
+        f"<tr><td {_CELL} colspan=\"6\"><i>no model called</i></td></tr>")
+    table = f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
     return (
         '<div class="policy-router-decision" style="font-family:sans-serif;font-size:13px">'
         f"<p><b>policy</b> <code>{escape(decision.policy)}</code> · <b>status</b> "
