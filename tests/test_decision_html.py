@@ -86,6 +86,9 @@ def test_from_message_reads_a_stream_as_chunks_or_summed(router: PolicyRouter):
     assert from_list.final_model == "gemma-270m"
     assert Decision.from_message(total).to_dict() == from_list.to_dict()
     assert Decision.from_message(total.response_metadata).to_dict() == from_list.to_dict()
+    record = total.response_metadata["routing"]
+    assert Decision.from_message(record).to_dict() == from_list.to_dict()
+    assert Decision.from_message({"answer": "Paris", "routing": record}).to_dict() == from_list.to_dict()
 
 
 def test_from_message_without_a_record_is_a_typed_error():

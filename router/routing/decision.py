@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from router.checks.builtin import CheckResult
 from router.errors import DecisionMissingError
+from router.routing.decision_html import decision_html
 
 Status = Literal["accepted", "exhausted", "failed", "explained"]
 
@@ -133,14 +134,13 @@ class Decision:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from router.routing.decision_html import decision_html
-
         return decision_html(self)
 
     @classmethod
     def from_message(cls, message: Any) -> Decision:
         """The typed record on an answer: an ``AIMessage`` from ``invoke``, the chunks of a
-        ``stream`` (a list, or their sum) or the ``response_metadata`` dict itself.
+        ``stream`` (a list, or their sum), its ``response_metadata`` dict, the record dict itself,
+        or the JSON of ``router ask --json``.
 
         Raises :class:`~router.errors.DecisionMissingError` when there is no record.
 
@@ -152,7 +152,8 @@ class Decision:
             found = [m for m in message if "routing" in (getattr(m, "response_metadata", None) or {})]
             message = found[-1] if found else None
         metadata = message if isinstance(message, dict) else getattr(message, "response_metadata", None)
-        routing = (metadata or {}).get("routing")
+        metadata = metadata or {}
+        routing = metadata.get("routing", metadata if "attempts" in metadata else None)
         if not isinstance(routing, dict):
             raise DecisionMissingError(type(message).__name__)
         return decision_from_dict(routing)
