@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: demo test install install-dev bench lint clean
 
-$(VENV)/.stamp-install: pyproject.toml
+$(VENV)/.stamp-install: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e .
 	touch $@

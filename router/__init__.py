@@ -15,6 +15,7 @@ from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, regis
 from router.errors import (
     CheckError,
     CodeNotAllowedError,
+    DecisionMissingError,
     ModelUnavailableError,
     PolicyError,
     PolicyIssue,
@@ -27,8 +28,9 @@ from router.policy import ModelSpec, Policy, PolicySettings, load_policy, loads_
 from router.routing.decision import Attempt, Decision, Exclusion
 
 __all__ = [
-    "Answer", "Attempt", "CheckError", "CheckResult", "CodeNotAllowedError", "CheckSpec", "ConfidenceCheck", "Decision",
-    "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError", "PolicyIssue", "PolicyRouter",
+    "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "CodeNotAllowedError", "ConfidenceCheck",
+    "Decision", "DecisionMissingError", "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError",
+    "PolicyIssue", "PolicyRouter",
     "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
     "loads_policy", "register_check",
 ]

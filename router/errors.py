@@ -155,3 +155,13 @@ class ModelUnavailableError(RouterError):
 
 class CheckError(RouterError):
     """A confidence check could not run (bad custom check, verifier unavailable...)."""
+
+
+class DecisionMissingError(RouterError, LookupError):
+    """An object holds no decision record (``response_metadata["routing"]``): it did not come
+    from a PolicyRouter, or its metadata was dropped on the way. ``source`` names its type."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(f"no decision record on this {source} (expected response_metadata['routing'] "
+                         "from a PolicyRouter answer)")

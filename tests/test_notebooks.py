@@ -1,21 +1,25 @@
-"""The notebooks run top to bottom, offline, in a kernel on this venv's interpreter.
+"""Both notebooks run top to bottom, offline, in a kernel on this venv's interpreter.
 
-Each notebook is executed with nbclient from the repository root. Two cells are added to the
-in-memory copy (the file is not changed): one first, blocking any non-loopback connection in
-the kernel the way tests/conftest.py does in this process, and one last, reporting the kernel's
-interpreter. A case names the tag of the cell whose output must show the expected text.
+Each notebook is executed with nbclient. Two cells are added to the in-memory copy (the file is
+not changed): one first, blocking any non-loopback connection in the kernel the way
+tests/conftest.py does in this process, and one last, reporting the kernel's interpreter. A case
+names, by cell tag, the text a cell's output must show (``text``), the HTML it must render
+(``html``, e.g. a Decision's table) and the cells that must draw a figure; ``parameters``
+replace assignments in the cell tagged ``parameters``. ``cwd`` is where the kernel starts
+(relative to the repository; None: an empty temporary directory, away from ``policies/``).
 
 To add a notebook, append a :class:`Case` to ``CASES``.
 
 Example:
-    Case("notebooks/02-policy-lab.ipynb", answer_tag="answer", expected="...")
+    Case("notebooks/03-new.ipynb", cwd=".", text={"answer": ("Paris",)})
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -31,12 +35,27 @@ CELL_TIMEOUT_S = 300
 @dataclass(frozen=True)
 class Case:
     path: str
-    answer_tag: str
-    expected: str
+    cwd: str | None
+    text: dict[str, tuple[str, ...]]
+    html: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    figures: tuple[str, ...] = ()
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 CASES = [
-    Case("notebooks/01-quickstart.ipynb", answer_tag="answer", expected="Paris"),
+    # From an empty directory: the packaged default policy, not ../policies, answers.
+    Case("notebooks/01-quickstart.ipynb", cwd=None,
+         text={"answer": ("Paris",), "stream": ("accepted by gemma-270m",),
+               "own-policy": ("candidates: gemma", "<string>:6:3: policy.cost_celing: unknown key")},
+         html={"decision": ("<table", "gemma-270m", "accepted")}),
+    Case("notebooks/02-policy-lab.ipynb", cwd="notebooks",
+         text={"summary": ("mistral-7b only", "gpt-4 only", "format check", "agreement"),
+               "decision": ("gpt-4", "agreement"),
+               "other-tasks": ("winogrande.jsonl", "mbpp.jsonl", "n=30"),
+               "shipped": ("cascade-routerbench", "n=30"),
+               "calibration": ("held-out", "policy written to")},
+         html={"decision": ("<table", "gpt-4", "agreement")},
+         figures=("plot",), parameters={"LIMIT": "30"}),
 ]
 
 GUARD = '''
@@ -68,37 +87,56 @@ def kernel_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [str(kernels)]
 
 
-def _outputs_text(cell: nbformat.NotebookNode) -> str:
+def _outputs(cell: nbformat.NotebookNode, mime: str = "text/plain") -> str:
     parts: list[str] = []
     for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
+        if out.get("output_type") == "stream" and mime == "text/plain":
             parts.append(out.get("text", ""))
         elif "data" in out:
-            parts.append(str(out["data"].get("text/plain", "")))
+            parts.append(str(out["data"].get(mime, "")))
         elif out.get("output_type") == "error":
             parts.append("\n".join(out.get("traceback", [])))
     return "".join(parts)
 
 
+def _tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
+    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
+    return cells[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[Path(c.path).stem for c in CASES])
-def test_notebook_runs_offline_and_answers(case: Case, kernel_dirs: list[str]) -> None:
+def test_notebook_runs_offline_and_shows_its_results(case: Case, kernel_dirs: list[str],
+                                                     tmp_path: Path) -> None:
     nb = nbformat.read(ROOT / case.path, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         f"{case.path} is committed with outputs; clear them"
-    tagged = [c for c in nb.cells if case.answer_tag in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, f"expected one cell tagged {case.answer_tag!r} in {case.path}"
+    if case.parameters:
+        params = _tagged(nb, "parameters")
+        for name, value in case.parameters.items():
+            params.source, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", params.source, flags=re.M)
+            assert n == 1, f"no assignment to {name} in the parameters cell"
+    checked = {tag: _tagged(nb, tag) for tag in (*case.text, *case.html, *case.figures)}
     nb.cells.insert(0, nbformat.v4.new_code_cell(GUARD))
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
 
+    cwd = ROOT / case.cwd if case.cwd is not None else tmp_path
     km = KernelManager(kernel_name="router-venv",
                        kernel_spec_manager=KernelSpecManager(kernel_dirs=kernel_dirs))
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
-                            resources={"metadata": {"path": str(ROOT)}})
+                            resources={"metadata": {"path": str(cwd)}})
     client.execute()  # raises CellExecutionError on the first failing cell
 
     errors = [c for c in nb.cells if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert _outputs_text(nb.cells[-1]).strip() == sys.executable
-    assert case.expected in _outputs_text(tagged[0])
+    assert _outputs(nb.cells[-1]).strip() == sys.executable
+    for tag, expected in case.text.items():
+        shown = _outputs(checked[tag])
+        assert all(e in shown for e in expected), (tag, expected, shown)
+    for tag, expected in case.html.items():
+        shown = _outputs(checked[tag], "text/html")
+        assert all(e in shown for e in expected), (tag, expected, shown[:500])
+    for tag in case.figures:
+        assert any("image/png" in out.get("data", {}) for out in checked[tag].get("outputs", [])), tag

@@ -3,7 +3,11 @@
     router ask "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
     router explain "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
     router validate FILE [FILE ...] [--allow-code]
+    router init [PATH] [--from NAME] [--force]      (router/cli/policy_files.py)
+    router schema [--out FILE]
 
+``--policy`` and ``validate`` take a file path or the name of a packaged policy (``default``,
+``offline``...): an existing file wins.
 ``--set`` values are read as in a policy file (YAML 1.2 core: only ``true``/``false`` are
 booleans) and validated strictly: ``--set privacy=0`` is an error, not "privacy off".
 ``--allow-code`` lets the policy's ``check: "module:function"`` entries import and run that
@@ -46,8 +50,8 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question")
-    parser.add_argument("--policy", default=None, help="policy file (default: $ROUTER_POLICY or "
-                                                       "policies/default.yaml)")
+    parser.add_argument("--policy", default=None, help="policy file or packaged name (default: $ROUTER_POLICY, "
+                                                       "policies/default.yaml if present, else the packaged default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the policy block for this call")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -100,12 +104,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from router.policy.policy_file import load_policy
+    from router.policy.sources import resolve_policy
 
     failed = False
     for path in args.files:
         try:
-            policy = load_policy(path, allow_code=args.allow_code)
+            policy = resolve_policy(path, allow_code=args.allow_code)
         except PolicyError as err:
             failed = True
             for issue in err.issues:
@@ -123,7 +127,7 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     _add_policy_args(explain)
     explain.set_defaults(func=cmd_explain)
     validate = sub.add_parser("validate", help="validate policy files")
-    validate.add_argument("files", nargs="+")
+    validate.add_argument("files", nargs="+", help="policy files or packaged names")
     _add_allow_code(validate)
     validate.set_defaults(func=cmd_validate)
 
@@ -134,7 +138,7 @@ COMMANDS: list[Command] = [_core_commands]
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("router.cli.lab", "router.cli.spend"):
+    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

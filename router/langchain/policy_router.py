@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -40,7 +40,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from router.errors import RoutingError
 from router.langchain.tracing import private_config, tracing_mark
 from router.policy.overrides import effective_settings, policy_overrides
-from router.policy.policy_file import Policy, load_policy
+from router.policy.policy_file import Policy
+from router.policy.reload import PolicyWatcher
+from router.policy.sources import (
+    PolicySource,
+    default_policy_source,
+    policy_from_dict,
+    policy_from_string,
+    policy_path,
+    resolve_policy,
+)
 from router.routing.caller import Caller
 from router.routing.cascade import CascadeResult, Plan, adrive, drive, run_cascade
 from router.routing.catalog import Catalog
@@ -52,8 +61,9 @@ DEFAULT_POLICY = "policies/default.yaml"
 
 
 def default_policy_path() -> str:
-    """``$ROUTER_POLICY`` when set, else ``policies/default.yaml``."""
-    return os.environ.get("ROUTER_POLICY") or DEFAULT_POLICY
+    """``$ROUTER_POLICY``, else ``policies/default.yaml`` when it exists here, else the packaged
+    ``default`` (see :mod:`router.policy.sources`)."""
+    return default_policy_source()
 
 
 def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
@@ -76,17 +86,76 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     tool_choice: Any = None
     spend_guard: Any = Field(default=None, exclude=True)  # a SpendGuard; default: the policy's budgets
     _catalog: Catalog = PrivateAttr()
+    _watcher: PolicyWatcher | None = PrivateAttr(default=None)
+    _guard_from_policy: bool = PrivateAttr(default=False)
+    _policy_guard: Any = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        # A mapping is validated like a file (PolicyError with key paths), not left to fail later.
+        if isinstance(data.get("policy"), Mapping):
+            data["policy"] = policy_from_dict(data["policy"])
+        super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
         self._catalog = Catalog(self.policy)
         if self.spend_guard is None:
-            self.spend_guard = BudgetGuard.from_policy(self.policy)
+            self.spend_guard = self._policy_guard = BudgetGuard.from_policy(self.policy)
+            self._guard_from_policy = True
+
+    # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str] | None = None, *, allow_code: bool = False) -> PolicyRouter:
-        """Load a policy file (default: ``$ROUTER_POLICY`` or ``policies/default.yaml``).
-        ``allow_code=True`` lets its ``module:function`` checks run (see :func:`load_policy`)."""
-        return cls(policy=load_policy(path or default_policy_path(), allow_code=allow_code))
+    def from_policy(cls, source: PolicySource | None = None, **load_options: Any) -> PolicyRouter:
+        """A router for a packaged name (``"default"``, ``"offline"``...), a file path, a mapping
+        or a :class:`Policy`; ``None`` is the default policy. ``load_options`` go to the loader."""
+        return cls(policy=resolve_policy(source, **load_options))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str] | None = None, *, reload: bool = False,
+                  reload_interval_s: float = 0.0, **load_options: Any) -> PolicyRouter:
+        """Load a policy file or packaged name (default: ``$ROUTER_POLICY``, ``policies/default.yaml``
+        or the packaged ``default``).
+
+        With ``reload=True`` the file is checked at the start of each request (at most every
+        ``reload_interval_s``): a changed file is validated, then replaces the policy for the
+        following requests; an invalid one keeps the policy in force and logs the error.
+        """
+        if not reload:
+            return cls.from_policy(path, **load_options)
+        watcher = PolicyWatcher(policy_path(path), interval_s=reload_interval_s, **load_options)
+        router = cls(policy=watcher.policy)
+        router._watcher = watcher
+        return router
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **load_options: Any) -> PolicyRouter:
+        """A router for a policy given as a mapping; errors name ``<dict>`` and the key path."""
+        return cls(policy=policy_from_dict(data, **load_options))
+
+    @classmethod
+    def from_string(cls, text: str, filename: str = "<string>", **load_options: Any) -> PolicyRouter:
+        """A router for a policy given as YAML text; errors name ``filename``, line and column."""
+        return cls(policy=policy_from_string(text, filename, **load_options))
+
+    @property
+    def policy_watcher(self) -> PolicyWatcher | None:
+        """The watcher of a router made with ``from_yaml(..., reload=True)``, else None."""
+        return self._watcher
+
+    def _live_catalog(self) -> Catalog:
+        """The catalog this request runs on, after adopting a reloaded policy (one reference
+        is read per request, so a request never mixes two policies)."""
+        catalog = self._catalog
+        if self._watcher is not None:
+            policy = self._watcher.poll()
+            if policy is not catalog.policy:
+                catalog = Catalog(policy)
+                # The policy's own guard follows its budgets; a guard the caller set is kept.
+                if (self._guard_from_policy and self.spend_guard is self._policy_guard
+                        and (policy.budgets, policy.ledger) != (self.policy.budgets, self.policy.ledger)):
+                    self.spend_guard = self._policy_guard = BudgetGuard.from_policy(policy)
+                self.policy, self._catalog = policy, catalog
+        return catalog
 
     @property
     def catalog(self) -> Catalog:
@@ -102,12 +171,13 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         """Effective policy, candidates and exclusions for ``input``; calls no model."""
         config = ensure_config(config)
         messages = to_messages(input)
+        catalog = self._live_catalog()
         overrides = policy_overrides(config.get("configurable") or {})
-        effective = effective_settings(self.policy, metadata=config.get("metadata"),
+        effective = effective_settings(catalog.policy, metadata=config.get("metadata"),
                                        tags=config.get("tags"), overrides=overrides)
-        selection = select_candidates(self._catalog, effective.settings, messages,
+        selection = select_candidates(catalog, effective.settings, messages,
                                       needs_tools=bool(self.tools))
-        return Plan(self._catalog, effective.settings, tuple(messages), selection, effective.rule,
+        return Plan(catalog, effective.settings, tuple(messages), selection, effective.rule,
                     tools_bound=bool(self.tools))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:

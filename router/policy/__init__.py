@@ -7,5 +7,7 @@ Example:
 """
 
 from router.policy.policy_file import ModelSpec, Policy, PolicySettings, load_policy, loads_policy
+from router.policy.sources import packaged_policies, resolve_policy
 
-__all__ = ["ModelSpec", "Policy", "PolicySettings", "load_policy", "loads_policy"]
+__all__ = ["ModelSpec", "Policy", "PolicySettings", "load_policy", "loads_policy", "packaged_policies",
+           "resolve_policy"]

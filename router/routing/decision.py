@@ -12,12 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from router.checks.builtin import CheckResult
+from router.errors import DecisionMissingError
+from router.routing.decision_html import decision_html
 
 Status = Literal["accepted", "exhausted", "failed", "explained"]
 
@@ -133,20 +134,29 @@ class Decision:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(a.model)}</td><td>{'✔' if a.accepted else '✘'}</td>"
-            f"<td>{a.latency_s:.2f}s</td><td>{a.input_tokens}+{a.output_tokens}</td>"
-            f"<td>${a.total_cost_usd:.6f}</td><td>{html.escape(', '.join(f'{c.check}:{c.passed}' for c in a.checks))}"
-            f"{html.escape(' ' + a.error['kind']) if a.error else ''}</td></tr>"
-            for a in self.attempts)
-        excluded = "".join(f"<li><b>{html.escape(e.model)}</b>: {html.escape(e.reason)}</li>"
-                           for e in self.excluded)
-        return (f"<div><b>policy</b> {html.escape(self.policy)} — <b>status</b> {self.status}, "
-                f"<b>answered by</b> {html.escape(str(self.final_model))}, "
-                f"<b>cost</b> ${self.total_cost_usd:.6f}<br><b>candidates</b>: "
-                f"{html.escape(', '.join(self.candidates))}<ul>{excluded}</ul>"
-                "<table><tr><th>model</th><th>ok</th><th>latency</th><th>tokens</th><th>cost</th>"
-                f"<th>checks</th></tr>{rows}</table></div>")
+        return decision_html(self)
+
+    @classmethod
+    def from_message(cls, message: Any) -> Decision:
+        """The typed record on an answer: an ``AIMessage`` from ``invoke``, the chunks of a
+        ``stream`` (a list, or their sum), its ``response_metadata`` dict, the record dict itself,
+        or the JSON of ``router ask --json``.
+
+        Raises :class:`~router.errors.DecisionMissingError` when there is no record.
+
+        Example:
+            >>> Decision.from_message(router.invoke("What is 2+2?")).final_model
+            'gemma-270m'
+        """
+        if isinstance(message, list):
+            found = [m for m in message if "routing" in (getattr(m, "response_metadata", None) or {})]
+            message = found[-1] if found else None
+        metadata = message if isinstance(message, dict) else getattr(message, "response_metadata", None)
+        metadata = metadata or {}
+        routing = metadata.get("routing", metadata if "attempts" in metadata else None)
+        if not isinstance(routing, dict):
+            raise DecisionMissingError(type(message).__name__)
+        return decision_from_dict(routing)
 
     def __str__(self) -> str:
         return self.summary()

@@ -1,0 +1,69 @@
+"""The JSON Schema of a policy file, generated from the pydantic models.
+
+Editors that read JSON Schema (VS Code / yaml-language-server, JetBrains) complete and check
+policy files with it: ``router schema > policy.schema.json``, then put
+``# yaml-language-server: $schema=policy.schema.json`` at the top of a policy file.
+
+The pydantic models are the source of truth; two places are made more precise than the models
+can say by themselves: each ``confidence:`` entry is one of the registered checks (its
+parameters from its own model) or a ``"module:function"`` check, and a rule's ``set:`` takes
+the fields of the ``policy:`` block. What a schema cannot express (a cascade naming catalog
+models, tiers in order, ratchets) is still checked by ``router validate``. Values written as
+``${VAR}`` are substituted before validation, so a non-string field written that way is
+flagged by an editor though the file loads.
+
+Example:
+    >>> schema = policy_json_schema()
+    >>> schema["properties"]["version"]
+    {'const': 1, 'title': 'Version', 'type': 'integer'}
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from router.checks import check_class, registered_checks
+from router.checks.builtin import CustomCheck
+from router.policy.policy_file import Policy
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+REF = "#/$defs/{model}"
+CUSTOM_CHECK_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a version-1 policy file."""
+    schema = Policy.model_json_schema(by_alias=True, ref_template=REF)
+    defs: dict[str, Any] = schema.setdefault("$defs", {})
+    entries = [_check_schema(name, cls, defs) for name in registered_checks() if (cls := check_class(name))]
+    custom = _model_schema(CustomCheck, defs)
+    custom["properties"]["check"] = {"type": "string", "pattern": CUSTOM_CHECK_PATTERN,
+                                     "description": "a check function, as package.module:function"}
+    defs["CustomCheck"] = custom
+    defs["ConfidenceCheck"] = {"anyOf": [*entries, {"$ref": REF.format(model="CustomCheck")}],
+                               "description": "one confidence check: all must pass, or the cascade escalates"}
+    settings = defs["PolicySettings"]
+    settings["properties"]["confidence"] = {
+        "type": "array", "items": {"$ref": REF.format(model="ConfidenceCheck")}, "default": [],
+        "description": "checks that must all pass for an answer to be accepted"}
+    override = copy.deepcopy(settings)
+    override.pop("required", None)
+    override["title"] = "PolicyOverride"
+    override["description"] = "fields of the policy block that this rule replaces"
+    defs["PolicyOverride"] = override
+    defs["Rule"]["properties"]["set"] = {"$ref": REF.format(model="PolicyOverride")}
+    return {"$schema": DIALECT, **schema, "title": "policy-router policy file (version 1)"}
+
+
+def _check_schema(name: str, cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
+    entry = _model_schema(cls, defs)
+    entry["properties"]["check"] = {"const": name}
+    defs[cls.__name__] = entry
+    return {"$ref": REF.format(model=cls.__name__)}
+
+
+def _model_schema(cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = cls.model_json_schema(by_alias=True, ref_template=REF)
+    defs.update(schema.pop("$defs", {}))
+    return schema
