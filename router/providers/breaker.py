@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
+REDIS_RETRY_S = 5.0
 
 _NAMES = {"timeout": ("timeout", "timeouts"), "server": ("server error", "server errors"),
           "connection": ("connection failure", "connection failures"),
@@ -129,24 +130,29 @@ class RedisBreakerStore:
         self._prefix = prefix
         self._redis = client if client is not None else redis.Redis.from_url(
             url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
-        self._warned = False
+        self._down_until = 0.0  # after a failure, skip Redis for a while instead of waiting on it
 
     def _key(self, key: str) -> str:
         return f"{{{self._prefix}}}:{key}"
 
     def _unavailable(self, err: BaseException) -> BreakerState:
-        if not self._warned:  # once per outage, not per call
-            logger.warning("circuit breaker state unavailable in Redis (%s): treating breakers as closed",
-                           type(err).__name__)
-            self._warned = True
+        if self._down_until == 0.0:  # once per outage, not per call
+            logger.warning("circuit breaker state unavailable in Redis (%s): treating breakers as closed "
+                           "for %.0f s", type(err).__name__, REDIS_RETRY_S)
+        self._down_until = time.monotonic() + REDIS_RETRY_S
         return BreakerState()
 
+    def _down(self) -> bool:
+        return time.monotonic() < self._down_until
+
     def read(self, key: str) -> BreakerState:
+        if self._down():
+            return BreakerState()
         try:
             state = BreakerState.from_json(self._redis.get(self._key(key)))
         except self._errors as err:
             return self._unavailable(err)
-        self._warned = False
+        self._down_until = 0.0
         return state
 
     def update(self, key: str, change: Callable[[BreakerState], BreakerState], ttl_s: float) -> BreakerState:
@@ -161,11 +167,13 @@ class RedisBreakerStore:
                 pipe.set(name, new.to_json(), px=max(1, int(ttl_s * 1000)))
             return new
 
+        if self._down():
+            return BreakerState()
         try:
             state: BreakerState = self._redis.transaction(transact, name, value_from_callable=True)
         except self._errors as err:
             return self._unavailable(err)
-        self._warned = False
+        self._down_until = 0.0
         return state
 
 
@@ -252,7 +260,10 @@ def store_for(ledger_url: str | None) -> BreakerStore:
         base = str(ledger_url).split("?", 1)[0]
         with _stores_lock:
             if base not in _redis_stores:
-                _redis_stores[base] = RedisBreakerStore(base)
+                try:
+                    _redis_stores[base] = RedisBreakerStore(base)
+                except ImportError:  # no redis client (policy-router[redis]): the ledger says so itself
+                    return _process_store
             return _redis_stores[base]
     return _process_store
 

@@ -17,6 +17,7 @@ decides (``Retry-After`` within the policy's bound, else at once to the next run
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -95,6 +96,28 @@ class Caller:
             gate.abandon()
         return reservation
 
+    async def _admit_off_loop(self, call: ModelCall, gate: ModelGate) -> Any:
+        """:meth:`_admit` in a thread. A request cancelled meanwhile gives back what the thread
+        took (a live process's SQLite hold would otherwise never expire)."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._admit, call, gate))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda done: self._give_back(done, gate))
+            raise
+
+    def _give_back(self, done: asyncio.Future[Any], gate: ModelGate) -> None:
+        if done.cancelled() or done.exception() is not None or isinstance(done.result(), str):
+            return
+        reservation = done.result()
+
+        def give_back() -> None:
+            gate.abandon()
+            if self.guard is not None and reservation is not None:
+                self.guard.release(reservation)
+
+        threading.Thread(target=give_back, name="give-back-reservation", daemon=True).start()
+
     def _retry(self, gate: ModelGate, outcome: CallOutcome, notes: list[RetryNote]) -> float | None:
         """Seconds to wait before trying again, or None: ``outcome`` is the attempt's."""
         note = gate.after_try(outcome.error, len([n for n in notes if n.retries]))
@@ -143,7 +166,7 @@ class Caller:
         gate = model_gate(self.plan.catalog, call.model)
         # Ledger and shared breaker I/O blocks (SQLite, Redis): keep it off the event loop.
         blocking = self.guard is not None or gate.blocking
-        reservation = await asyncio.to_thread(self._admit, call, gate) if blocking else self._admit(call, gate)
+        reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
         try:

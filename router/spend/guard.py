@@ -69,12 +69,18 @@ class BudgetStatus:
 
 @dataclass(frozen=True)
 class PendingSettle:
-    """A settle the ledger has not taken yet: retried until it lands."""
+    """A settle (or a release: ``cost`` None) the ledger has not taken yet: retried until it lands."""
 
     hold: Hold
-    cost: int  # nano-dollars
+    cost: int | None  # nano-dollars; None: release the hold, nothing was spent
     ts: float
     error: str  # the last failure
+
+    def apply(self, ledger: Ledger) -> None:
+        if self.cost is None:
+            ledger.release(self.hold)
+        else:
+            ledger.settle(self.hold, self.cost, self.ts)
 
 
 RETRY_FIRST_S = 0.05
@@ -161,20 +167,26 @@ class BudgetGuard:
     def settle(self, reservation: Hold, cost_usd: float) -> None:
         """Record the call's actual cost. When the ledger refuses the write, the settle is kept
         and retried (its hold keeps holding the worst case) until it lands."""
-        pending = PendingSettle(reservation, to_units(cost_usd), self.clock(), "")
+        self._finish(PendingSettle(reservation, to_units(cost_usd), self.clock(), ""))
+
+    def release(self, reservation: Hold) -> None:
+        """Drop the reservation (the call failed: nothing spent); retried like a settle."""
+        self._finish(PendingSettle(reservation, None, self.clock(), ""))
+
+    def _finish(self, pending: PendingSettle) -> None:
         try:
-            self.ledger.settle(pending.hold, pending.cost, pending.ts)
-        except LedgerError as err:  # the call is made and paid: keep its answer, retry the record
-            logger.warning("could not record $%.6f for %s yet (%s); retrying until it lands, its "
-                           "reservation of %s holds meanwhile", cost_usd, reservation.model, err,
-                           _usd(to_usd(reservation.amount)))
+            pending.apply(self.ledger)
+        except LedgerError as err:  # a paid call keeps its answer; the record is retried
+            what = "release" if pending.cost is None else f"record {_usd(to_usd(pending.cost))} for"
+            logger.warning("could not %s %s yet (%s); retrying until it lands, its reservation of %s "
+                           "holds meanwhile", what, pending.hold.model, err, _usd(to_usd(pending.hold.amount)))
             with self._pending_lock:
-                self._pending[reservation.id] = PendingSettle(pending.hold, pending.cost, pending.ts, str(err))
+                self._pending[pending.hold.id] = PendingSettle(pending.hold, pending.cost, pending.ts, str(err))
             self._start_retrying()
 
     @property
     def pending_settles(self) -> list[PendingSettle]:
-        """Settles not yet written to the ledger (oldest first)."""
+        """Settles and releases not yet written to the ledger (oldest first)."""
         with self._pending_lock:
             return list(self._pending.values())
 
@@ -183,7 +195,7 @@ class BudgetGuard:
         :class:`LedgerLostError` when the ledger file is gone (they can never land there)."""
         for item in self.pending_settles:
             try:
-                self.ledger.settle(item.hold, item.cost, item.ts)
+                item.apply(self.ledger)
             except LedgerLostError:
                 raise
             except LedgerError as err:
@@ -193,7 +205,8 @@ class BudgetGuard:
                 break  # the ledger still refuses writes: keep the order, try again later
             with self._pending_lock:
                 self._pending.pop(item.hold.id, None)
-            logger.info("recorded $%.6f for %s (a retried settle)", to_usd(item.cost), item.hold.model)
+            logger.info("a retried %s for %s landed", "release" if item.cost is None else "settle",
+                        item.hold.model)
         with self._pending_lock:
             return len(self._pending)
 
@@ -206,12 +219,6 @@ class BudgetGuard:
             self._retrier.start()
         _exit_flush.add(self)
 
-    def release(self, reservation: Hold) -> None:
-        try:
-            self.ledger.release(reservation)
-        except LedgerError as err:
-            logger.warning("could not release a reservation for %s (%s); it expires in %.0fs",
-                           reservation.model, err, self.ledger.ttl_s)
 
     # ------------------------------------------------------------------ reading
 
@@ -274,5 +281,6 @@ def _flush_at_exit() -> None:
                 break
             time.sleep(RETRY_FIRST_S)
         for item in guard.pending_settles:
-            logger.error("exiting with $%.6f for %s not recorded in the ledger (%s)",
-                         to_usd(item.cost), item.hold.model, item.error)
+            if item.cost is not None:
+                logger.error("exiting with $%.6f for %s not recorded in the ledger (%s)",
+                             to_usd(item.cost), item.hold.model, item.error)

@@ -179,3 +179,62 @@ def test_a_ledger_file_lost_under_a_running_router_fails_closed(gemini, tmp_path
     with pytest.raises(LedgerLostError):  # and it stays closed
         router.invoke("Third question")
     assert gemini.count() == 1
+
+
+def test_a_release_blocked_by_another_process_is_retried(gemini, tmp_path: Path):
+    path = tmp_path / "ledger.db"
+    text = gemini_policy(gemini.base_url, f"sqlite:///{path}", limit=LIMIT).replace(
+        "max_retries: 0", "max_retries: 0\n    timeout_s: 0.5")
+    policy = loads_policy(text)
+    ledger = SQLiteLedger(path, busy_timeout_s=0.2)
+    guard = BudgetGuard.from_policy(policy, ledger=ledger)
+    router = PolicyRouter(policy=policy, spend_guard=guard)
+    locker = Locker(path, room=to_units(LIMIT))
+    today = Bucket("daily", None, period_key("day", time.time()), to_units(LIMIT))
+
+    def lock_then_hang(model: str, request: dict) -> str:
+        assert locker.say("lock") == "locked"
+        time.sleep(1.0)  # past the client's timeout: the call fails and its hold is released
+        return "too late"
+
+    try:
+        gemini.reply(lock_then_hang)
+        with pytest.raises(RoutingError):
+            router.invoke("A question")
+        assert [p.cost for p in guard.pending_settles] == [None]  # a release, waiting for the lock
+        assert locker.say("release") == "refused"  # the failed call's hold still holds meanwhile
+        deadline = time.monotonic() + 10
+        while guard.pending_settles:
+            assert time.monotonic() < deadline, "the pending release never landed"
+            time.sleep(0.05)
+    finally:
+        locker.close()
+    usage = ledger.usage(today, time.time())
+    assert (usage.spent, usage.reserved) == (0, 0)
+
+
+async def test_a_request_cancelled_while_reserving_gives_its_reservation_back(gemini, tmp_path: Path):
+    import asyncio
+
+    path = tmp_path / "ledger.db"
+    policy = loads_policy(gemini_policy(gemini.base_url, f"sqlite:///{path}", limit=LIMIT))
+    ledger = SQLiteLedger(path, busy_timeout_s=10)
+    router = PolicyRouter(policy=policy, spend_guard=BudgetGuard.from_policy(policy, ledger=ledger))
+    router.catalog.chat_model("flash")
+    locker = Locker(path, room=0)
+    try:
+        assert locker.say("lock") == "locked"  # the reservation waits for the lock in its thread
+        task = asyncio.create_task(router.ainvoke("A question"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert locker.say("release") == "fitted"  # the thread now gets the lock and reserves ...
+    finally:
+        locker.close()
+    today = Bucket("daily", None, period_key("day", time.time()), to_units(LIMIT))
+    deadline = time.monotonic() + 10
+    while ledger.usage(today, time.time()).reserved:  # ... and the cancelled request gives it back
+        assert time.monotonic() < deadline, "the cancelled request's hold was never given back"
+        await asyncio.sleep(0.05)
+    assert gemini.count() == 0
