@@ -95,6 +95,7 @@ class SQLiteLedger:
                 if "owner" not in columns:  # a ledger file from before holds had owners
                     self._db.execute("ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
             self._identity = self._file_identity() if self.path != ":memory:" else None
+            self._largest = 0  # the largest size seen: a file that shrinks below it was cut
         except (sqlite3.Error, OSError) as err:
             raise LedgerError(str(err), backend=backend, url=self.url) from err
 
@@ -133,14 +134,17 @@ class SQLiteLedger:
             raise LedgerError(f"cannot read the ledger file: {err.strerror}", backend=self.backend,
                               url=self.url) from err
         else:
+            page_size = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if page_size == 1 else page_size  # how the format writes 64 KiB
             if (stat.st_dev, stat.st_ino) != self._identity:
                 what = "replaced"
             elif len(header) < 100 or not header.startswith(_HEADER):
                 what = "truncated"
-            else:
-                page_size = int.from_bytes(header[16:18], "big") or 65536
-                if stat.st_size < int.from_bytes(header[28:32], "big") * page_size:
-                    what = "truncated"
+            elif stat.st_size < self._largest and stat.st_size < int.from_bytes(header[28:32], "big") * page_size:
+                # Smaller than before *and* than its header says (a checkpoint in progress may
+                # show the header before the file grows; a VACUUM shrinks both together).
+                what = "truncated"
+            self._largest = max(self._largest, stat.st_size)
         if what is not None:
             raise LedgerLostError(f"the ledger file {self.path} was {what} while this process was using "
                                   "it; paid calls are refused so that no budget silently starts over "

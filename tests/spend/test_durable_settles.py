@@ -6,6 +6,7 @@ through the real router and ChatGoogleGenerativeAI to the Gemini test server."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -156,13 +157,25 @@ def test_a_settle_during_a_redis_outage_is_retried_until_it_lands(gemini, redis_
     assert paid_calls_until_refused(router, gemini) == 3
 
 
-@pytest.mark.parametrize("what", ["deleted", "truncated", "replaced"])
+@pytest.mark.parametrize("what", ["deleted", "truncated", "cut short", "replaced"])
 def test_a_ledger_file_lost_under_a_running_router_fails_closed(gemini, tmp_path: Path, what: str):
     path = tmp_path / "ledger.db"
     policy = loads_policy(gemini_policy(gemini.base_url, f"sqlite:///{path}", limit=LIMIT))
     router = PolicyRouter(policy=policy)
     router.invoke("First question")  # opens the ledger and spends $0.001 in it
-    if what == "deleted":
+    if what == "cut short":  # a ledger of many pages loses its tail, header intact
+        ledger = router.spend_guard.ledger
+        filler = sqlite3.connect(path)
+        filler.executemany("INSERT INTO entries VALUES (?, 0, 'p', 'm', 'answer', 0, 0, '[]', '{}')",
+                           [(f"filler-{i}-{'x' * 200}",) for i in range(300)])
+        filler.commit()
+        filler.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        filler.close()
+        assert ledger.usage(Bucket("daily", None, "2027-01-15", 1), time.time()).spent == 0  # sees it whole
+        assert path.stat().st_size > 8 * 4096
+        os.truncate(path, 2 * 4096)
+        what = "truncated"
+    elif what == "deleted":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     elif what == "truncated":
