@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from router.policy.breaker_settings import BreakerSettings
 from router.providers.retries import RetryNote, plan_retry
+from router.spend.config import redact
 
 if TYPE_CHECKING:
     from router.errors import ProviderError
@@ -274,7 +275,8 @@ def reset_process_breakers() -> None:
 
 
 def endpoint_key(name: str, spec: ModelSpec, base_url: str | None) -> str:
-    return f"{spec.provider}:{spec.model or name}@{base_url or 'default'}"
+    """``provider:model@base_url`` (any password in the URL removed: keys show in logs and Redis)."""
+    return f"{spec.provider}:{spec.model or name}@{redact(base_url) if base_url else 'default'}"
 
 
 @dataclass
