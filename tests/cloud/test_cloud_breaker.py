@@ -17,7 +17,7 @@ from servers.openai_llama import LlamaOpenAIServer
 
 from router import PolicyError, PolicyRouter, loads_policy
 from router.policy.breaker_settings import BreakerSettings
-from router.providers.breaker import CircuitBreaker, MemoryBreakerStore
+from router.providers.breaker import CircuitBreaker, MemoryBreakerStore, reset_process_breakers
 
 KEY = "test-gemini-key-5f2a"
 QUESTION = "What is the capital of France?"
@@ -240,3 +240,20 @@ def test_a_retry_after_beyond_the_bound_or_without_retries_escalates_at_once(
     assert routing["final_model"] == "pro" and seconds < 10  # never waited the 30 s
     assert (openai_server.count("gpt-3.5-turbo") if failing == "openai"
             else gemini_server.count("gemini-2.0-flash")) == 1
+
+
+def test_without_retry_after_a_retry_backs_off_and_a_breaker_it_opens_stops_the_retries(
+        dead: GeminiTestServer, gemini_server: GeminiTestServer):
+    dead.fail("server", times=1)
+    _, routing = timed(breaker_router(dead.base_url, gemini_server.base_url, retries=1))
+    [note] = routing["attempts"][0]["retries"]
+    assert routing["final_model"] == "flash" and (note["action"], note["reason"]) == ("waited", "backoff")
+    assert 0.375 <= note["wait_s"] <= 0.5 and dead.count() == 2
+    reset_process_breakers()  # the failure above counts for this endpoint in every router
+    dead.fail("server", times=None)
+    _, routing = timed(breaker_router(dead.base_url, gemini_server.base_url, retries=3,
+                                      breaker="breaker: {failures: 2}"))
+    notes = routing["attempts"][0]["retries"]
+    assert [n["action"] for n in notes] == ["waited", "escalated"]
+    assert notes[1]["reason"].startswith("cooling down: 2 server errors in 60 s")
+    assert routing["final_model"] == "pro" and dead.count() == 4  # 2 + 2: the third retry was never made
