@@ -152,6 +152,7 @@ class Caller:
             outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
             return self._settle(reservation, outcome)
         except BaseException:
+            gate.abandon()  # a probe that did not finish: let the next request probe
             if self.guard is not None and reservation is not None:
                 self.guard.release(reservation)
             raise
@@ -182,6 +183,7 @@ class Caller:
             return (await asyncio.to_thread(self._settle, reservation, outcome)
                     if self.guard is not None else outcome)
         except BaseException:
+            gate.abandon()  # a probe that did not finish: let the next request probe
             if self.guard is not None and reservation is not None:
                 self.guard.release(reservation)
             raise
