@@ -100,3 +100,13 @@ policy:
 @pytest.fixture
 def local_policy_text() -> str:
     return LOCAL_POLICY
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breakers():
+    """Circuit breakers remember failures for the whole process: each test starts closed."""
+    from router.providers.breaker import reset_process_breakers
+
+    reset_process_breakers()
+    yield
+    reset_process_breakers()

@@ -46,6 +46,7 @@ from router.policy.values import (
     looks_like_key,
     strict_flag,
 )
+from router.policy.breaker_settings import BreakerSettings
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 
@@ -183,6 +184,7 @@ class Policy(_Frozen):
     rules: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     ledger: LedgerURL | None = None
+    breaker: BreakerSettings = BreakerSettings()
     _source: str = PrivateAttr(default="<policy>")
     _env_refs: dict[tuple[str | int, ...], list[str]] = PrivateAttr(default_factory=dict)
     _allow_code: bool = PrivateAttr(default=False)
@@ -395,7 +397,7 @@ def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Policy, ("policy",): PolicySettings, ("models", "*"): ModelSpec,
         ("models", "*", "price"): Price, ("rules", "*"): Rule, ("rules", "*", "when"): RuleWhen,
-        ("budgets", "*"): Budget,
+        ("budgets", "*"): Budget, ("breaker",): BreakerSettings,
     }
     generic = tuple("*" if (i > 0 and path[0] in ("models", "rules", "budgets")) and i == 1 else str(p)
                     for i, p in enumerate(path))

@@ -11,8 +11,9 @@ Usage comes from ``usageMetadata`` (running totals in streams, turned into delta
 LangChain). LangChain surfaces no Gemini logprobs: a ``logprob`` check passes with a note
 (``when_missing``); rely on text checks or a verifier for these answers.
 
-``max_retries`` means retries after the first attempt, as for OpenAI; LangChain hands the
-SDK a number of *attempts*, hence the ``+ 1``.
+``max_retries`` (retries after the first attempt) are performed by the router, which honours
+``Retry-After`` within the policy's bound (:mod:`router.providers.retries`); the SDK makes one
+attempt (LangChain hands it a number of *attempts*).
 
 Example:
     >>> ADAPTER.unavailable_reason(spec, env_hint=None)
@@ -51,7 +52,7 @@ class _GeminiAdapter(NetworkAdapter):
 
         return ChatGoogleGenerativeAI(model=spec.model or name, google_api_key=self.api_key(spec),
                                       base_url=self.base_url(spec), timeout=spec.timeout_s,
-                                      max_retries=spec.max_retries + 1)
+                                      max_retries=1)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:

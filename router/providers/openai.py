@@ -10,6 +10,8 @@ Wire details that matter here:
   set. A server that still sends none (llama.cpp's) gets our own count, marked estimated.
 - ``max_tokens`` travels in ``extra_body``: OpenAI-compatible servers (llama.cpp's) ignore the
   newer ``max_completion_tokens``.
+- No client retries: the router retries (``max_retries``), honouring ``Retry-After`` only within
+  the policy's bound (:mod:`router.providers.retries`).
 - Logprobs, when a check wants them: ``logprobs=true`` plus ``top_logprobs=1``; llama.cpp's
   server returns per-token logprobs only when ``top_logprobs`` is set.
 - A loopback ``base_url`` (a model served on this machine, e.g. ``local: true``) is reached
@@ -58,7 +60,8 @@ class _OpenAIAdapter(NetworkAdapter):
                           # An httpx.Timeout (unhashable) makes ChatOpenAI build its own HTTP clients
                           # instead of sharing a process-wide cached one: with one instance per event
                           # loop (per_event_loop), no pooled connection outlives its loop.
-                          timeout=httpx.Timeout(spec.timeout_s), max_retries=spec.max_retries,
+                          # The router performs max_retries itself (router.providers.retries).
+                          timeout=httpx.Timeout(spec.timeout_s), max_retries=0,
                           stream_usage=True, **direct_clients(base_url, spec.timeout_s))
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,

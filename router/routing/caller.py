@@ -7,11 +7,17 @@ so they nest under it and usage callbacks count each model call once.
 
 As a last line of defence, a call to a network model under privacy or offline is refused here
 too, even though selection and the cascade never ask for one.
+
+Each network call first passes its model's circuit breaker (:mod:`router.providers.breaker`:
+a half-open breaker admits one probe), every try's outcome is recorded there, and a failed try
+is retried up to the model's ``max_retries`` as :func:`router.providers.retries.plan_retry`
+decides (``Retry-After`` within the policy's bound, else at once to the next rung).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +25,8 @@ from typing import Any, Protocol
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from router.providers.breaker import ModelGate, model_gate
+from router.providers.retries import RetryNote
 from router.routing.cascade import Plan
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.tokens import count_text_tokens, message_text
@@ -74,6 +82,49 @@ class Caller:
             return None
         return self.guard.reserve(call, self.config)
 
+    def _admit(self, call: ModelCall, gate: ModelGate) -> Any:
+        """The breaker, then the budget: a reservation (or None), or a ``str`` saying why not."""
+        refusal = gate.admit()
+        if refusal is not None:
+            return refusal
+        try:
+            reservation = self._reserve(call)
+        except BaseException:
+            gate.abandon()
+            raise
+        if isinstance(reservation, str):
+            gate.abandon()
+        return reservation
+
+    async def _admit_off_loop(self, call: ModelCall, gate: ModelGate) -> Any:
+        """:meth:`_admit` in a thread. A request cancelled meanwhile gives back what the thread
+        took (a live process's SQLite hold would otherwise never expire)."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._admit, call, gate))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda done: self._give_back(done, gate))
+            raise
+
+    def _give_back(self, done: asyncio.Future[Any], gate: ModelGate) -> None:
+        if done.cancelled() or done.exception() is not None or isinstance(done.result(), str):
+            return
+        reservation = done.result()
+
+        def give_back() -> None:
+            gate.abandon()
+            if self.guard is not None and reservation is not None:
+                self.guard.release(reservation)
+
+        threading.Thread(target=give_back, name="give-back-reservation", daemon=True).start()
+
+    def _retry(self, gate: ModelGate, outcome: CallOutcome, notes: list[RetryNote]) -> float | None:
+        """Seconds to wait before trying again, or None: ``outcome`` is the attempt's."""
+        note = gate.after_try(outcome.error, len([n for n in notes if n.retries]))
+        if note is not None:
+            notes.append(note)
+        return note.wait_s if note is not None and note.retries else None
+
     def _settle(self, reservation: Any, outcome: CallOutcome) -> CallOutcome:
         if self.guard is not None and reservation is not None:
             if outcome.error is not None or outcome.message is None:
@@ -86,12 +137,22 @@ class Caller:
         prepared = self._prepare(call)
         if isinstance(prepared, CallOutcome):
             return prepared
-        reservation = self._reserve(call)
+        gate = model_gate(self.plan.catalog, call.model)
+        reservation = self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
         try:
-            return self._settle(reservation, self._perform(call, *prepared))
+            started, notes = time.perf_counter(), []
+            while True:
+                outcome = self._perform(call, *prepared)
+                wait = self._retry(gate, outcome, notes)
+                if wait is None:
+                    break
+                time.sleep(wait)
+            outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
+            return self._settle(reservation, outcome)
         except BaseException:
+            gate.abandon()  # a probe that did not finish: let the next request probe
             if self.guard is not None and reservation is not None:
                 self.guard.release(reservation)
             raise
@@ -103,15 +164,26 @@ class Caller:
                     else await asyncio.to_thread(self._prepare, call, loop))
         if isinstance(prepared, CallOutcome):
             return prepared
-        # Ledger I/O blocks (SQLite, Redis): keep it off the event loop.
-        reservation = await asyncio.to_thread(self._reserve, call) if self.guard is not None else None
+        gate = model_gate(self.plan.catalog, call.model)
+        # Ledger and shared breaker I/O blocks (SQLite, Redis): keep it off the event loop.
+        blocking = self.guard is not None or gate.blocking
+        reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
         try:
-            outcome = await self._aperform(call, *prepared)
+            started, notes = time.perf_counter(), []
+            while True:
+                outcome = await self._aperform(call, *prepared)
+                wait = (await asyncio.to_thread(self._retry, gate, outcome, notes) if gate.blocking
+                        else self._retry(gate, outcome, notes))
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+            outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
             return (await asyncio.to_thread(self._settle, reservation, outcome)
                     if self.guard is not None else outcome)
         except BaseException:
+            gate.abandon()  # a probe that did not finish: let the next request probe
             if self.guard is not None and reservation is not None:
                 self.guard.release(reservation)
             raise

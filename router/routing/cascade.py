@@ -133,7 +133,7 @@ def run_cascade(plan: Plan) -> Cascade:
                           latency_s=outcome.latency_s, input_tokens=outcome.input_tokens,
                           output_tokens=outcome.output_tokens, cost_usd=outcome.cost_usd,
                           cost_estimated=outcome.cost_estimated, worst_case_usd=worst,
-                          reused=outcome.reused)
+                          reused=outcome.reused, retries=[n.to_dict() for n in outcome.retries])
         decision.attempts.append(attempt)
         spending.spent += outcome.cost_usd
         if outcome.error is not None or outcome.message is None:

@@ -49,6 +49,7 @@ class Attempt:
     accepted: bool = False
     mean_logprob: float | None = None
     reused: bool = False
+    retries: list[dict[str, Any]] = field(default_factory=list)  # after each failed try: waited / escalated
 
     @property
     def total_cost_usd(self) -> float:
@@ -69,6 +70,7 @@ class Attempt:
             "checks": [c.to_dict() for c in self.checks],
             "accepted": self.accepted,
             "reused": self.reused,
+            "retries": list(self.retries),
         }
 
 

@@ -9,11 +9,14 @@ drivers: no duplicated sync/async code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.errors import ProviderError
+
+if TYPE_CHECKING:
+    from router.providers.retries import RetryNote
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class CallOutcome:
     chunks: list[Any] = field(default_factory=list)
     skipped: str | None = None  # why the call was not made (ceiling, budget)
     reused: bool = False  # answered from an identical call this request already paid for
+    retries: tuple[RetryNote, ...] = ()  # what was decided after each failed try
 
     @property
     def ok(self) -> bool:

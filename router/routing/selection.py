@@ -6,6 +6,7 @@ order (the first that applies is recorded):
 1. ``not local: privacy`` / ``not local: offline`` — never looks further at a network model;
 2. ``below tier floor``;
 3. ``unavailable: ...`` / ``no credentials: ...`` (no GGUF, no API key);
+   ``cooling down: ...`` (its circuit breaker is open, see :mod:`router.providers.breaker`);
 4. ``no tool support`` when tools are bound;
 5. ``context window``: input tokens + max_output_tokens over the model's window;
 6. ``over ceiling``: worst-case cost over what is left of the ceiling.
@@ -24,6 +25,7 @@ from langchain_core.messages import BaseMessage
 
 from router.errors import ModelUnavailableError
 from router.policy.policy_file import PolicySettings
+from router.providers.breaker import cooling_down
 from router.routing.catalog import Catalog
 from router.routing.decision import Exclusion
 
@@ -53,7 +55,7 @@ def select_candidates(catalog: Catalog, settings: PolicySettings, messages: Sequ
         elif policy.tier_rank(spec.tier) < floor:
             reason = f"below tier floor: {spec.tier} < {settings.quality_tier}"
         else:
-            reason = catalog.unavailable_reason(name)
+            reason = catalog.unavailable_reason(name) or cooling_down(catalog, name)
         if reason is None and needs_tools and not catalog.adapter(name).supports_tools:
             reason = "no tool support"
         if reason is None:

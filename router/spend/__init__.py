@@ -18,6 +18,7 @@ from router.spend.ledger import (
     Hold,
     Ledger,
     LedgerError,
+    LedgerLostError,
     Shortfall,
     SpendEntry,
 )
@@ -26,6 +27,6 @@ from router.spend.report import SpendReport, spend_report
 
 __all__ = [
     "Bucket", "BucketUsage", "Budget", "BudgetGuard", "BudgetStatus", "CostCallbackHandler", "Hold",
-    "Ledger", "LedgerError", "LedgerURL", "Period", "Shortfall", "SpendEntry", "SpendReport",
+    "Ledger", "LedgerError", "LedgerLostError", "LedgerURL", "Period", "Shortfall", "SpendEntry", "SpendReport",
     "default_ledger_url", "get_cost_callback", "open_ledger", "spend_report",
 ]

@@ -52,6 +52,20 @@ class LedgerError(RouterError):
         super().__init__(f"{backend} ledger {url}: {message}")
 
 
+class LedgerLostError(LedgerError):
+    """The ledger's file was deleted, replaced or truncated under a running router.
+
+    Carrying on would silently start every budget over, so every later operation fails with
+    this error (paid calls are refused) until the file is restored or the process restarts.
+    ``path`` is the file; ``what`` is ``deleted``, ``replaced`` or ``truncated``.
+    """
+
+    def __init__(self, message: str, *, backend: str, url: str, path: str, what: str) -> None:
+        self.path = path
+        self.what = what
+        super().__init__(message, backend=backend, url=url)
+
+
 @dataclass(frozen=True)
 class Bucket:
     """One budget in one period (and, for a ``per:`` budget, for one value of its key)."""
@@ -76,6 +90,7 @@ class Hold:
     purpose: str = "answer"
     labels: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)  # the per: keys this call was charged by
+    owner: str = ""  # router.spend.owner.current_owner() of the reserving process; "" → TTL only
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,8 @@ class Ledger(Protocol):
         else hold nothing and say which bucket was short."""
 
     def settle(self, hold: Hold, cost: int, now: float) -> None:
-        """Drop the hold, add ``cost`` to every bucket's spending, record a :class:`SpendEntry`."""
+        """Drop the hold, add ``cost`` to every bucket's spending, record a :class:`SpendEntry`.
+        Idempotent: settling the same hold id again changes nothing (safe to retry)."""
 
     def release(self, hold: Hold) -> None:
         """Drop the hold; nothing spent. Harmless when the hold is already gone."""

@@ -62,10 +62,12 @@ end
 return {0, 0}
 """
 
-# KEYS: bucket1, holds1, ..., entries   ARGV: id, cost (-1: release), ts, entry_json, keep_until...
+# KEYS: bucket1, holds1, ..., entries, settled-marker   ARGV: id, cost (-1: release), ts, entry_json,
+# keep_until...   A settle marks its hold id settled: a retried settle drops the hold, counts nothing.
 _FINISH = """
 local id, cost = ARGV[1], tonumber(ARGV[2])
-local n = (#KEYS - 1) / 2
+local n = (#KEYS - 2) / 2
+if cost >= 0 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 3456000) then cost = -1 end
 for i = 1, n do
   local b, h = KEYS[2 * i - 1], KEYS[2 * i]
   local held = redis.call('HGET', b, 'hold:' .. id)
@@ -79,7 +81,7 @@ for i = 1, n do
     redis.call('EXPIREAT', b, ARGV[4 + i])
   end
 end
-if cost >= 0 then redis.call('ZADD', KEYS[#KEYS], ARGV[3], ARGV[4]) end
+if cost >= 0 then redis.call('ZADD', KEYS[#KEYS - 1], ARGV[3], ARGV[4]) end
 return 0
 """
 
@@ -139,7 +141,8 @@ class RedisLedger:
         self._finish_hold(hold, [-1, "0", ""])
 
     def _finish_hold(self, hold: Hold, args: list[Any]) -> None:
-        keys = [k for b in hold.buckets for k in self._keys(b)] + [f"{self._tag}:entries"]
+        keys = [k for b in hold.buckets for k in self._keys(b)] + [f"{self._tag}:entries",
+                                                                 f"{self._tag}:settled:{hold.id}"]
         keeps = [_keep_until(b, hold.expires_at) for b in hold.buckets]
         self._run(lambda: self._finish(keys=keys, args=[hold.id, *args, *keeps]))
 

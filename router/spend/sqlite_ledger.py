@@ -5,6 +5,12 @@ WAL journal (readers never block the writer), and every reserve/settle is one
 processes can never both see the same room and both take it. ``memory://`` uses the same code
 on an in-memory database.
 
+A hold records its owner (:mod:`router.spend.owner`): past its TTL it expires only if that
+process is gone, so a hold whose settle is still waiting for the ledger (or whose call is slow)
+keeps holding its worst case. Before every operation the file is checked to be the one that was
+opened: a deleted, replaced or truncated file raises :class:`LedgerLostError` instead of letting
+a fresh file start every budget over.
+
 Example:
     >>> ledger = SQLiteLedger("/tmp/ledger.db")
     >>> ledger.reserve(hold, now=time.time()) is None   # it fitted
@@ -15,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +30,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from router.spend.config import DEFAULT_TTL_S
-from router.spend.ledger import Bucket, BucketUsage, Hold, LedgerError, Shortfall, SpendEntry, to_usd
+from router.spend.ledger import (
+    Bucket,
+    BucketUsage,
+    Hold,
+    LedgerError,
+    LedgerLostError,
+    Shortfall,
+    SpendEntry,
+    to_usd,
+)
+from router.spend.owner import owner_alive
 
 T = TypeVar("T")
 
@@ -34,7 +51,7 @@ CREATE TABLE IF NOT EXISTS buckets (
     PRIMARY KEY (budget, subject, period));
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT NOT NULL, budget TEXT NOT NULL, subject TEXT NOT NULL, period TEXT NOT NULL,
-    amount INTEGER NOT NULL, expires_at REAL NOT NULL,
+    amount INTEGER NOT NULL, expires_at REAL NOT NULL, owner TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (id, budget, subject, period));
 CREATE INDEX IF NOT EXISTS holds_by_bucket ON holds (budget, subject, period);
 CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at);
@@ -44,6 +61,9 @@ CREATE TABLE IF NOT EXISTS entries (
     budgets TEXT NOT NULL, metadata TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS entries_by_ts ON entries (ts);
 """
+
+
+_HEADER = b"SQLite format 3\x00"
 
 
 def _key(bucket: Bucket) -> tuple[str, str, str]:
@@ -71,6 +91,11 @@ class SQLiteLedger:
             with self._transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(holds)")}
+                if "owner" not in columns:  # a ledger file from before holds had owners
+                    self._db.execute("ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            self._identity = self._file_identity() if self.path != ":memory:" else None
+            self._largest = 0  # the largest size seen: a file that shrinks below it was cut
         except (sqlite3.Error, OSError) as err:
             raise LedgerError(str(err), backend=backend, url=self.url) from err
 
@@ -89,23 +114,70 @@ class SQLiteLedger:
                 raise
             self._db.execute("COMMIT")
 
+    def _file_identity(self) -> tuple[int, int]:
+        stat = os.stat(self.path)
+        return stat.st_dev, stat.st_ino
+
+    def _check_file(self) -> None:
+        """Fail closed when the file under us is not the ledger we opened (SQLite itself would
+        carry on writing to a deleted inode, or to a fresh empty file after a truncation)."""
+        if self._identity is None:
+            return
+        what = None
+        try:
+            stat = os.stat(self.path)
+            with open(self.path, "rb") as file:
+                header = file.read(100)
+        except FileNotFoundError:
+            what = "deleted"
+        except OSError as err:
+            raise LedgerError(f"cannot read the ledger file: {err.strerror}", backend=self.backend,
+                              url=self.url) from err
+        else:
+            page_size = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if page_size == 1 else page_size  # how the format writes 64 KiB
+            if (stat.st_dev, stat.st_ino) != self._identity:
+                what = "replaced"
+            elif len(header) < 100 or not header.startswith(_HEADER):
+                what = "truncated"
+            elif stat.st_size < self._largest and stat.st_size < int.from_bytes(header[28:32], "big") * page_size:
+                # Smaller than before *and* than its header says (a checkpoint in progress may
+                # show the header before the file grows; a VACUUM shrinks both together).
+                what = "truncated"
+            self._largest = max(self._largest, stat.st_size)
+        if what is not None:
+            raise LedgerLostError(f"the ledger file {self.path} was {what} while this process was using "
+                                  "it; paid calls are refused so that no budget silently starts over "
+                                  "(restore the file, or restart to begin a new ledger)",
+                                  backend=self.backend, url=self.url, path=self.path, what=what)
+
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_file()
         try:
             with self._transaction() as db:
                 return work(db)
         except sqlite3.Error as err:
+            self._check_file()  # a truncated file may first show up as "malformed"
             raise LedgerError(str(err), backend=self.backend, url=self.url) from err
+
+    @staticmethod
+    def _purge(db: sqlite3.Connection, now: float) -> None:
+        """Drop expired holds, except those whose owner process is still running here."""
+        expired = db.execute("SELECT DISTINCT id, owner FROM holds WHERE expires_at <= ?", (now,)).fetchall()
+        gone = [(hold_id,) for hold_id, owner in expired if not owner_alive(owner)]
+        db.executemany("DELETE FROM holds WHERE id = ?", gone)
 
     def reserve(self, hold: Hold, now: float) -> Shortfall | None:
         def work(db: sqlite3.Connection) -> Shortfall | None:
-            db.execute("DELETE FROM holds WHERE expires_at <= ?", (now,))
+            self._purge(db, now)
             for bucket in hold.buckets:
                 usage = self._usage(db, bucket)
                 left = bucket.limit - usage.spent - usage.reserved
                 if hold.amount > left:
                     return Shortfall(bucket, max(0, left))
-            db.executemany("INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?)",
-                           [(hold.id, *_key(b), hold.amount, hold.expires_at) for b in hold.buckets])
+            db.executemany("INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(hold.id, *_key(b), hold.amount, hold.expires_at, hold.owner)
+                            for b in hold.buckets])
             return None
 
         return self._run(work)
@@ -115,10 +187,12 @@ class SQLiteLedger:
 
         def work(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM holds WHERE id = ?", (hold.id,))
+            if db.execute("SELECT 1 FROM entries WHERE id = ?", (hold.id,)).fetchone():
+                return  # settled already (a retried settle): count it once
             db.executemany("INSERT INTO buckets VALUES (?, ?, ?, ?) ON CONFLICT (budget, subject, period) "
                            "DO UPDATE SET spent = spent + excluded.spent",
                            [(*_key(b), cost) for b in hold.buckets])
-            db.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (entry.id, entry.ts, entry.policy, entry.model, entry.purpose, cost, hold.amount,
                         json.dumps(list(entry.budgets)), json.dumps(entry.metadata, sort_keys=True)))
 
@@ -129,7 +203,7 @@ class SQLiteLedger:
 
     def usage(self, bucket: Bucket, now: float) -> BucketUsage:
         def work(db: sqlite3.Connection) -> BucketUsage:
-            db.execute("DELETE FROM holds WHERE expires_at <= ?", (now,))
+            self._purge(db, now)
             return self._usage(db, bucket)
 
         return self._run(work)
