@@ -139,11 +139,15 @@ class LlamaCppChat(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        plan = self._tool_plan(messages, kwargs)
+        message = self._collect(self._steps(messages, stop, kwargs, plan), plan)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _collect(self, steps: Iterator[Step | dict[str, Any] | object], plan: ToolPlan | None) -> AIMessage:
         text: list[str] = []
         logprobs: list[dict[str, Any]] = []
         info: dict[str, Any] = {}
-        plan = self._tool_plan(messages, kwargs)
-        for step in self._steps(messages, stop, kwargs, plan):
+        for step in steps:
             if step is RESTARTED:
                 text, logprobs = [], []
             elif isinstance(step, dict):
@@ -152,22 +156,20 @@ class LlamaCppChat(BaseChatModel):
                 text.append(step.text)
                 if step.token >= 0:
                     logprobs.append({"token": self._token_text(step.token), "logprob": step.logprob})
-        message = self._final_message("".join(text), logprobs, info, plan)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return self._final_message("".join(text), logprobs, info, plan)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         """Stream text as it is generated. A tool call arrives as one chunk once it is complete
         (its JSON is only parsed then); a text answer with tools bound streams like any other."""
         plan = self._tool_plan(messages, kwargs)
-        if plan is not None and not plan.lazy:
-            yield self._whole(messages, stop, run_manager, kwargs)
-            return
         steps = self._steps(messages, stop, kwargs, plan)
+        if plan is not None and not plan.lazy:
+            yield self._whole(self._collect(steps, plan), run_manager)
+            return
         for step in steps:
-            if step is RESTARTED:
-                steps.close()
-                yield self._whole(messages, stop, run_manager, kwargs)
+            if step is RESTARTED:  # the reply is JSON: generated under the grammar, sent whole
+                yield self._whole(self._collect(steps, plan), run_manager)
                 return
             if isinstance(step, dict):
                 chunk = AIMessageChunk(content="", usage_metadata=_usage(step), chunk_position="last",
@@ -181,9 +183,8 @@ class LlamaCppChat(BaseChatModel):
                 run_manager.on_llm_new_token(chunk.content, chunk=ChatGenerationChunk(message=chunk))
             yield ChatGenerationChunk(message=chunk)
 
-    def _whole(self, messages: list[BaseMessage], stop: list[str] | None,
-               run_manager: CallbackManagerForLLMRun | None, kwargs: dict[str, Any]) -> ChatGenerationChunk:
-        msg = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+    @staticmethod
+    def _whole(msg: AIMessage, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
         chunk = AIMessageChunk(content=msg.content, tool_call_chunks=[
             {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
             for i, c in enumerate(msg.tool_calls)], usage_metadata=msg.usage_metadata,
