@@ -109,10 +109,10 @@ class LlamaCppChat(BaseChatModel):
     def _steps(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
                plan: ToolPlan | None) -> Iterator[Step | dict[str, Any] | object]:
         """Generation steps, then the usage dict. With a lazy tool plan (``auto``, or answering
-        after tool results) the model first runs free, which costs nothing extra; if its reply
-        opens with ``{`` the pass is dropped, :data:`RESTARTED` is yielded, and the reply is
-        generated again under the plan's grammar. A forced call's JSON runs under its grammar
-        from the start and without stop strings (a newline must not cut it)."""
+        after tool results) the model first writes freely, at full speed; if its reply opens with
+        ``{`` that pass is dropped (its few tokens are not counted), :data:`RESTARTED` is yielded,
+        and the reply is generated again under the plan's grammar. A forced call's JSON runs under
+        its grammar from the start and without stop strings (a newline must not cut it)."""
         if plan is None:
             yield from self._pass(messages, stop, kwargs, None, stops=True)
             return
@@ -121,12 +121,13 @@ class LlamaCppChat(BaseChatModel):
             return
         free = self._pass(plan.messages, stop, kwargs, None, stops=True)
         held: list[Step | dict[str, Any]] = []
+        opening = ""
         for step in free:
             held.append(step)
-            text = "".join(s.text for s in held if isinstance(s, Step)).lstrip()
-            if text or isinstance(step, dict):
+            opening += step.text if isinstance(step, Step) else ""
+            if opening.strip() or isinstance(step, dict):
                 break
-        if "".join(s.text for s in held if isinstance(s, Step)).lstrip().startswith("{") and plan.grammar is not None:
+        if opening.lstrip().startswith("{") and plan.grammar is not None:
             free.close()  # releases the model for the constrained pass
             yield RESTARTED
             yield from self._pass(plan.messages, stop, kwargs, plan.grammar, stops=True)
