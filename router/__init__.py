@@ -11,6 +11,8 @@ Importing this package opens no socket and imports no provider client; each prov
 is imported the first time a policy needs it.
 """
 
+from typing import Any
+
 from router.checks import Answer, CheckResult, CheckSpec, ConfidenceCheck, register_check
 from router.errors import (
     CheckError,
@@ -30,8 +32,16 @@ from router.routing.decision import Attempt, Decision, Exclusion
 __all__ = [
     "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "CodeNotAllowedError", "ConfidenceCheck",
     "Decision", "DecisionMissingError", "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError",
-    "PolicyIssue", "PolicyRouter",
+    "PolicyIssue", "PolicyMiddleware", "PolicyRouter",
     "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
     "loads_policy", "register_check",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PolicyMiddleware":  # imports langchain.agents (langgraph): only when asked for
+        from router.langchain.middleware import PolicyMiddleware
+
+        return PolicyMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,16 @@
-"""The LangChain face of the router: the ``PolicyRouter`` runnable."""
+"""The LangChain face of the router: the ``PolicyRouter`` runnable and ``PolicyMiddleware`` for
+``create_agent`` agents (imported on first use: it pulls in ``langchain.agents``)."""
+
+from typing import Any
 
 from router.langchain.policy_router import PolicyRouter
 
-__all__ = ["PolicyRouter"]
+__all__ = ["PolicyMiddleware", "PolicyRouter"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PolicyMiddleware":
+        from router.langchain.middleware import PolicyMiddleware
+
+        return PolicyMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
+from router.policy.breaker_settings import BreakerSettings
 from router.policy.issues import closest, from_validation, issue
 from router.policy.values import (
     StrictNonNegativeFloat,
@@ -46,7 +47,6 @@ from router.policy.values import (
     looks_like_key,
     strict_flag,
 )
-from router.policy.breaker_settings import BreakerSettings
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 

