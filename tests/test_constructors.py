@@ -86,7 +86,7 @@ def test_cli_policy_takes_a_packaged_name_outside_the_repository(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     assert cli_main(["explain", "What is 2+2?", "--policy", "offline", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["policy"] == "offline" and record["candidates"] == ["gemma-270m"]
+    assert record["policy"] == "offline" and record["candidates"] == ["gemma-270m", "smollm2-135m"]
     assert cli_main(["validate", "default", "budget"]) == 0
     assert cli_main(["explain", "x", "--policy", "no-such-policy"]) == 1
     assert "no packaged policy of that name" in capsys.readouterr().err
