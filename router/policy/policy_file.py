@@ -36,6 +36,7 @@ from pydantic import (
 
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import PolicyError, PolicyIssue
+from router.policy.routing_block import RoutingBlock
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, budget_problems
 
@@ -158,6 +159,7 @@ class Policy(_Frozen):
     rules: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     ledger: LedgerURL | None = None
+    routing: RoutingBlock | None = None  # learned estimates around the cascade (routing_block.py)
     _source: str = PrivateAttr(default="<policy>")
     _env_refs: dict[tuple[str | int, ...], list[str]] = PrivateAttr(default_factory=dict)
 
@@ -382,7 +384,7 @@ def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Policy, ("policy",): PolicySettings, ("models", "*"): ModelSpec,
         ("models", "*", "price"): Price, ("rules", "*"): Rule, ("rules", "*", "when"): RuleWhen,
-        ("budgets", "*"): Budget,
+        ("budgets", "*"): Budget, ("routing",): RoutingBlock,
     }
     generic = tuple("*" if (i > 0 and path[0] in ("models", "rules", "budgets")) and i == 1 else str(p)
                     for i, p in enumerate(path))
