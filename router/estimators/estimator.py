@@ -36,6 +36,7 @@ from router.errors import RouterError
 from router.estimators.features import FeatureSpec, featurize
 
 FORMAT = "policy-router-estimator/1"
+MICRO = 1e6  # cost weights are stored per micro-USD, where float16 keeps them precise
 
 
 class EstimatorError(RouterError, ValueError):
@@ -96,9 +97,12 @@ class QualityEstimator:
         """Write the artifact; returns its digest."""
         meta = {**self.meta, "format": FORMAT, "models": list(self.models), "features": self.spec.to_dict()}
         with open(path, "wb") as handle:
-            np.savez_compressed(handle, quality_w=self._quality.T.astype(np.float32),
+            # float16 weights halve the file; the router applies exactly what was written (and
+            # calibration scores with the artifact as read back), so nothing depends on the rounding.
+            np.savez_compressed(handle, quality_w=self._quality.T.astype(np.float16),
                                 quality_b=self._quality_b.astype(np.float32),
-                                cost_w=self._cost.T.astype(np.float32), cost_b=self._cost_b.astype(np.float32),
+                                cost_w=(self._cost.T * MICRO).astype(np.float16),
+                                cost_b=(self._cost_b * MICRO).astype(np.float32),
                                 meta=np.array(json.dumps(meta, sort_keys=True)))
         return file_digest(path)
 
@@ -129,8 +133,9 @@ def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
     for key in ("quality_w", "cost_w"):
         if arrays[key].shape != shape:
             raise EstimatorError(f"{key} has shape {arrays[key].shape}, expected {shape}", where)
-    return QualityEstimator(models, spec, arrays["quality_w"], arrays["quality_b"], arrays["cost_w"],
-                            arrays["cost_b"], meta, file_digest(where), where)
+    return QualityEstimator(models, spec, arrays["quality_w"], arrays["quality_b"],
+                            arrays["cost_w"].astype(np.float64) / MICRO, arrays["cost_b"].astype(np.float64) / MICRO,
+                            meta, file_digest(where), where)
 
 
 _CACHE: dict[str, tuple[tuple[int, int], QualityEstimator]] = {}

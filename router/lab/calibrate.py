@@ -165,13 +165,15 @@ def _subset(dataset: Dataset, columns: np.ndarray, label: str) -> Dataset:
 def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLike[str] | Dataset],
               target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
-              verify: bool = True, command: str | None = None, routing: bool = False) -> CalibrationReport:
+              verify: bool = True, command: str | None = None, routing: bool = False,
+              compare: str | os.PathLike[str] | None = None) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
     ``routing``: also train an estimator on the tuned share (written beside ``out`` as
     ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
-    (:mod:`router.lab.joint`)."""
+    (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
+    same held-out prompts, its figures written beside the tuned ones in the header."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -211,6 +213,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         held = table.take(held_cols)
         measured.append(_measure("held-out", held, design, reference, raises, tasks=_at(tasks, held_cols),
                                  masks=routed.masks(held, design, held_cols) if routed else None))
+    if compare is not None and len(held_cols):
+        measured.append(_replayed(compare, data, held_cols, table.recorded[table.model_index(reference)], tasks))
     text = policy_yaml(policy, design, base_checks=base_policy.policy.confidence,
                        extract=extract, name=Path(out).stem if out else base_policy.name,
                        header=_header(goal, found.met, measured, data, command, routed),
@@ -219,7 +223,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     if verify:
         from router.lab.simulate import simulate
 
-        for m, cols in zip(measured, (tune_cols, held_cols), strict=False):  # no held-out part when holdout=0
+        for m, cols in zip(measured[:2], (tune_cols, held_cols), strict=False):  # no held-out part when holdout=0
             report = simulate(tuned_policy, _subset(data, cols, m.label), progress=False)
             m.simulated_accuracy, m.simulated_cost_usd = report.accuracy, report.cost_usd
     if out is not None:
@@ -239,6 +243,29 @@ def _eligible(policy: Policy, table: OutcomeTable) -> list[str]:
     floor = policy.tier_rank(policy.policy.quality_tier)
     return [n for n in table.models if policy.tier_rank(policy.models[n].tier) >= floor
             and table.present[table.model_index(n)].any()]
+
+
+def _replayed(policy: str | os.PathLike[str], data: Dataset, columns: np.ndarray, reference: str,
+              tasks: np.ndarray | None) -> Measured:
+    """Another policy's figures on ``columns``, replayed by the real router."""
+    from router.lab.simulate import simulate
+
+    subset = _subset(data, columns, "compare")
+    report = simulate(policy, subset, progress=False)
+    right = np.array([bool(r.correct) for r in report.rows])
+    spent = np.array([r.cost_usd for r in report.rows])
+    ref_right = np.array([bool(o.correct) if (o := r.outcomes.get(reference)) else False for r in subset.records])
+    ref_cost = np.array([o.cost_usd if (o := r.outcomes.get(reference)) else 0.0 for r in subset.records])
+    per_task = {}
+    for task in np.unique(tasks[columns]) if tasks is not None else ():
+        cols = tasks[columns] == task
+        acc, cost = ref_right[cols].mean(), ref_cost[cols].sum()
+        per_task[str(task)] = (float(right[cols].mean() / acc) if acc else 0.0,
+                               float(spent[cols].sum() / cost) if cost else 0.0)
+    label = f"{Path(policy).name} (same held-out prompts, replayed)"
+    return Measured(label, len(right), float(right.mean()), float(spent.sum()), reference,
+                    float(ref_right.mean()), float(ref_cost.sum()), per_task=per_task,
+                    simulated_accuracy=float(right.mean()), simulated_cost_usd=float(spent.sum()))
 
 
 def _at(tasks: np.ndarray | None, columns: np.ndarray) -> np.ndarray | None:
@@ -278,7 +305,8 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
         if m.per_task:
             lines.append("  per task (accuracy, cost vs the same): " + "; ".join(
                 f"{t} {a:.3f}x, {c:.1%}" for t, (a, c) in m.per_task.items()))
-        lines.append(f"  accepted by each rung: {_rung_counts(m)}")
+        if m.accepted_per_rung:
+            lines.append(f"  accepted by each rung: {_rung_counts(m)}")
     if measured and 0 in measured[0].accepted_per_rung.values():
         lines.append("A rung that accepts nothing still answers when every later rung fails (an error, a missing "
                      "record): its answer is then the best rejected one.")
@@ -318,7 +346,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
                            seed=args.seed, extract=args.extract, final=args.final,
                            max_voters=args.max_voters, verify=not args.no_verify, command=command,
-                           routing=args.routing)
+                           routing=args.routing, compare=args.compare)
     except (CalibrationError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -349,6 +377,8 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--routing", action="store_true",
                         help="also train a per-prompt estimator on the tuned share (written beside --out) and "
                              "search the policy's routing: thresholds together with the cascade")
+    parser.add_argument("--compare", default=None, metavar="POLICY",
+                        help="another policy to replay on the same held-out prompts; its figures go in the header")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_calibrate)
 
