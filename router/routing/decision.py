@@ -123,7 +123,8 @@ class Decision:
         if self.rule is not None:
             out["rule"] = self.rule
         if self.estimator is not None:
-            out["routing"] = {"estimator": self.estimator, "estimates": [e.to_dict() for e in self.estimates]}
+            out["estimator"] = self.estimator
+            out["estimates"] = [e.to_dict() for e in self.estimates]
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -195,5 +196,5 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
                     attempts=attempts, final_model=data.get("final_model"),
                     estimated_cost_usd=data.get("estimated_cost_usd", 0.0),
                     status=data.get("status", "failed"), rule=data.get("rule"),
-                    estimator=(data.get("routing") or {}).get("estimator"),
-                    estimates=[Estimate(**e) for e in (data.get("routing") or {}).get("estimates", [])])
+                    estimator=data.get("estimator"),
+                    estimates=[Estimate(**e) for e in data.get("estimates", [])])

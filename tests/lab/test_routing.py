@@ -19,6 +19,7 @@ from router.lab.cascade_table import Design, Rung, build_table, evaluate, routin
 from router.lab.simulate import simulate
 from router.lab.train import train_estimator
 from router.policy.routing_block import Thresholds
+from router.routing.decision import decision_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "policies" / "cascade-routerbench.yaml"
@@ -78,7 +79,7 @@ def test_explain_shows_each_candidates_estimate_and_why_it_was_skipped(artifact,
     skipped = next(e for e in record.excluded if e.model == "yi-34b")
     assert skipped.reason.startswith("routing: P(correct) ") and "< skip_below 0.99" in skipped.reason
     digest = read_estimator(artifact).digest
-    shown = record.to_dict()["routing"]
+    shown = record.to_dict()
     assert shown["estimator"] == digest
     assert [(e["model"], e["action"]) for e in shown["estimates"]] == [
         ("yi-34b", "skip"), ("gpt-3.5-turbo", "try"), ("gpt-4", "last")]
@@ -86,7 +87,8 @@ def test_explain_shows_each_candidates_estimate_and_why_it_was_skipped(artifact,
     assert "P(correct)" in record.summary() and digest in record.summary()
     # The answered request carries the same record.
     answered = router.invoke(prompt).response_metadata["routing"]
-    assert answered["routing"]["estimator"] == digest
+    assert answered["estimator"] == digest
+    assert decision_from_dict(answered).estimates[0].model == "yi-34b"
     assert answered["attempts"][0]["model"] == "gpt-3.5-turbo"
 
 
