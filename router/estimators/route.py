@@ -1,7 +1,9 @@
 """Apply a policy's ``routing:`` block to a plan: skip and trust rungs by their estimates.
 
 Called once per request after selection (so privacy, offline, tiers, context windows and the
-ceiling have already removed what they remove), before the first call. Skipped rungs leave the
+ceiling have already removed what they remove), before the first call. When the artifact cannot
+be read the request runs the plain cascade and ``estimator`` in the record is
+``"unavailable: <why>"``. Skipped rungs leave the
 candidates with an exclusion reason ``routing: ...``; trusted rungs go into ``plan.trusted``;
 every candidate the estimator knows gets an :class:`~router.routing.decision.Estimate` in the
 decision record, next to the estimator's digest.
@@ -18,7 +20,7 @@ from dataclasses import replace
 
 from langchain_core.messages import HumanMessage
 
-from router.estimators.estimator import Prediction, load_estimator
+from router.estimators.estimator import EstimatorError, Prediction, load_estimator
 from router.policy.routing_block import RoutingBlock
 from router.routing.cascade import Plan
 from router.routing.decision import Estimate, Exclusion
@@ -72,7 +74,12 @@ def route(plan: Plan) -> Plan:
     block = policy.routing
     if block is None:
         return plan
-    estimator = load_estimator(block.estimator_path(policy.source))
+    try:
+        estimator = load_estimator(block.estimator_path(policy.source))
+    except EstimatorError as err:
+        # Routing only narrows and trusts what selection allowed, so without its estimator the
+        # request runs the plain cascade (dearer, never less safe); the record says why.
+        return replace(plan, estimator=f"unavailable: {err}")
     candidates = list(plan.selection.candidates)
     if not candidates:
         return replace(plan, estimator=estimator.digest)

@@ -101,7 +101,7 @@ class Decision:
     estimated_cost_usd: float = 0.0
     status: Status = "failed"
     rule: str | None = None
-    estimator: str | None = None  # the routing estimator's digest, when the policy routes
+    estimator: str | None = None  # the routing estimator's digest (or "unavailable: ..."), when the policy routes
     estimates: list[Estimate] = field(default_factory=list)
 
     @property

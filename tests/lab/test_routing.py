@@ -124,6 +124,17 @@ def test_routing_acts_only_among_candidates_and_never_drops_the_last(artifact, s
     assert poor.candidates == [] and poor.estimates == []
 
 
+def test_without_its_estimator_a_routed_policy_runs_the_plain_cascade_and_says_why(artifact, sample, tmp_path):
+    path = routed_policy(artifact, D0, [Thresholds(skip_below=0.99), Thresholds(), Thresholds()], FILES[2])
+    moved = tmp_path / path.name
+    moved.write_text(path.read_text())  # the policy without the artifact beside it
+    prompt = next(r.prompt for r in sample.records if r.task == "mbpp")
+    record = PolicyRouter(policy=load_policy(moved)).invoke(prompt).response_metadata["routing"]
+    assert record["estimator"].startswith("unavailable: ") and "estimator file not found" in record["estimator"]
+    assert record["estimates"] == []
+    assert record["attempts"][0]["model"] == "yi-34b"  # nothing skipped
+
+
 @pytest.mark.parametrize("rules", [
     [Thresholds(skip_gap=0.2, trust_gap=0.05), Thresholds(skip_gap=0.3, trust_gap=0.08), Thresholds()],
     [Thresholds(skip_below=0.6), Thresholds(trust_gap=0.1), Thresholds()],
