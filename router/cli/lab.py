@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from router.errors import PolicyError
-    from router.lab.calibrate import combine
+    from router.lab.calibrate import CalibrationError, combine
     from router.lab.train import train_estimator
     from router.policy.policy_file import load_policy
 
@@ -99,7 +99,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = policy.routing.estimator_path(policy.source)
     else:
         out = Path(args.policy).with_name(Path(args.policy).stem + ".estimator.npz")
-    fitted = train_estimator(data.records, folds=args.folds, source=", ".join(Path(d).name for d in args.dataset))
+    try:
+        fitted = train_estimator(data.records, folds=args.folds,
+                                 source=", ".join(Path(d).name for d in args.dataset))
+    except CalibrationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     digest = fitted.estimator.save(out)
     if args.json:
         print(json.dumps({"out": str(out), "digest": digest, "models": list(fitted.estimator.models),

@@ -25,6 +25,7 @@ import numpy as np
 
 from router.estimators.estimator import QualityEstimator
 from router.estimators.features import FeatureSpec, feature_matrix
+from router.lab.cascade_table import CalibrationError
 from router.lab.datasets import Record
 
 FEATURE_GRID: tuple[FeatureSpec, ...] = (
@@ -145,9 +146,14 @@ def _figures(p: np.ndarray, c_hat: np.ndarray, labels: tuple[np.ndarray, np.ndar
 def train_estimator(records: Sequence[Record], models: Sequence[str] | None = None, *,
                     grid: Sequence[FeatureSpec] = FEATURE_GRID, c_grid: Sequence[float] = C_GRID,
                     folds: int = 5, seed: int = 0, source: str = "") -> Fitted:
-    """Pick features and C by ``folds``-fold log loss, then fit on all ``records``."""
+    """Pick features and C by ``folds``-fold log loss, then fit on all ``records``.
+    :class:`CalibrationError` without scikit-learn or records."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise CalibrationError("training estimators needs scikit-learn: pip install 'policy-router[lab]'") from None
     if not records:
-        raise ValueError("no records to train on")
+        raise CalibrationError("no records to train on")
     names = list(models) if models is not None else sorted({m for r in records for m in r.outcomes})
     labels = _labels(records, names)
     present, correct, _ = labels
