@@ -3,7 +3,8 @@ imports this module when it exists).
 
     router simulate --policy P --dataset D [--json] [--plot FILE.png] [--limit N] [--set key=value]
                     [--gold-extract choice|number|code|text]
-    router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--json]
+    router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--routing] [--json]
+    router train --policy P --dataset D [--dataset D2] [--out FILE.npz] [--json]
 
 One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them.
 """
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from router.checks.extractors import EXTRACTORS
-from router.lab.datasets import DatasetError
+from router.lab.datasets import DatasetError, load_dataset
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -42,7 +43,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         except ImportError:  # matplotlib is an optional extra; the figures above are still printed
             print("error: --plot needs matplotlib: pip install 'policy-router[plot]'", file=sys.stderr)
             return 1
-        plot_reports(report, path=args.plot)
+        from router.lab.frontier import score_frontier
+        from router.policy.policy_file import load_policy
+
+        frontier = score_frontier(load_policy(args.policy), load_dataset(args.dataset), args.frontier)
+        plot_reports(report, path=args.plot, frontier=frontier)
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -62,6 +67,9 @@ def add_simulate(sub: SubParsers) -> None:
                              "gold answer (default: text)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--plot", default=None, metavar="FILE.png", help="draw cost against accuracy")
+    parser.add_argument("--frontier", default=None, metavar="FILE.json",
+                        help="searched designs to draw with --plot (default: <policy stem>.frontier.json "
+                             "beside the policy, written by calibrate --routing, when it exists)")
     parser.set_defaults(func=cmd_simulate)
 
 
@@ -71,7 +79,62 @@ def add_calibrate(sub: SubParsers) -> None:
     add(sub)
 
 
-LAB_COMMANDS: list[Callable[[SubParsers], None]] = [add_simulate, add_calibrate]
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from router.errors import PolicyError
+    from router.lab.calibrate import CalibrationError, combine
+    from router.lab.train import train_estimator
+    from router.policy.policy_file import load_policy
+
+    try:
+        policy = load_policy(args.policy)
+        data = combine(args.dataset)
+    except (DatasetError, PolicyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.out:
+        out = Path(args.out)
+    elif policy.routing is not None:
+        out = policy.routing.estimator_path(policy.source)
+    else:
+        out = Path(args.policy).with_name(Path(args.policy).stem + ".estimator.npz")
+    try:
+        fitted = train_estimator(data.records, folds=args.folds,
+                                 source=", ".join(Path(d).name for d in args.dataset))
+    except CalibrationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    digest = fitted.estimator.save(out)
+    if args.json:
+        print(json.dumps({"out": str(out), "digest": digest, "models": list(fitted.estimator.models),
+                          **fitted.estimator.meta}, indent=2))
+    else:
+        print(fitted.report())
+        print(f"estimator for {len(fitted.estimator.models)} models written to {out} ({digest})")
+        if policy.routing is None:
+            print(f"reference it from the policy:\n  routing:\n    estimator: {out.name}")
+    return 0
+
+
+def add_train(sub: SubParsers) -> None:
+    parser = sub.add_parser("train", help="fit per-model quality and cost estimators on recorded outcomes",
+                            description="Fit, for every model of the recorded datasets, P(correct) and the "
+                                        "expected cost from the prompt (hashed n-grams, scikit-learn), pick "
+                                        "features by k-fold log loss, and save the artifact a policy's "
+                                        "routing: block references (needs the 'lab' extra).")
+    parser.add_argument("--policy", required=True, help="the policy the estimator is for")
+    parser.add_argument("--dataset", required=True, action="append",
+                        help="RouterBench CSV or JSONL file (repeat to train on several together)")
+    parser.add_argument("--out", default=None, metavar="FILE.npz",
+                        help="where to write (default: the policy's routing.estimator, else "
+                             "<policy stem>.estimator.npz beside the policy)")
+    parser.add_argument("--folds", type=int, default=5, help="k of the k-fold feature selection (default 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=cmd_train)
+
+
+LAB_COMMANDS: list[Callable[[SubParsers], None]] = [add_simulate, add_calibrate, add_train]
 
 
 def register(sub: SubParsers) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import itertools
 import json
 import os
 import shlex
@@ -44,78 +43,21 @@ import yaml
 
 from router.checks.builtin import CheckSpec
 from router.checks.consulting import ConsultingCheck
+from router.lab.calibrate_search import SearchResult, candidate_designs, rank, search
 from router.lab.cascade_table import (
     CalibrationError,
     Design,
     OutcomeTable,
+    RoutingMasks,
     Rung,
-    RungCache,
     Scored,
     build_table,
     evaluate,
 )
 from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
+from router.lab.joint import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
 from router.policy.policy_file import Policy, load_policy, loads_policy
-
-# --------------------------------------------------------------------------- search
-
-
-def candidate_designs(cheap: Sequence[str], final: str, *, max_voters: int = 3,
-                      second_voters: int = 2) -> tuple[list[Design], list[tuple[Rung, ...]]]:
-    """First-stage designs (one guarded rung before ``final``) and the guarded rungs a second
-    stage may insert. Voters are asked cheapest first (``cheap`` is sorted by cost)."""
-
-    def rungs(model: str, size: int) -> list[Rung]:
-        others = [c for c in cheap if c != model]
-        out = []
-        for k in range(1, size + 1):
-            for voters in itertools.combinations(others, k):
-                out += [Rung(model, voters, need if need < k else None) for need in range(1, k + 1)]
-        return out
-
-    first = [Design((Rung(final),))]
-    first += [Design((r, Rung(final))) for model in cheap for r in rungs(model, max_voters)]
-    seconds = [(r,) for model in cheap for r in rungs(model, second_voters)]
-    return first, seconds
-
-
-@dataclass
-class SearchResult:
-    best: Scored
-    met: bool
-    evaluated: int
-
-
-def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
-           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False) -> SearchResult:
-    """Best design for ``target`` on ``table``: all one-guarded-rung cascades, then a second
-    guarded rung inserted into the ``beam`` best of those."""
-    first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
-    cache: RungCache = {}
-    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
-    top = sorted(scored, key=lambda s: _rank(s, target, table))[:beam]
-    for base in top:
-        if len(base.design.rungs) != 2:
-            continue
-        head = base.design.rungs[0]
-        for (extra,) in seconds:
-            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
-                continue
-            design = Design((head, extra, base.design.rungs[-1]))
-            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
-    best = min(scored, key=lambda s: _rank(s, target, table))
-    met = all(c.holds(best.accuracy, best.cost, table) for c in target.constraints)
-    return SearchResult(best, met, len(scored))
-
-
-def _rank(s: Scored, target: Target, table: OutcomeTable) -> tuple[float, ...]:
-    shortfall = sum(c.shortfall(s.accuracy, s.cost, table) for c in target.constraints)
-    size = sum(1 + len(r.voters) for r in s.design.rungs)
-    if target.objective == "min_cost":
-        return (shortfall, s.cost, -s.accuracy, size)
-    return (shortfall, -s.accuracy, s.cost, size)
-
 
 # --------------------------------------------------------------------------- the whole run
 
@@ -134,6 +76,7 @@ class Measured:
     accepted_per_rung: dict[str, int] = field(default_factory=dict)
     simulated_accuracy: float | None = None
     simulated_cost_usd: float | None = None
+    per_task: dict[str, tuple[float, float]] = field(default_factory=dict)  # task: (accuracy, cost) ratios
 
     @property
     def accuracy_ratio(self) -> float:
@@ -157,6 +100,8 @@ class Measured:
                 "reference_cost_usd": round(self.reference_cost_usd, 8),
                 "accuracy_ratio": round(self.accuracy_ratio, 6), "cost_ratio": round(self.cost_ratio, 6),
                 "accepted_per_rung": dict(self.accepted_per_rung),
+                "per_task": {t: {"accuracy_ratio": round(a, 4), "cost_ratio": round(c, 4)}
+                             for t, (a, c) in self.per_task.items()},
                 "simulated_accuracy": self.simulated_accuracy, "simulated_cost_usd": self.simulated_cost_usd,
                 "agrees": self.agrees}
 
@@ -220,9 +165,15 @@ def _subset(dataset: Dataset, columns: np.ndarray, label: str) -> Dataset:
 def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLike[str] | Dataset],
               target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
-              verify: bool = True, command: str | None = None) -> CalibrationReport:
+              verify: bool = True, command: str | None = None, routing: bool = False,
+              compare: str | os.PathLike[str] | None = None) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
-    ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc."""
+    ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
+
+    ``routing``: also train an estimator on the tuned share (written beside ``out`` as
+    ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
+    (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
+    same held-out prompts, its figures written beside the tuned ones in the header."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -243,24 +194,46 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     cheap = sorted((n for n in eligible if tune.cost[tune.model_index(n)].mean() < top_cost
                     and tiers[n] <= tiers[top]), key=lambda n: tune.cost[tune.model_index(n)].mean())
     raises = base_policy.policy.on_exhausted == "raise"
-    found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,
-                   raise_on_exhausted=raises)
+    tasks = np.array([r.task or "" for r in data.records]) if any(r.task for r in data.records) else None
     reference = next((c.relative_to for c in goal.constraints if c.relative_to), top)
-    measured = [_measure("tuned", tune, found.best.design, reference, raises)]
+    routed: Routed | None = None
+    if routing:
+        if out is None:
+            raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
+        routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
+                                   tasks=tasks, max_voters=max_voters, raises=raises, out=out)
+        found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
+    else:
+        found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,
+                       raise_on_exhausted=raises)
+    design = found.best.design
+    measured = [_measure("tuned", tune, design, reference, raises, tasks=_at(tasks, tune_cols),
+                         masks=routed.masks(tune, design, tune_cols) if routed else None)]
     if len(held_cols):
-        measured.append(_measure("held-out", table.take(held_cols), found.best.design, reference, raises))
-    text = policy_yaml(policy, found.best.design, base_checks=base_policy.policy.confidence,
+        held = table.take(held_cols)
+        measured.append(_measure("held-out", held, design, reference, raises, tasks=_at(tasks, held_cols),
+                                 masks=routed.masks(held, design, held_cols) if routed else None))
+    if compare is not None and len(held_cols):
+        measured.append(_replayed(compare, data, held_cols, table.recorded[table.model_index(reference)], tasks))
+    text = policy_yaml(policy, design, base_checks=base_policy.policy.confidence,
                        extract=extract, name=Path(out).stem if out else base_policy.name,
-                       header=_header(goal, found.met, measured, data, command))
+                       header=_header(goal, found.met, measured, data, command, routed),
+                       routing=routed.block() if routed else None)
     tuned_policy = loads_policy(text, str(out or "<calibrated>"))
     if verify:
         from router.lab.simulate import simulate
 
-        for m, cols in zip(measured, (tune_cols, held_cols), strict=False):  # no held-out part when holdout=0
+        for m, cols in zip(measured[:2], (tune_cols, held_cols), strict=False):  # no held-out part when holdout=0
             report = simulate(tuned_policy, _subset(data, cols, m.label), progress=False)
             m.simulated_accuracy, m.simulated_cost_usd = report.accuracy, report.cost_usd
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
+        if routed is not None:
+            from router.lab.frontier import frontier_path, save_frontier
+
+            save_frontier(frontier_path(out), routed.found.frontier,
+                          note=f"Pareto-optimal designs of `router calibrate --routing` on the tuned share of "
+                               f"{os.path.basename(data.name)}; `router simulate --plot` re-scores them")
     return CalibrationReport(goal, found.best.design, found.met, measured[0],
                              measured[1] if len(measured) > 1 else None, found.evaluated,
                              time.perf_counter() - started, text, os.fspath(out) if out else None)
@@ -272,27 +245,68 @@ def _eligible(policy: Policy, table: OutcomeTable) -> list[str]:
             and table.present[table.model_index(n)].any()]
 
 
-def _measure(label: str, table: OutcomeTable, design: Design, reference: str, raises: bool) -> Measured:
-    scored = evaluate(table, design, raise_on_exhausted=raises)
+def _replayed(policy: str | os.PathLike[str], data: Dataset, columns: np.ndarray, reference: str,
+              tasks: np.ndarray | None) -> Measured:
+    """Another policy's figures on ``columns``, replayed by the real router."""
+    from router.lab.simulate import simulate
+
+    subset = _subset(data, columns, "compare")
+    report = simulate(policy, subset, progress=False)
+    right = np.array([bool(r.correct) for r in report.rows])
+    spent = np.array([r.cost_usd for r in report.rows])
+    ref_right = np.array([bool(o.correct) if (o := r.outcomes.get(reference)) else False for r in subset.records])
+    ref_cost = np.array([o.cost_usd if (o := r.outcomes.get(reference)) else 0.0 for r in subset.records])
+    per_task = {}
+    for task in np.unique(tasks[columns]) if tasks is not None else ():
+        cols = tasks[columns] == task
+        acc, cost = ref_right[cols].mean(), ref_cost[cols].sum()
+        per_task[str(task)] = (float(right[cols].mean() / acc) if acc else 0.0,
+                               float(spent[cols].sum() / cost) if cost else 0.0)
+    label = f"{Path(policy).name} (same held-out prompts, replayed)"
+    return Measured(label, len(right), float(right.mean()), float(spent.sum()), reference,
+                    float(ref_right.mean()), float(ref_cost.sum()), per_task=per_task,
+                    simulated_accuracy=float(right.mean()), simulated_cost_usd=float(spent.sum()))
+
+
+def _at(tasks: np.ndarray | None, columns: np.ndarray) -> np.ndarray | None:
+    return tasks[columns] if tasks is not None else None
+
+
+def _measure(label: str, table: OutcomeTable, design: Design, reference: str, raises: bool, *,
+             tasks: np.ndarray | None = None, masks: RoutingMasks | None = None) -> Measured:
+    scored = evaluate(table, design, raise_on_exhausted=raises, routing=masks)
     ref = table.model_index(reference)
+    per_task = {}
+    for task in np.unique(tasks) if tasks is not None else ():
+        cols = tasks == task
+        acc, cost = table.correct[ref, cols].mean(), table.cost[ref, cols].sum()
+        per_task[str(task)] = (float(scored.correct[cols].mean() / acc) if acc else 0.0,
+                               float(scored.cost_each[cols].sum() / cost) if cost else 0.0)
     return Measured(label, table.n, scored.accuracy, scored.cost, table.recorded[ref],
                     float(table.correct[ref].mean()) if table.n else 0.0, float(table.cost[ref].sum()),
-                    {r.model: k for r, k in zip(design.rungs, scored.accepted, strict=True)})
+                    {r.model: k for r, k in zip(design.rungs, scored.accepted, strict=True)}, per_task=per_task)
 
 
 def _rung_counts(m: Measured) -> str:
     return ", ".join(f"{model} {count}" for model, count in m.accepted_per_rung.items()) + f" (of {m.n})"
 
 
-def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None) -> str:
+def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None,
+            routed: Routed | None = None) -> str:
     lines = [f"Calibrated by `router calibrate` on {datetime.date.today().isoformat()}"
              + (f":\n  {command}" if command else "."),
              f"Dataset: {os.path.basename(data.name)} ({len(data)} prompts).",
              f"Target {goal}: {'met' if met else 'NOT met'} on the tuned prompts."]
+    if routed is not None:
+        lines += routed.describe()
     for m in measured:
         lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
                      f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")
-        lines.append(f"  accepted by each rung: {_rung_counts(m)}")
+        if m.per_task:
+            lines.append("  per task (accuracy, cost vs the same): " + "; ".join(
+                f"{t} {a:.3f}x, {c:.1%}" for t, (a, c) in m.per_task.items()))
+        if m.accepted_per_rung:
+            lines.append(f"  accepted by each rung: {_rung_counts(m)}")
     if measured and 0 in measured[0].accepted_per_rung.values():
         lines.append("A rung that accepts nothing still answers when every later rung fails (an error, a missing "
                      "record): its answer is then the best rejected one.")
@@ -301,7 +315,7 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
 
 
 def policy_yaml(source: str | os.PathLike[str], design: Design, *, base_checks: Sequence[CheckSpec],
-                extract: str, name: str, header: str = "") -> str:
+                extract: str, name: str, header: str = "", routing: dict[str, Any] | None = None) -> str:
     """The policy file ``source`` with ``design``'s cascade and checks (``${VAR}`` kept as written)."""
     raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
     checks: list[dict[str, Any]] = [{"check": c.check} | c.model_dump(exclude_defaults=True)
@@ -314,6 +328,9 @@ def policy_yaml(source: str | os.PathLike[str], design: Design, *, base_checks: 
             checks.append(entry | {"apply_to": [rung.model]})
     raw["name"] = name
     raw["policy"] = {**raw.get("policy", {}), "cascade": [r.model for r in design.rungs], "confidence": checks}
+    raw.pop("routing", None)
+    if routing is not None:
+        raw["routing"] = routing
     body = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
     return header + body
 
@@ -328,7 +345,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
                            seed=args.seed, extract=args.extract, final=args.final,
-                           max_voters=args.max_voters, verify=not args.no_verify, command=command)
+                           max_voters=args.max_voters, verify=not args.no_verify, command=command,
+                           routing=args.routing, compare=args.compare)
     except (CalibrationError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -356,9 +374,15 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--final", default=None, help="last rung (default: the most accurate model)")
     parser.add_argument("--max-voters", type=int, default=3, help="most models one agreement check consults")
     parser.add_argument("--no-verify", action="store_true", help="skip the replay through the real router")
+    parser.add_argument("--routing", action="store_true",
+                        help="also train a per-prompt estimator on the tuned share (written beside --out) and "
+                             "search the policy's routing: thresholds together with the cascade")
+    parser.add_argument("--compare", default=None, metavar="POLICY",
+                        help="another policy to replay on the same held-out prompts; its figures go in the header")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_calibrate)
 
 
 __all__ = ["CalibrationError", "CalibrationReport", "Constraint", "Design", "Measured", "OutcomeTable", "Rung",
-           "Target", "add_calibrate", "build_table", "calibrate", "cmd_calibrate", "evaluate", "parse_target", "policy_yaml", "search"]
+           "Scored", "SearchResult", "Target", "add_calibrate", "build_table", "calibrate", "candidate_designs",
+           "cmd_calibrate", "evaluate", "parse_target", "policy_yaml", "rank", "search"]

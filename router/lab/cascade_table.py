@@ -27,6 +27,7 @@ from router.checks.extractors import get_extractor
 from router.errors import RouterError
 from router.lab.datasets import Record
 from router.policy.policy_file import Policy
+from router.policy.routing_block import Thresholds
 
 
 class CalibrationError(RouterError, ValueError):
@@ -148,6 +149,32 @@ class RungRun:
 RungCache = dict[tuple[Rung, int], RungRun]
 
 
+@dataclass(frozen=True)
+class RoutingMasks:
+    """Per rung of a design and prompt: skipped, trusted (mirrors :func:`router.estimators.route.decide`)."""
+
+    skip: np.ndarray
+    trust: np.ndarray
+
+
+def routing_masks(table: OutcomeTable, design: Design, p_correct: np.ndarray,
+                  per_rung: Sequence[Thresholds]) -> RoutingMasks:
+    """``p_correct``: estimates shaped like ``table.correct`` (catalog models x prompts);
+    ``per_rung``: the thresholds of each rung of ``design``."""
+    rows = np.array([table.model_index(r.model) for r in design.rungs])
+    p = p_correct[rows]
+    gap = p.max(axis=0) - p
+    skip = np.zeros(p.shape, bool)
+    trust = np.zeros(p.shape, bool)
+    for k, rule in enumerate(per_rung[:-1]):  # the last candidate is always tried
+        skip[k] = p[k] < rule.skip_below
+        if rule.skip_gap is not None:
+            skip[k] |= gap[k] > rule.skip_gap
+        if rule.trust_gap is not None:
+            trust[k] = ~skip[k] & (gap[k] <= rule.trust_gap)
+    return RoutingMasks(skip, trust)
+
+
 def run_rung(table: OutcomeTable, rung: Rung, position: int) -> RungRun:
     """``position``: the index of this rung's agreement check among the policy's (earlier
     rungs' checks pass with "not applied" and count as passed)."""
@@ -162,9 +189,10 @@ def run_rung(table: OutcomeTable, rung: Rung, position: int) -> RungRun:
 
 
 def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False,
-             cache: RungCache | None = None) -> Scored:
+             cache: RungCache | None = None, routing: RoutingMasks | None = None) -> Scored:
     """Score ``design`` on every prompt of ``table``, exactly as the cascade would run it.
-    ``cache`` keeps rung verdicts between calls (a search scores thousands of designs)."""
+    ``cache`` keeps rung verdicts between calls (a search scores thousands of designs);
+    ``routing`` skips and trusts rungs per prompt as a ``routing:`` block would."""
     n = table.n
     open_ = np.ones(n, bool)
     spent = np.zeros(n)
@@ -181,15 +209,23 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
             if cache is not None:
                 cache[key] = run
         m = table.model_index(rung.model)
-        for model, asked in run.calls:
+        live, verdict = open_, run.accepted
+        trusted = None
+        if routing is not None:
+            live = open_ & ~routing.skip[rank]
+            trusted = routing.trust[rank]
+            verdict = np.where(trusted, run.tried & table.base_ok[m], run.accepted)
+        for i, (model, asked) in enumerate(run.calls):
             # A request pays once per model: a repeat (a voter that answered earlier, a rung a
             # voter already asked) is served from what it already bought, as the cascade does.
-            spent += np.where(open_ & asked & ~paid[model], table.cost[model], 0.0)
-            paid[model] |= open_ & asked
-        accepted = open_ & run.accepted
+            if i and trusted is not None:
+                asked = asked & ~trusted  # a trusted rung consults nobody
+            spent += np.where(live & asked & ~paid[model], table.cost[model], 0.0)
+            paid[model] |= live & asked
+        accepted = live & verdict
         final[accepted] = m
         counts.append(int(accepted.sum()))
-        better = open_ & run.tried & ~run.accepted & (run.score >= best_score)
+        better = live & run.tried & ~verdict & (run.score >= best_score)
         best_score[better], best_model[better] = run.score[better], m
         open_ &= ~accepted
     exhausted = (final < 0) & (best_model >= 0)
@@ -224,5 +260,5 @@ def _agreement(table: OutcomeTable, m: int, rung: Rung,
     return ok & (mine >= 0) & ~failed & (agreed >= needed), consulted
 
 
-__all__ = ["CalibrationError", "Design", "OutcomeTable", "Rung", "RungCache", "RungRun", "Scored", "build_table",
-           "evaluate", "run_rung"]
+__all__ = ["CalibrationError", "Design", "OutcomeTable", "RoutingMasks", "Rung", "RungCache", "RungRun", "Scored",
+           "build_table", "evaluate", "routing_masks", "run_rung"]

@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
 def plot_reports(reports: SimulationReport | Sequence[SimulationReport], *,
                  path: str | os.PathLike[str] | None = None, title: str | None = None,
-                 ax: Any = None) -> Figure:
+                 ax: Any = None, frontier: Sequence[tuple[float, float, str]] = ()) -> Figure:
     """Draw cost (x, log scale) against accuracy (y); save to ``path`` when given.
     Needs matplotlib (the ``plot`` extra).
+
+    ``frontier``: (accuracy, cost, label) of searched designs on the same dataset (see
+    :func:`router.lab.frontier.score_frontier`): drawn as points with their Pareto front as a line.
 
     Single models and the oracle come from the first report (all reports should share a
     dataset); each report adds one policy point. Uses the Agg backend unless a figure exists.
@@ -50,6 +53,15 @@ def plot_reports(reports: SimulationReport | Sequence[SimulationReport], *,
         ax.scatter(x(score.cost_usd), score.accuracy, color="0.55", s=28, zorder=2)
         ax.annotate(model.split("/")[-1], (x(score.cost_usd), score.accuracy), fontsize=7, color="0.35",
                     xytext=(4, -3), textcoords="offset points")
+    if frontier:
+        ax.scatter([x(c) for _, c, _ in frontier], [a for a, _, _ in frontier], s=10, color="tab:green",
+                   alpha=0.35, zorder=2)
+        front: list[tuple[float, float]] = []
+        for acc, cost, _ in sorted(frontier, key=lambda t: (t[1], -t[0])):
+            if not front or acc > front[-1][1]:
+                front.append((x(cost), acc))
+        ax.plot([c for c, _ in front], [a for _, a in front], "-o", color="tab:green", markersize=3,
+                label=f"searched designs ({len(frontier)}; Pareto front)", zorder=3)
     ax.scatter(x(first.oracle.cost_usd), first.oracle.accuracy, marker="*", s=160, color="goldenrod",
                label="oracle (cheapest correct model)", zorder=3)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -38,6 +38,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from router.errors import RoutingError
+from router.estimators.route import route
 from router.langchain.tracing import private_config, tracing_mark
 from router.policy.overrides import effective_settings, policy_overrides
 from router.policy.policy_file import Policy
@@ -177,8 +178,8 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
                                        tags=config.get("tags"), overrides=overrides)
         selection = select_candidates(catalog, effective.settings, messages,
                                       needs_tools=bool(self.tools))
-        return Plan(catalog, effective.settings, tuple(messages), selection, effective.rule,
-                    tools_bound=bool(self.tools))
+        return route(Plan(catalog, effective.settings, tuple(messages), selection, effective.rule,
+                          tools_bound=bool(self.tools)))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
         """The decision record this request would start from, without calling any model.

@@ -40,6 +40,7 @@ from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
 from router.policy.issues import closest, from_validation, issue
+from router.policy.routing_block import RoutingBlock
 from router.policy.values import (
     StrictNonNegativeFloat,
     StrictPositiveInt,
@@ -185,6 +186,7 @@ class Policy(_Frozen):
     budgets: tuple[Budget, ...] = ()
     ledger: LedgerURL | None = None
     breaker: BreakerSettings = BreakerSettings()
+    routing: RoutingBlock | None = None  # learned estimates around the cascade (routing_block.py)
     _source: str = PrivateAttr(default="<policy>")
     _env_refs: dict[tuple[str | int, ...], list[str]] = PrivateAttr(default_factory=dict)
     _allow_code: bool = PrivateAttr(default=False)
@@ -397,7 +399,7 @@ def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Policy, ("policy",): PolicySettings, ("models", "*"): ModelSpec,
         ("models", "*", "price"): Price, ("rules", "*"): Rule, ("rules", "*", "when"): RuleWhen,
-        ("budgets", "*"): Budget, ("breaker",): BreakerSettings,
+        ("budgets", "*"): Budget, ("breaker",): BreakerSettings, ("routing",): RoutingBlock,
     }
     generic = tuple("*" if (i > 0 and path[0] in ("models", "rules", "budgets")) and i == 1 else str(p)
                     for i, p in enumerate(path))

@@ -24,10 +24,11 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.checks.builtin import Answer, CheckResult, CheckSpec
+from router.checks.consulting import ConsultingCheck
 from router.errors import ModelUnavailableError, ProviderError
 from router.policy.policy_file import PolicySettings
 from router.routing.catalog import Catalog
-from router.routing.decision import Attempt, Decision, Exclusion
+from router.routing.decision import Attempt, Decision, Estimate, Exclusion
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.selection import Selection, format_usd
 from router.routing.tokens import message_text
@@ -45,6 +46,10 @@ class Plan:
     selection: Selection
     rule: str | None = None
     tools_bound: bool = False
+    # Set by routing (router.estimators.route): rungs accepted on their own checks, no consulting.
+    trusted: frozenset[str] = frozenset()
+    estimator: str | None = None
+    estimates: tuple[Estimate, ...] = ()
 
     @property
     def policy_name(self) -> str:
@@ -53,7 +58,8 @@ class Plan:
     def new_decision(self) -> Decision:
         return Decision(policy=self.catalog.policy.name, effective=self.settings.summary(),
                         candidates=list(self.selection.candidates),
-                        excluded=list(self.selection.excluded), rule=self.rule)
+                        excluded=list(self.selection.excluded), rule=self.rule,
+                        estimator=self.estimator, estimates=list(self.estimates))
 
 
 @dataclass
@@ -145,6 +151,9 @@ def run_cascade(plan: Plan) -> Cascade:
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
         for check in settings.confidence:
+            if name in plan.trusted and isinstance(check, ConsultingCheck):
+                attempt.checks.append(CheckResult(check.check, True, None, "not run: trusted by routing"))
+                continue
             result = yield from _run_check(check, answer, plan, spending)
             attempt.checks.append(result)
             if not result.passed:

@@ -32,6 +32,23 @@ class Exclusion:
         return {"model": self.model, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A routing estimate for one candidate (``routing:`` in the policy) and what it led to:
+    ``action`` is ``try``, ``trust`` (accepted on its own checks, no consulting), ``skip`` or
+    ``last`` (the final candidate, never skipped); ``reason`` says why."""
+
+    model: str
+    p_correct: float
+    cost_usd: float
+    action: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "p_correct": round(self.p_correct, 4), "cost_usd": round(self.cost_usd, 8),
+                "action": self.action, "reason": self.reason}
+
+
 @dataclass
 class Attempt:
     """One call of one cascade rung, with its checks."""
@@ -87,6 +104,8 @@ class Decision:
     estimated_cost_usd: float = 0.0
     status: Status = "failed"
     rule: str | None = None
+    estimator: str | None = None  # the routing estimator's digest (or "unavailable: ..."), when the policy routes
+    estimates: list[Estimate] = field(default_factory=list)
 
     @property
     def total_cost_usd(self) -> float:
@@ -106,6 +125,9 @@ class Decision:
         }
         if self.rule is not None:
             out["rule"] = self.rule
+        if self.estimator is not None:
+            out["estimator"] = self.estimator
+            out["estimates"] = [e.to_dict() for e in self.estimates]
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -121,6 +143,10 @@ class Decision:
             f"candidates: {', '.join(self.candidates) or '(none)'}",
         ]
         lines += [f"  excluded {e.model}: {e.reason}" for e in self.excluded]
+        if self.estimator is not None:
+            lines.append(f"routing estimates ({self.estimator}):")
+            lines += [f"  {e.model}: P(correct) {e.p_correct:.2f}, expected ${e.cost_usd:.6f} -> {e.action}: {e.reason}"
+                      for e in self.estimates]
         for a in self.attempts:
             verdict = "accepted" if a.accepted else ("error" if a.error else "rejected")
             checks = ", ".join(
@@ -181,4 +207,6 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
                     excluded=[Exclusion(e["model"], e["reason"]) for e in data.get("excluded", [])],
                     attempts=attempts, final_model=data.get("final_model"),
                     estimated_cost_usd=data.get("estimated_cost_usd", 0.0),
-                    status=data.get("status", "failed"), rule=data.get("rule"))
+                    status=data.get("status", "failed"), rule=data.get("rule"),
+                    estimator=data.get("estimator"),
+                    estimates=[Estimate(**e) for e in data.get("estimates", [])])

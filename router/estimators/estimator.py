@@ -1,0 +1,164 @@
+"""The fitted per-model estimator, applied with numpy: P(correct) and expected cost from a prompt.
+
+An artifact is one ``.npz`` file (``numpy.load(allow_pickle=False)``: no pickle, nothing
+executes when it loads) holding, per model, logistic-regression weights for P(correct) and
+linear weights for the expected cost in USD over the features of :mod:`router.estimators.features`,
+and a JSON ``meta`` entry (models, feature spec, how it was trained and its held-out figures).
+
+Training needs scikit-learn (:mod:`router.lab.train`, the ``lab`` extra); applying the weights is
+one sparse dot product per request, so the router's runtime path needs only numpy, does not pay
+scikit-learn's import time, and cannot break when scikit-learn's pickle format changes.
+
+Artifacts are loaded lazily (on the first request that needs one) and cached per resolved path,
+reloaded when the file changes. ``digest`` (``sha256:`` + 16 hex digits of the file) goes into
+every decision record that used the estimator.
+
+Example:
+    >>> est = load_estimator("policies/routed-routerbench.estimator.npz")
+    >>> est.predict("Which gas do plants absorb? A. O2 B. CO2")["gpt-4-1106-preview"].p_correct
+    0.97...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.errors import RouterError
+from router.estimators.features import FeatureSpec, featurize
+
+FORMAT = "policy-router-estimator/1"
+MICRO = 1e6  # cost weights are stored per micro-USD, where float16 keeps them precise
+
+
+class EstimatorError(RouterError, ValueError):
+    """An estimator artifact cannot be read or does not fit the policy (``path``: which file)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model's estimate for one prompt."""
+
+    p_correct: float
+    cost_usd: float
+
+
+class QualityEstimator:
+    """Per-model P(correct) and expected cost; see the module doc."""
+
+    def __init__(self, models: tuple[str, ...], spec: FeatureSpec, quality_w: np.ndarray, quality_b: np.ndarray,
+                 cost_w: np.ndarray, cost_b: np.ndarray, meta: Mapping[str, Any], digest: str,
+                 path: str = "<memory>") -> None:
+        self.models, self.spec, self.meta, self.digest, self.path = models, spec, dict(meta), digest, path
+        # Column-major stacks so one request reads only the columns its prompt touches.
+        self._quality = np.ascontiguousarray(quality_w.T, dtype=np.float64)
+        self._cost = np.ascontiguousarray(cost_w.T, dtype=np.float64)
+        self._quality_b = quality_b.astype(np.float64)
+        self._cost_b = cost_b.astype(np.float64)
+        self._index = {m: i for i, m in enumerate(models)}
+
+    def __contains__(self, model: object) -> bool:
+        return model in self._index
+
+    def __repr__(self) -> str:
+        return f"QualityEstimator({self.path!r}, {len(self.models)} models, {self.digest})"
+
+    def predict(self, text: str) -> dict[str, Prediction]:
+        """Every model's estimate for ``text``."""
+        index, value = featurize(text, self.spec)
+        logits = value @ self._quality[index] + self._quality_b
+        costs = value @ self._cost[index] + self._cost_b
+        p = 1.0 / (1.0 + np.exp(-logits))
+        return {m: Prediction(float(p[i]), max(float(costs[i]), 0.0)) for i, m in enumerate(self.models)}
+
+    def predict_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """P(correct) and cost for many prompts: two arrays shaped (models, prompts)."""
+        p = np.zeros((len(self.models), len(texts)))
+        c = np.zeros_like(p)
+        for j, text in enumerate(texts):
+            index, value = featurize(text, self.spec)
+            p[:, j] = value @ self._quality[index] + self._quality_b
+            c[:, j] = value @ self._cost[index] + self._cost_b
+        return 1.0 / (1.0 + np.exp(-p)), np.maximum(c, 0.0)
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the artifact; returns its digest."""
+        meta = {**self.meta, "format": FORMAT, "models": list(self.models), "features": self.spec.to_dict()}
+        with open(path, "wb") as handle:
+            # float16 weights halve the file; the router applies exactly what was written (and
+            # calibration scores with the artifact as read back), so nothing depends on the rounding.
+            np.savez_compressed(handle, quality_w=self._quality.T.astype(np.float16),
+                                quality_b=self._quality_b.astype(np.float32),
+                                cost_w=(self._cost.T * MICRO).astype(np.float16),
+                                cost_b=(self._cost_b * MICRO).astype(np.float32),
+                                meta=np.array(json.dumps(meta, sort_keys=True)))
+        return file_digest(path)
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
+    """Read an artifact (no cache); :class:`EstimatorError` when it is missing or malformed."""
+    where = os.fspath(path)
+    try:
+        with np.load(where, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("quality_w", "quality_b", "cost_w", "cost_b", "meta")}
+    except FileNotFoundError:
+        raise EstimatorError("estimator file not found (run `router train`)", where) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise EstimatorError(f"not an estimator artifact: {err}", where) from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        spec = FeatureSpec(**meta["features"])
+        models = tuple(meta["models"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise EstimatorError(f"bad meta entry: {err}", where) from None
+    if meta.get("format") != FORMAT:
+        raise EstimatorError(f"unknown format {meta.get('format')!r}; expected {FORMAT}", where)
+    shape = (len(models), spec.width)
+    for key in ("quality_w", "cost_w"):
+        if arrays[key].shape != shape:
+            raise EstimatorError(f"{key} has shape {arrays[key].shape}, expected {shape}", where)
+    return QualityEstimator(models, spec, arrays["quality_w"], arrays["quality_b"],
+                            arrays["cost_w"].astype(np.float64) / MICRO, arrays["cost_b"].astype(np.float64) / MICRO,
+                            meta, file_digest(where), where)
+
+
+_CACHE: dict[str, tuple[tuple[int, int], QualityEstimator]] = {}
+_LOCK = threading.Lock()
+
+
+def load_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
+    """The artifact at ``path``, read once per process (again when the file changes)."""
+    resolved = os.path.abspath(os.fspath(path))
+    try:
+        stat = os.stat(resolved)
+    except OSError:
+        raise EstimatorError("estimator file not found (run `router train`)", resolved) from None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    with _LOCK:
+        hit = _CACHE.get(resolved)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    estimator = read_estimator(resolved)
+    with _LOCK:
+        _CACHE[resolved] = (stamp, estimator)
+    return estimator
+
+
+__all__ = ["FORMAT", "EstimatorError", "Prediction", "QualityEstimator", "file_digest", "load_estimator",
+           "read_estimator"]

@@ -1,0 +1,97 @@
+"""Apply a policy's ``routing:`` block to a plan: skip and trust rungs by their estimates.
+
+Called once per request after selection (so privacy, offline, tiers, context windows and the
+ceiling have already removed what they remove), before the first call. When the artifact cannot
+be read the request runs the plain cascade and ``estimator`` in the record is
+``"unavailable: <why>"``. Skipped rungs leave the
+candidates with an exclusion reason ``routing: ...``; trusted rungs go into ``plan.trusted``;
+every candidate the estimator knows gets an :class:`~router.routing.decision.Estimate` in the
+decision record, next to the estimator's digest.
+
+Example:
+    >>> plan = route(router.plan("Write a python function to reverse a list."))
+    >>> [(e.model, e.action) for e in plan.estimates]
+    [('yi-34b', 'skip'), ('gpt-3.5-turbo', 'trust'), ('gpt-4', 'last')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from langchain_core.messages import HumanMessage
+
+from router.estimators.estimator import EstimatorError, Prediction, load_estimator
+from router.policy.routing_block import RoutingBlock
+from router.routing.cascade import Plan
+from router.routing.decision import Estimate, Exclusion
+from router.routing.tokens import message_text
+
+
+def prompt_of(plan: Plan) -> str:
+    """The text estimates are made from: the last human message (the whole request if none)."""
+    for message in reversed(plan.messages):
+        if isinstance(message, HumanMessage):
+            return message_text(message)
+    return "\n".join(message_text(m) for m in plan.messages)
+
+
+def estimator_name(block: RoutingBlock, plan: Plan, name: str) -> str:
+    spec = plan.catalog.spec(name)
+    return block.models.get(name) or spec.model or name
+
+
+def decide(block: RoutingBlock, candidates: list[str], known: dict[str, Prediction]) -> list[Estimate]:
+    """What routing does with each known candidate (in cascade order)."""
+    if not known:
+        return []
+    best_name = max(known, key=lambda n: known[n].p_correct)
+    best = known[best_name].p_correct
+    out = []
+    for i, name in enumerate(candidates):
+        guess = known.get(name)
+        if guess is None:
+            continue
+        p, gap = guess.p_correct, best - guess.p_correct
+        rule = block.thresholds(name)
+        if i == len(candidates) - 1:
+            action, reason = "last", "the last candidate is always tried"
+        elif p < rule.skip_below:
+            action, reason = "skip", f"P(correct) {p:.2f} < skip_below {rule.skip_below:g}"
+        elif rule.skip_gap is not None and gap > rule.skip_gap:
+            action, reason = "skip", f"{gap:.2f} below {best_name}'s {best:.2f} > skip_gap {rule.skip_gap:g}"
+        elif rule.trust_gap is not None and gap <= rule.trust_gap:
+            action, reason = "trust", (f"{gap:.2f} below {best_name}'s {best:.2f} <= trust_gap "
+                                       f"{rule.trust_gap:g}: accepted on checks that consult no model")
+        else:
+            action, reason = "try", "every check decides"
+        out.append(Estimate(name, p, guess.cost_usd, action, reason))
+    return out
+
+
+def route(plan: Plan) -> Plan:
+    """``plan`` with its policy's routing applied (unchanged when the policy has no ``routing:``)."""
+    policy = plan.catalog.policy
+    block = policy.routing
+    if block is None:
+        return plan
+    try:
+        estimator = load_estimator(block.estimator_path(policy.source))
+    except EstimatorError as err:
+        # Routing only narrows and trusts what selection allowed, so without its estimator the
+        # request runs the plain cascade (dearer, never less safe); the record says why.
+        return replace(plan, estimator=f"unavailable: {err}")
+    candidates = list(plan.selection.candidates)
+    if not candidates:
+        return replace(plan, estimator=estimator.digest)
+    predictions = estimator.predict(prompt_of(plan))
+    known = {n: predictions[key] for n in candidates if (key := estimator_name(block, plan, n)) in predictions}
+    estimates = decide(block, candidates, known)
+    skipped = {e.model: e for e in estimates if e.action == "skip"}
+    selection = replace(plan.selection, candidates=[n for n in candidates if n not in skipped],
+                        excluded=[*plan.selection.excluded,
+                                  *(Exclusion(n, f"routing: {e.reason}") for n, e in skipped.items())])
+    return replace(plan, selection=selection, estimator=estimator.digest, estimates=tuple(estimates),
+                   trusted=frozenset(e.model for e in estimates if e.action == "trust"))
+
+
+__all__ = ["decide", "estimator_name", "prompt_of", "route"]

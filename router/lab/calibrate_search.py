@@ -1,0 +1,78 @@
+"""The plain design search of ``router calibrate``: cascade order and agreement checks.
+
+Every cascade with one guarded rung before the final model is scored; then a second guarded
+rung is inserted into the ``beam`` best. :func:`rank` orders scored designs for a target
+(shortfall first, then cost or accuracy, then size).
+
+Example:
+    >>> found = search(table, parse_target("accuracy>=0.97*gpt-4"), final="gpt-4", cheap=cheap, tiers=tiers)
+    >>> print(found.best.design)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from router.lab.cascade_table import Design, OutcomeTable, Rung, RungCache, Scored, evaluate
+from router.lab.targets import Target
+
+
+def candidate_designs(cheap: Sequence[str], final: str, *, max_voters: int = 3,
+                      second_voters: int = 2) -> tuple[list[Design], list[tuple[Rung, ...]]]:
+    """First-stage designs (one guarded rung before ``final``) and the guarded rungs a second
+    stage may insert. Voters are asked cheapest first (``cheap`` is sorted by cost)."""
+
+    def rungs(model: str, size: int) -> list[Rung]:
+        others = [c for c in cheap if c != model]
+        out = []
+        for k in range(1, size + 1):
+            for voters in itertools.combinations(others, k):
+                out += [Rung(model, voters, need if need < k else None) for need in range(1, k + 1)]
+        return out
+
+    first = [Design((Rung(final),))]
+    first += [Design((r, Rung(final))) for model in cheap for r in rungs(model, max_voters)]
+    seconds = [(r,) for model in cheap for r in rungs(model, second_voters)]
+    return first, seconds
+
+
+@dataclass
+class SearchResult:
+    best: Scored
+    met: bool
+    evaluated: int
+
+
+def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
+           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False) -> SearchResult:
+    """Best design for ``target`` on ``table``: all one-guarded-rung cascades, then a second
+    guarded rung inserted into the ``beam`` best of those."""
+    first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
+    cache: RungCache = {}
+    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
+    top = sorted(scored, key=lambda s: rank(s, target, table))[:beam]
+    for base in top:
+        if len(base.design.rungs) != 2:
+            continue
+        head = base.design.rungs[0]
+        for (extra,) in seconds:
+            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
+                continue
+            design = Design((head, extra, base.design.rungs[-1]))
+            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
+    best = min(scored, key=lambda s: rank(s, target, table))
+    met = all(c.holds(best.accuracy, best.cost, table) for c in target.constraints)
+    return SearchResult(best, met, len(scored))
+
+
+def rank(s: Scored, target: Target, table: OutcomeTable) -> tuple[float, ...]:
+    shortfall = sum(c.shortfall(s.accuracy, s.cost, table) for c in target.constraints)
+    size = sum(1 + len(r.voters) for r in s.design.rungs)
+    if target.objective == "min_cost":
+        return (shortfall, s.cost, -s.accuracy, size)
+    return (shortfall, -s.accuracy, s.cost, size)
+
+
+__all__ = ["SearchResult", "candidate_designs", "rank", "search"]

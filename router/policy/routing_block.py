@@ -1,0 +1,76 @@
+"""The ``routing:`` block of a policy: use learned per-prompt estimates around the cascade.
+
+An estimator (``router train``) predicts, for each candidate model, the probability that its
+answer to this prompt is correct and the call's expected cost. Before the cascade starts, the
+router compares each candidate's P(correct) with the best candidate's:
+
+- a rung (any but the last candidate) is **skipped** when its estimate is below ``skip_below``
+  or more than ``skip_gap`` below the best candidate's: too little predicted value to pay for it
+  and for its checks (skipping the first rungs is where the cascade starts);
+- a rung within ``trust_gap`` of the best candidate is **trusted**: its answer is accepted on the
+  checks that consult no other model (refusal, length, logprob...), without paying for
+  agreement/verifier/self-consistency calls; otherwise every check runs as usual and decides.
+
+Everything else still applies first: privacy, offline, tier floor, the ceiling (worst cases,
+before every call), budgets. Routing only removes or trusts rungs among the candidates; a model
+the estimator does not know is left as it is.
+
+Example (YAML):
+
+    routing:
+      estimator: routed-routerbench.estimator.npz   # relative to the policy file
+      skip_gap: 0.3                                 # every rung...
+      rungs:
+        gpt-3.5-turbo: {skip_gap: 0.2, trust_gap: 0.05}   # ...but this one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Thresholds(BaseModel):
+    """When a rung is skipped or trusted (``None``: never by that test)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    skip_below: float = Field(0.0, ge=0, le=1)
+    skip_gap: float | None = Field(None, ge=0, le=1)
+    trust_gap: float | None = Field(None, ge=0, le=1)
+
+    def __str__(self) -> str:
+        parts = [f"skip_below={self.skip_below:g}"] if self.skip_below else []
+        parts += [f"skip_gap={self.skip_gap:g}"] if self.skip_gap is not None else []
+        parts += [f"trust_gap={self.trust_gap:g}"] if self.trust_gap is not None else []
+        return ", ".join(parts) or "no routing"
+
+
+class RoutingBlock(Thresholds):
+    """``routing:``: the estimator artifact and the thresholds that act on its estimates;
+    ``rungs:`` replaces them for named catalog models."""
+
+    estimator: str = Field(min_length=1)
+    rungs: Mapping[str, Thresholds] = Field(default_factory=dict)
+    # Catalog name -> the estimator's model name (default: the entry's ``model:``, else its name).
+    models: Mapping[str, str] = Field(default_factory=dict)
+
+    def thresholds(self, model: str) -> Thresholds:
+        """The thresholds that apply to ``model``'s rung."""
+        return self.rungs.get(model) or Thresholds(skip_below=self.skip_below, skip_gap=self.skip_gap,
+                                                   trust_gap=self.trust_gap)
+
+    def estimator_path(self, policy_source: str) -> Path:
+        """The artifact's path: as written when absolute, else beside the policy file (the
+        working directory for a policy not read from a file)."""
+        path = Path(self.estimator).expanduser()
+        if path.is_absolute():
+            return path
+        source = Path(policy_source)
+        base = source.parent if policy_source and not policy_source.startswith("<") else Path.cwd()
+        return base / path
+
+
+__all__ = ["RoutingBlock", "Thresholds"]

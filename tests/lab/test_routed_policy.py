@@ -1,0 +1,92 @@
+"""``calibrate --routing`` end to end on the shipped sample, and the shipped
+policies/routed-routerbench.yaml: its artifact is in the repo and matches its header, it never
+costs more than gpt-4 alone on any task, and (when the full train files sit beside the repo, in
+../shared/data/routerbench) its held-out figures are reproduced by the real router."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from router import PolicyRouter, load_policy
+from router.cli.main import main
+from router.estimators import read_estimator
+from router.lab.calibrate import calibrate, combine, split
+from router.lab.datasets import Dataset, register_dataset
+from router.lab.frontier import frontier_path, score_frontier
+from router.lab.simulate import score_model, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTED = ROOT / "policies" / "routed-routerbench.yaml"
+SAMPLE = ROOT / "data" / "routerbench-sample"
+FILES = [SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl", SAMPLE / "mbpp.jsonl"]
+FULL = ROOT.parent / "shared" / "data" / "routerbench"
+FULL_FILES = [FULL / "arc_challenge_train.csv", FULL / "winograde_train.csv", FULL / "mbpp_train.csv"]
+GPT4 = "gpt-4-1106-preview"
+
+
+def test_calibrate_with_routing_writes_policy_estimator_and_frontier_that_replay_exactly(tmp_path):
+    out = tmp_path / "routed-sample.yaml"
+    report = calibrate(ROOT / "policies" / "cascade-routerbench.yaml", FILES, f"accuracy>=0.95*{GPT4}", out=out,
+                       holdout=0.5, seed=3, routing=True)
+    policy = load_policy(out)
+    assert policy.routing is not None and policy.routing.estimator == "routed-sample.estimator.npz"
+    estimator = read_estimator(tmp_path / "routed-sample.estimator.npz")
+    text = out.read_text()
+    assert f"Routing: estimator routed-sample.estimator.npz ({estimator.digest}" in text
+    assert "per task (accuracy, cost vs the same)" in text
+    # The table (estimates from the written artifact) and the real router agree on both shares.
+    assert report.tuned.agrees and report.held_out is not None and report.held_out.agrees
+    assert set(report.held_out.per_task) == {"arc-challenge", "winogrande", "mbpp"}
+    assert report.met
+    points = score_frontier(policy, combine(FILES))
+    assert frontier_path(out).is_file() and len(points) >= 2
+
+
+def test_shipped_routed_policy_matches_its_artifact_and_frontier():
+    policy = load_policy(ROUTED)
+    assert policy.routing is not None
+    artifact = policy.routing.estimator_path(policy.source)
+    assert artifact.parent == ROUTED.parent and artifact.stat().st_size < 200_000
+    digest = read_estimator(artifact).digest
+    assert f"({digest}," in ROUTED.read_text(), "artifact changed without recalibrating the policy"
+    assert frontier_path(ROUTED).is_file()
+
+
+@pytest.mark.parametrize("task_file", FILES, ids=lambda p: p.stem)
+def test_shipped_routed_policy_never_costs_more_than_gpt4_alone_on_a_task(task_file):
+    report = simulate(ROUTED, task_file, progress=False)
+    gpt4 = report.baselines[GPT4]
+    assert report.statuses.get("failed", 0) == 0
+    assert report.cost_usd <= gpt4.cost_usd
+    record = PolicyRouter(policy=load_policy(ROUTED)).explain(combine([task_file]).records[0].prompt)
+    assert record.estimator == read_estimator(ROUTED.with_name("routed-routerbench.estimator.npz")).digest
+
+
+def test_simulate_plot_draws_the_searched_designs(tmp_path, capsys):
+    png = tmp_path / "frontier.png"
+    assert main(["simulate", "--policy", str(ROUTED), "--dataset", str(FILES[2]), "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    assert "plot written" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not all(p.is_file() for p in FULL_FILES),
+                    reason="the full RouterBench train files are not beside the repo (../shared/data/routerbench)")
+def test_shipped_routed_policy_held_out_figures_are_reproduced_by_the_real_router():
+    data = combine(FULL_FILES)
+    _, held = split(data, 0.5, 0)
+    subset = register_dataset(Dataset([data.records[i] for i in held], data.name + "#held-out-test"))
+    report = simulate(ROUTED, subset, progress=False)
+    header = re.search(r"# held-out: n=(\d+), accuracy ([0-9.]+) .*cost \$([0-9.]+)", ROUTED.read_text())
+    assert header is not None
+    assert report.n == int(header.group(1))
+    assert report.accuracy == pytest.approx(float(header.group(2)), abs=1e-4)
+    assert report.cost_usd == pytest.approx(float(header.group(3)), abs=1e-4)
+    gpt4 = score_model(subset.records, GPT4)
+    for task in ("arc-challenge", "winogrande", "mbpp"):
+        rows = [row for row, rec in zip(report.rows, subset.records, strict=True) if rec.task == task]
+        cap = sum(rec.outcomes[GPT4].cost_usd for rec in subset.records if rec.task == task and GPT4 in rec.outcomes)
+        assert sum(r.cost_usd for r in rows) <= cap
+    assert report.accuracy >= 0.97 * gpt4.accuracy
