@@ -36,7 +36,7 @@ Path = tuple[str | int, ...]
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
-MAX_VALUES = 20_000
+MAX_VALUES = 10_000
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _CORE = "tag:yaml.org,2002:"
