@@ -148,7 +148,10 @@ def _plugin(name: str) -> type[CheckSpec] | Callable[..., Any] | None:
     ep = _plugins().get(name)
     if ep is None:
         return None
-    target = ep.load()
+    try:
+        target = ep.load()
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load the installed check {name!r} ({ep.value}): {err}") from None
     if isinstance(target, type) and issubclass(target, CheckSpec):
         _REGISTRY[name] = target
     elif not callable(target):

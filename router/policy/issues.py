@@ -37,7 +37,7 @@ def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *
     issues = []
     # Unknown keys first: a misspelt key usually explains the "missing" error beside it.
     for e in sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden"):
-        path = (*prefix, *(p for p in e["loc"] if not (isinstance(p, str) and "[" in p)))
+        path = _doc_path(doc, prefix, e["loc"])
         if e["type"] == "extra_forbidden":
             key = path[-1]
             allowed = list(model.model_fields) if model else allowed_keys(path[:-1])
@@ -51,3 +51,15 @@ def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *
             shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and not secret else ""
             issues.append(issue(doc, filename, path, f"{e['msg']}{shown}"))
     return issues
+
+
+def _doc_path(doc: LocatedDocument, prefix: tuple[str | int, ...], loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """A pydantic error location as a document path: pydantic's own steps (``function-after[...]``,
+    ``literal['auto']``) are dropped, a key that merely contains ``[`` is kept."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, str) and "[" in part and (*path, part) not in doc.keys:
+            continue
+        path = (*path, part)
+    return path
+

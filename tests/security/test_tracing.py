@@ -121,15 +121,17 @@ class Local(BaseCallbackHandler):
         self.events.append("chat_model_start")
 
 
+@pytest.mark.parametrize("local_only", [{"privacy": True}, {"offline": True}])
 def test_a_tracer_passed_as_a_callback_is_dropped_for_a_private_request(policy_file: Path, tracer_sink: TracerSink,
-                                                                        monkeypatch: pytest.MonkeyPatch):
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        local_only: dict[str, bool]):
     for var in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     client = Client(api_url=tracer_sink.origin, api_key="ls-dummy-key", auto_batch_tracing=False)
     tracer = LangChainTracer(client=client, project_name="sec")
     router = PolicyRouter(policy=loads_policy(policy_file.read_text(), "traced.yaml"))
     local = Local()
-    message = router.invoke(PRIVATE, config={"configurable": {"privacy": True}, "callbacks": [tracer, local]})
+    message = router.invoke(PRIVATE, config={"configurable": local_only, "callbacks": [tracer, local]})
     tracer.wait_for_futures()
     client.flush()
     assert message.response_metadata["routing"]["effective"]["tracing"] == "redacted"

@@ -42,9 +42,9 @@ def located(text: str) -> PolicyError:
 
 def test_alias_bomb_is_rejected_within_a_second():
     assert len(BOMB) < 1000  # about 9**9 strings once expanded
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: the machine's other work does not count
     err = located(BOMB)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert elapsed < 1.0, elapsed
     assert "alias" in str(err) and err.line > 6
 
@@ -94,12 +94,12 @@ def test_a_cascade_naming_a_model_twice_is_an_error():
 
 
 def test_depth_and_size_are_bounded():
-    started = time.perf_counter()
+    started = time.thread_time()
     deep = located(HEAD + "x: " + "[" * 100_000 + "]" * 100_000 + "\n")
     assert "nesting" in str(deep) and deep.line == 7
     big = located(HEAD + "description: '" + "a" * (yaml_source.MAX_BYTES + 1) + "'\n")
     assert "too large" in str(big)
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 def test_control_characters_and_bad_encoding_are_located(tmp_path: Path):
@@ -157,15 +157,22 @@ def mutate(text: str, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_fuzzed_shipped_policies_are_valid_or_located_errors():
+@pytest.mark.parametrize(("parser", "cases"), [("libyaml", 10_000), ("python", 2_000)])
+def test_fuzzed_shipped_policies_are_valid_or_located_errors(parser: str, cases: int, monkeypatch: pytest.MonkeyPatch):
+    if parser == "python":  # the pure-Python parser, used where PyYAML was built without libyaml
+        monkeypatch.setattr(yaml_source, "_Loader", yaml_source._PyLoader)
+    elif yaml_source._Loader is yaml_source._PyLoader:
+        pytest.skip("PyYAML without libyaml here")
     rng = random.Random(20261202)
     originals = [(p.name, p.read_text()) for p in SHIPPED]
-    cases, valid, worst = 3000, 0, 0.0
+    valid, worst, worst_wall = 0, 0.0, 0.0
     started = time.perf_counter()
     for n in range(cases):
         name, text = originals[n % len(originals)]
         mutated = mutate(text, rng)
-        t0 = time.perf_counter()
+        # The bound is on this thread's CPU time: wall time on a machine shared with other work
+        # measures the neighbours (a 1 ms case was seen taking 1.1 s of wall time under load).
+        t0, w0 = time.thread_time(), time.perf_counter()
         try:
             loads_policy(mutated, name, environ={})
         except PolicyError as err:
@@ -173,9 +180,9 @@ def test_fuzzed_shipped_policies_are_valid_or_located_errors():
             assert not bad, f"case {n}: unlocated {bad}\n{mutated}"
         else:
             valid += 1
-        worst = max(worst, time.perf_counter() - t0)
-        assert worst < 1.0, f"case {n} took {worst:.2f}s\n{mutated}"
+        worst, worst_wall = max(worst, time.thread_time() - t0), max(worst_wall, time.perf_counter() - w0)
+        assert worst < 1.0, f"case {n} took {worst:.2f}s of CPU\n{mutated}"
     total = time.perf_counter() - started
-    print(f"\nfuzz: {cases} mutations of {len(originals)} shipped policies, {valid} valid, "
-          f"{cases - valid} located PolicyErrors, 0 other exceptions; slowest {worst * 1000:.1f} ms, "
-          f"total {total:.1f} s")
+    print(f"\nfuzz ({parser}): {cases} mutations of {len(originals)} shipped policies, {valid} valid, "
+          f"{cases - valid} located PolicyErrors, 0 other exceptions; slowest {worst * 1000:.1f} ms CPU "
+          f"({worst_wall * 1000:.1f} ms wall), total {total:.1f} s")
