@@ -153,6 +153,25 @@ class ModelUnavailableError(RouterError):
     message as the model's exclusion reason instead of failing the request."""
 
 
+class UnboundedContentError(ModelUnavailableError, ValueError):
+    """A message holds content (an image, audio, a file) whose tokens this router cannot bound
+    for ``provider``: the model is excluded rather than called at an unknown cost."""
+
+    def __init__(self, provider: str, message_index: int, content_type: str) -> None:
+        self.provider, self.message_index, self.content_type = provider, message_index, content_type
+        super().__init__(f"cannot bound the tokens of {content_type!r} content (message {message_index}) "
+                         f"for {provider}; send text only")
+
+
+class UnencodableInputError(ModelUnavailableError, ValueError):
+    """A message's text is not valid Unicode (a lone surrogate): no model can be sent it."""
+
+    def __init__(self, message_index: int, position: int, fragment: str) -> None:
+        self.message_index, self.position = message_index, position
+        super().__init__(f"message {message_index} is not valid Unicode at character {position} "
+                         f"({fragment}: a lone surrogate)")
+
+
 class CheckError(RouterError):
     """A confidence check could not run (bad custom check, verifier unavailable...)."""
 

@@ -83,7 +83,10 @@ def test_escalation_accepts_second_rung_when_first_fails():
     routing = msg.response_metadata["routing"]
     first, second = routing["attempts"]
     assert first["model"] == "gemma-chat" and first["accepted"] is False
-    assert first["checks"] == [{"check": "regex", "passed": False, "score": None, "detail": "no match"}]
+    # Its junk runs to max_output_tokens: rejected as truncated before its check runs.
+    assert first["truncated"] is True and first["finish_reason"] == "length"
+    assert first["checks"] == [{"check": "complete", "passed": False, "score": None,
+                                "detail": "finish_reason length: cut off at the token limit"}]
     assert second["model"] == "gemma-qa" and second["accepted"] is True
     assert routing["status"] == "accepted" and routing["final_model"] == "gemma-qa"
     assert "paris" in str(msg.content).lower()
@@ -284,6 +287,9 @@ def test_a_request_never_pays_twice_for_the_same_answer():
     """Rung 1's agreement check asks gemma-qa; when rung 1 fails, rung 2 *is* gemma-qa with the
     same prompt and settings: it is answered from what the request already bought, at no cost."""
     text = ESCALATION_POLICY.replace("    tier: standard\n", "    tier: standard\n    price: {input: 1.0, output: 2.0}\n")
+    # Rung 1 must end its answer (through the gemma template its junk runs to the token limit and
+    # is rejected as truncated before any check); through chatml it stops, and disagrees.
+    text = text.replace("    chat_format: gemma\n", "    chat_format: chatml\n")
     text = text.replace("  cost_ceiling: 0.05\n", "").replace(
         "  confidence:\n    - check: regex\n      pattern: '(?i)paris'\n",
         "  confidence:\n    - check: agreement\n      models: [gemma-qa]\n      extract: text\n"

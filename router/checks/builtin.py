@@ -73,11 +73,14 @@ class CheckResult:
     detail: str | None = None
     cost_usd: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # the check itself failed (raised, or returned the wrong type)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"check": self.check, "passed": self.passed, "score": self.score}
         if self.detail:
             out["detail"] = self.detail
+        if self.error:
+            out["error"] = self.error
         if self.cost_usd or self.calls:
             out["cost_usd"] = self.cost_usd
             out["calls"] = self.calls

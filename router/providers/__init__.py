@@ -36,6 +36,7 @@ class ProviderAdapter(Protocol):
     supports_logprobs: bool
     supports_tools: bool
     per_event_loop: bool  # its async HTTP client is bound to the loop it first ran on
+    reports_finish_reason: bool  # every complete reply says why it ended (a missing one: cut short)
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         """Why this model cannot be called here (no weights, no credentials), or None."""

@@ -197,3 +197,21 @@ def retry_after_s(exc: BaseException) -> float | None:
         except (TypeError, ValueError):
             continue  # neither: ignore the header
     return None
+
+
+def unexpected_error(provider: str, model: str, exc: BaseException, *,
+                     secrets: Iterable[SecretStr | str | None] = ()) -> ProviderError:
+    """A typed error for an exception a client raised that :func:`translate_http_error` does
+    not know (``ValueError: contents are required.``, ``UnicodeEncodeError``...): ``bad_request``
+    for a ValueError/TypeError (the client refused the input), ``other`` otherwise.
+
+    Example:
+        >>> unexpected_error("google_genai", "gemini-2.0-flash", ValueError("contents are required.")).kind
+        'bad_request'
+    """
+    kind = "bad_request" if isinstance(exc, (ValueError, TypeError)) else "other"
+    message = scrub(f"{type(exc).__name__}: {exc}", secrets)
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    return ProviderError(message, provider=provider, model=model, kind=kind,
+                         client_exception=f"{type(exc).__module__}.{type(exc).__qualname__}")

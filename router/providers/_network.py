@@ -16,13 +16,14 @@ from router.errors import ProviderError
 from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
-from router.providers._http_errors import translate_http_error
+from router.providers._http_errors import translate_http_error, unexpected_error
 
 
 class NetworkAdapter:
     name: str
     key_var: str       # the standard environment variable of the key (the entry's api_key_env wins)
     base_url_var: str  # the standard environment variable of the endpoint (the entry's base_url wins)
+    reports_finish_reason = True  # OpenAI and Gemini end every complete reply with one
 
     def base_url(self, spec: ModelSpec) -> str | None:
         """The entry's ``base_url``, else the standard variable, else None (the provider's own)."""
@@ -38,7 +39,9 @@ class NetworkAdapter:
         return None
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        return translate_http_error(self.name, spec.model or "?", exc, secrets=[self.api_key(spec)])
+        secrets = [self.api_key(spec)]
+        return (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
+                or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
 
 
 def direct_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:

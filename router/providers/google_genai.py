@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
 from router.providers._network import NetworkAdapter
-from router.routing.tokens import estimate_gemini_tokens
+from router.routing.tokens import gemini_token_bound
 
 KEY_VAR = "GOOGLE_API_KEY"
 BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"
@@ -45,7 +45,7 @@ class _GeminiAdapter(NetworkAdapter):
     per_event_loop = False
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
-        return estimate_gemini_tokens(messages)
+        return gemini_token_bound(messages)  # an upper bound: Gemini's tokenizer is not published
 
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_google_genai import ChatGoogleGenerativeAI

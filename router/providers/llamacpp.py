@@ -264,6 +264,7 @@ class _LlamaCppAdapter:
     supports_logprobs = True
     supports_tools = True
     per_event_loop = False
+    reports_finish_reason = True
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         try:

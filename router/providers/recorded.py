@@ -128,6 +128,7 @@ class _RecordedAdapter:
     name = "recorded"
     supports_logprobs = False
     supports_tools = False
+    reports_finish_reason = False  # recorded outcomes keep no finish reason
     per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:

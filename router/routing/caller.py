@@ -25,11 +25,12 @@ from typing import Any, Protocol
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from router.providers._http_errors import unexpected_error
 from router.providers.breaker import ModelGate, model_gate
 from router.providers.retries import RetryNote
 from router.routing.cascade import Plan
 from router.routing.model_call import CallOutcome, ModelCall
-from router.routing.tokens import count_text_tokens, message_text
+from router.routing.tokens import count_text_tokens, message_text, usage_overrun
 
 
 class SpendGuard(Protocol):
@@ -217,10 +218,8 @@ class Caller:
 
     def _failed(self, call: ModelCall, exc: Exception, started: float) -> CallOutcome:
         spec = self.plan.catalog.spec(call.model)
-        error = self.plan.catalog.adapter(call.model).translate_error(spec, exc)
-        if error is None:
-            raise exc
-        error.__cause__ = exc
+        error = (self.plan.catalog.adapter(call.model).translate_error(spec, exc)
+                 or unexpected_error(spec.provider, spec.model or call.model, exc))
         return CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
 
     def _finished(self, call: ModelCall, message: AIMessage, chunks: list[AIMessageChunk],
@@ -237,10 +236,13 @@ class Caller:
             input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
         reported = adapter.reported_cost_usd(message)
         cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
+        overrun = None if estimated or reported is not None or not (spec.price.input or spec.price.output) else usage_overrun(
+            input_tokens, output_tokens, input_bound=catalog.count_tokens(call.model, call.messages),
+            output_bound=int(call.settings.get("max_tokens", self.plan.settings.max_output_tokens)))
         return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
                            output_tokens=output_tokens, cost_usd=cost,
                            cost_estimated=estimated and reported is None,
-                           token_logprobs=adapter.token_logprobs(message), chunks=chunks)
+                           token_logprobs=adapter.token_logprobs(message), chunks=chunks, overrun=overrun)
 
 
 def _merge(chunks: list[AIMessageChunk]) -> AIMessage:

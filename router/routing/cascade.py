@@ -28,6 +28,7 @@ from router.checks.consulting import ConsultingCheck
 from router.errors import ModelUnavailableError, ProviderError
 from router.policy.policy_file import PolicySettings
 from router.routing.catalog import Catalog
+from router.routing.completeness import completeness
 from router.routing.decision import Attempt, Decision, Estimate, Exclusion
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.selection import Selection, format_usd
@@ -88,9 +89,18 @@ class _Request:
     ceiling: float
     spent: float = 0.0
     paid: dict[tuple[Any, ...], CallOutcome] = field(default_factory=dict)
+    overrun: str | None = None  # a provider reported more than its bound: no further paid call
 
     def left(self) -> float:
         return self.ceiling - self.spent
+
+    def refusal(self, worst: float) -> str | None:
+        """Why a call of this worst case may not be made now (None: it may)."""
+        if self.overrun is not None and worst > 0:
+            return f"no paid call after an overrun ({self.overrun})"
+        if worst > self.left():
+            return f"over ceiling: worst case {format_usd(worst)} > {format_usd(self.left())} left"
+        return None
 
     def reuse(self, request: ModelCall, plan: Plan) -> CallOutcome | None:
         key = _reuse_key(request, plan)
@@ -124,10 +134,9 @@ def run_cascade(plan: Plan) -> Cascade:
         request = ModelCall(name, plan.messages, worst_case_usd=worst)
         outcome = spending.reuse(request, plan)
         if outcome is None:
-            if worst > spending.left():
-                decision.excluded.append(Exclusion(name, f"over ceiling: worst case {format_usd(worst)} > "
-                                                         f"{format_usd(spending.left())} left after "
-                                                         f"{len(decision.attempts)} attempt(s)"))
+            refusal = spending.refusal(worst)
+            if refusal is not None:
+                decision.excluded.append(Exclusion(name, f"{refusal} after {len(decision.attempts)} attempt(s)"))
                 continue
             outcome = yield request
             if outcome.skipped is not None:
@@ -139,9 +148,11 @@ def run_cascade(plan: Plan) -> Cascade:
                           latency_s=outcome.latency_s, input_tokens=outcome.input_tokens,
                           output_tokens=outcome.output_tokens, cost_usd=outcome.cost_usd,
                           cost_estimated=outcome.cost_estimated, worst_case_usd=worst,
-                          reused=outcome.reused, retries=[n.to_dict() for n in outcome.retries])
+                          reused=outcome.reused, retries=[n.to_dict() for n in outcome.retries],
+                          overrun=outcome.overrun)
         decision.attempts.append(attempt)
         spending.spent += outcome.cost_usd
+        spending.overrun = spending.overrun or (outcome.overrun and f"{name}: {outcome.overrun}")
         if outcome.error is not None or outcome.message is None:
             last_error = outcome.error
             attempt.error = outcome.error.to_dict() if outcome.error else {"kind": "empty"}
@@ -150,7 +161,12 @@ def run_cascade(plan: Plan) -> Cascade:
                         token_logprobs=outcome.token_logprobs, prompt=plan.messages)
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
-        for check in settings.confidence:
+        ended = completeness(outcome.message,
+                             expects_finish_reason=plan.catalog.adapter(name).reports_finish_reason)
+        attempt.finish_reason, attempt.truncated = ended.finish_reason, ended.truncated
+        if ended.problem is not None:  # never accepted: no check (some cost money) can change that
+            attempt.checks.append(CheckResult("complete", False, None, ended.problem))
+        for check in settings.confidence if ended.problem is None else ():
             if name in plan.trusted and isinstance(check, ConsultingCheck):
                 attempt.checks.append(CheckResult(check.check, True, None, "not run: trusted by routing"))
                 continue
@@ -180,15 +196,28 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
                spending: _Request) -> Generator[ModelCall, CallOutcome, CheckResult]:
     """Run one check; police, charge (or answer from what this request already paid for) any
     model call it makes."""
-    run = check.run(answer, plan)
+    try:
+        run = check.run(answer, plan)
+    except Exception as exc:  # a plug-in check's bug fails that check, recorded; the request goes on
+        return _broken_check(check, exc)
     if not inspect.isgenerator(run):
-        return run
+        return run if isinstance(run, CheckResult) else _broken_check(check, None, run)
     spent = 0.0
     calls: list[dict[str, Any]] = []
     reply: CallOutcome | None = None
     try:
         while True:
-            request = run.send(reply) if reply is not None else next(run)
+            try:
+                request = run.send(reply) if reply is not None else next(run)
+            except StopIteration:
+                raise
+            except Exception as exc:  # as above, for a check that consults models
+                result = _broken_check(check, exc)
+                break
+            if not isinstance(request, ModelCall):
+                run.close()
+                result = _broken_check(check, None, request)
+                break
             reply = spending.reuse(request, plan)
             if reply is None:
                 refusal, worst = _refusal(request, plan, spending)
@@ -204,10 +233,20 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
                           "skipped": reply.skipped, "reused": reply.reused,
                           "error": reply.error.kind if reply.error else None})
     except StopIteration as stop:
-        result: CheckResult = stop.value
+        result = stop.value if isinstance(stop.value, CheckResult) else _broken_check(check, None, stop.value)
     result.cost_usd += spent
     result.calls = calls
     return result
+
+
+def _broken_check(check: CheckSpec, exc: Exception | None, returned: object = None) -> CheckResult:
+    """The failed result of a check that raised ``exc`` or returned/yielded ``returned``
+    (neither a CheckResult nor a ModelCall)."""
+    if exc is not None:
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    else:
+        error = f"returned {type(returned).__name__}, expected CheckResult (or bool/number from a function)"
+    return CheckResult(check.check, False, None, "check failed to run", error=error)
 
 
 def _refusal(request: ModelCall, plan: Plan, spending: _Request) -> tuple[str | None, float]:
@@ -228,9 +267,7 @@ def _refusal(request: ModelCall, plan: Plan, spending: _Request) -> tuple[str | 
         return f"unavailable: {err}", 0.0
     max_tokens = int(request.settings.get("max_tokens", settings.max_output_tokens))
     worst = spec.worst_case_usd(tokens, max_tokens) * int(request.settings.get("n", 1))
-    if worst > spending.left():
-        return f"over ceiling: worst case {format_usd(worst)} > {format_usd(spending.left())} left", worst
-    return None, worst
+    return spending.refusal(worst), worst
 
 
 def drive(cascade: Generator[ModelCall, CallOutcome, Any],

@@ -21,6 +21,7 @@ from langchain_core.messages import BaseMessage
 
 from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
+from router.routing.tokens import check_encodable
 
 
 class Catalog:
@@ -48,6 +49,10 @@ class Catalog:
         return self.adapter(name).unavailable_reason(spec, hint)
 
     def count_tokens(self, name: str, messages: Sequence[BaseMessage]) -> int:
+        """Input tokens (an upper bound where the provider's tokenizer is not known). Raises a
+        :class:`~router.errors.ModelUnavailableError` subclass for input no model can take
+        (invalid Unicode) or content this model's tokens cannot be bounded for."""
+        check_encodable(messages)
         return self.adapter(name).count_tokens(self.spec(name), messages)
 
     def _models_for(self, name: str, loop: asyncio.AbstractEventLoop | None) -> dict[str, BaseChatModel]:

@@ -67,6 +67,9 @@ class Attempt:
     mean_logprob: float | None = None
     reused: bool = False
     retries: list[dict[str, Any]] = field(default_factory=list)  # after each failed try: waited / escalated
+    finish_reason: str | None = None  # stop / length / content_filter / tool_calls / unknown (None: no answer)
+    truncated: bool = False  # cut off at the token limit, or a reply without its final marker
+    overrun: str | None = None  # the provider reported more tokens than the worst case allowed for
 
     @property
     def total_cost_usd(self) -> float:
@@ -88,6 +91,9 @@ class Attempt:
             "accepted": self.accepted,
             "reused": self.reused,
             "retries": list(self.retries),
+            "finish_reason": self.finish_reason,
+            "truncated": self.truncated,
+            "overrun": self.overrun,
         }
 
 
@@ -108,6 +114,12 @@ class Decision:
     estimates: list[Estimate] = field(default_factory=list)
 
     @property
+    def truncated(self) -> bool:
+        """The returned answer was cut off (only ever with status ``exhausted``)."""
+        final = next((a for a in reversed(self.attempts) if a.model == self.final_model), None)
+        return bool(final is not None and final.truncated)
+
+    @property
     def total_cost_usd(self) -> float:
         return sum(a.total_cost_usd for a in self.attempts)
 
@@ -122,6 +134,7 @@ class Decision:
             "total_cost_usd": round(self.total_cost_usd, 10),
             "estimated_cost_usd": round(self.estimated_cost_usd, 10),
             "status": self.status,
+            "truncated": self.truncated,
         }
         if self.rule is not None:
             out["rule"] = self.rule
@@ -153,6 +166,8 @@ class Decision:
                 f"{c.check}={'ok' if c.passed else 'FAIL'}" + (f"({c.score})" if c.score is not None else "")
                 for c in a.checks)
             err = f" error: {a.error['kind']}" if a.error else ""
+            err += " (truncated)" if a.truncated else ""
+            err += f" overrun: {a.overrun}" if a.overrun else ""
             lines.append(f"  tried {a.model}: {verdict} in {a.latency_s:.2f}s, "
                          f"{a.input_tokens}+{a.output_tokens} tokens, ${a.total_cost_usd:.6f}"
                          f"{' (estimated)' if a.cost_estimated else ''}{err}"
@@ -195,13 +210,16 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
     attempts = []
     for a in data.get("attempts", []):
         checks = [CheckResult(c["check"], c["passed"], c.get("score"), c.get("detail"),
-                              c.get("cost_usd", 0.0), c.get("calls", [])) for c in a.get("checks", [])]
+                              c.get("cost_usd", 0.0), c.get("calls", []), c.get("error"))
+                  for c in a.get("checks", [])]
         attempts.append(Attempt(model=a["model"], provider=a.get("provider", "?"),
                                 latency_s=a.get("latency_s", 0.0), input_tokens=a.get("input_tokens", 0),
                                 output_tokens=a.get("output_tokens", 0), cost_usd=a.get("cost_usd", 0.0),
                                 cost_estimated=a.get("cost_estimated", False), error=a.get("error"),
                                 checks=checks, accepted=a.get("accepted", False),
-                                mean_logprob=a.get("mean_logprob"), reused=a.get("reused", False)))
+                                mean_logprob=a.get("mean_logprob"), reused=a.get("reused", False),
+                                finish_reason=a.get("finish_reason"), truncated=a.get("truncated", False),
+                                overrun=a.get("overrun")))
     return Decision(policy=data["policy"], effective=data.get("effective", {}),
                     candidates=list(data.get("candidates", [])),
                     excluded=[Exclusion(e["model"], e["reason"]) for e in data.get("excluded", [])],

@@ -52,6 +52,7 @@ class CallOutcome:
     skipped: str | None = None  # why the call was not made (ceiling, budget)
     reused: bool = False  # answered from an identical call this request already paid for
     retries: tuple[RetryNote, ...] = ()  # what was decided after each failed try
+    overrun: str | None = None  # reported usage above the bound the worst case assumed
 
     @property
     def ok(self) -> bool:

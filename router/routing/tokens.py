@@ -5,9 +5,17 @@
   3 tokens per message and 3 for the reply's priming.
 - Local llama.cpp models: the model's own tokenizer on the exact prompt it will see (see
   :mod:`router.providers.llamacpp`).
-- Gemini: no offline tokenizer is published; we estimate ``ceil(chars / 4)`` per message plus
-  4 tokens of overhead, the ratio Google documents for its models ("a token is about four
-  characters"). The estimate is marked as such in the record when usage is missing.
+- Gemini: no offline tokenizer is published, so the worst case uses an upper bound that cannot
+  undercount: one token per UTF-8 byte of each message, plus 4 tokens of overhead per message.
+  Gemini's tokenizer (SentencePiece with byte fallback, shared by Gemma 3) never makes a token of
+  less than one byte. Measured with that tokenizer (``bench/gemini_token_bound.py``), a real
+  count is 0.17-0.5 of the bound (Latin, CJK, emoji, code); the old ``chars / 4`` estimate
+  undercounted CJK and emoji 4-8 times.
+- Content that is not text (images, audio, files) has no offline bound: counting it for a
+  network model raises :class:`~router.errors.UnboundedContentError` naming the part, and the
+  model is excluded with that reason instead of being called with an unknown cost.
+- Text that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``) is refused the
+  same way (:class:`~router.errors.UnencodableInputError`), for every model.
 
 Example:
     >>> count_openai_tokens([HumanMessage("hello world")])
@@ -22,6 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from langchain_core.messages import BaseMessage
+
+from router.errors import UnboundedContentError, UnencodableInputError
 
 if TYPE_CHECKING:
     import tiktoken
@@ -54,7 +64,30 @@ def message_text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
+def check_encodable(messages: Sequence[BaseMessage]) -> None:
+    """Raise :class:`UnencodableInputError` when a message's text is not valid Unicode (a lone
+    surrogate), naming the message and the position."""
+    for index, message in enumerate(messages):
+        text = message_text(message)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise UnencodableInputError(index, err.start, repr(text[err.start:err.end])) from None
+
+
+def check_text_only(messages: Sequence[BaseMessage], provider: str) -> None:
+    """Raise :class:`UnboundedContentError` for the first content part that is not text."""
+    for index, message in enumerate(messages):
+        if isinstance(message.content, str):
+            continue
+        for part in message.content:
+            kind = part.get("type") if isinstance(part, dict) else (None if isinstance(part, str) else type(part).__name__)
+            if kind not in (None, "text"):
+                raise UnboundedContentError(provider, index, str(kind))
+
+
 def count_openai_tokens(messages: Sequence[BaseMessage]) -> int:
+    check_text_only(messages, "openai")
     enc = cl100k()
     total = OPENAI_REPLY_PRIMING
     for message in messages:
@@ -68,5 +101,34 @@ def count_text_tokens(text: str) -> int:
 
 
 def estimate_gemini_tokens(messages: Sequence[BaseMessage]) -> int:
+    """A typical Gemini count, ``ceil(chars / 4)`` per message plus overhead: for display and
+    estimated usage only; worst cases use :func:`gemini_token_bound`."""
     return sum(GEMINI_TOKENS_PER_MESSAGE + math.ceil(len(message_text(m)) / GEMINI_CHARS_PER_TOKEN)
                for m in messages)
+
+
+def gemini_token_bound(messages: Sequence[BaseMessage]) -> int:
+    """An upper bound of Gemini's input tokens: one per UTF-8 byte, plus overhead per message.
+
+    Example:
+        >>> gemini_token_bound([HumanMessage("日本")])   # 6 bytes + 4
+        10
+    """
+    check_text_only(messages, "google_genai")
+    return sum(GEMINI_TOKENS_PER_MESSAGE + len(message_text(m).encode("utf-8", errors="surrogatepass"))
+               for m in messages)
+
+
+def usage_overrun(input_tokens: int, output_tokens: int, *, input_bound: int, output_bound: int) -> str | None:
+    """What a provider reported beyond the bounds the worst case assumed (None: within them).
+
+    Example:
+        >>> usage_overrun(10, 900, input_bound=12, output_bound=64)
+        'output 900 > max_tokens 64'
+    """
+    over = []
+    if input_tokens > input_bound:
+        over.append(f"input {input_tokens} > bound {input_bound}")
+    if output_tokens > output_bound:
+        over.append(f"output {output_tokens} > max_tokens {output_bound}")
+    return "; ".join(over) or None

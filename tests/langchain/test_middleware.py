@@ -37,7 +37,7 @@ GEMINI = """  gemini-flash:
     provider: google_genai
     model: gemini-2.0-flash
     tier: standard
-    price: {input: 1000, output: 1000}
+    price: {input: 250, output: 1000}
     max_retries: 0
 """
 PRIVACY_POLICY = f"""
@@ -56,8 +56,9 @@ rules:
     when: {{metadata: {{data_class: pii}}}}
     set: {{privacy: true}}
 """
-# One Gemini call fits in each budget: its worst case, (input + 32 output tokens) x $1000/M, is
-# about $0.044; the actual cost settled after it (about $0.014) leaves less than that.
+# One Gemini call fits in each budget: its worst case, (input bound + 32 output tokens) priced
+# at $250/M in and $1000/M out (the input bound is one token per UTF-8 byte), is below $0.05;
+# the actual cost settled after it leaves less than that.
 BUDGET_POLICY = f"""
 version: 1
 name: agent-budget
