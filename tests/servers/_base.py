@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-FailMode = Literal["rate_limit", "server", "unavailable", "hang", "malformed", "disconnect"]
-FAIL_MODES: tuple[str, ...] = ("rate_limit", "server", "unavailable", "hang", "malformed", "disconnect")
+FailMode = Literal["rate_limit", "server", "unavailable", "hang", "malformed", "disconnect",
+                   "truncate", "no_final", "over_report"]
+FAIL_MODES: tuple[str, ...] = ("rate_limit", "server", "unavailable", "hang", "malformed", "disconnect",
+                               "truncate", "no_final", "over_report")
+# Modes that answer (200) but wrongly: a reply cut at the token limit, a stream without its
+# final marker, usage reported above what was asked for. Handlers apply them to a real reply.
+REPLY_FAULTS = ("truncate", "no_final", "over_report")
+OVER_REPORT_TOKENS = 1000  # added to both usage counts by ``over_report``
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,10 @@ class ThreadedTestServer:
 
         Modes: ``rate_limit`` (429 with ``Retry-After``), ``server`` (500), ``unavailable``
         (503), ``hang`` (no reply for ``hang_s`` or until stop), ``malformed`` (200 with a body
-        that is not JSON), ``disconnect`` (close the socket without a reply).
+        that is not JSON), ``disconnect`` (close the socket without a reply); replies that are
+        wrong: ``truncate`` (finish reason ``length`` / ``MAX_TOKENS``), ``no_final`` (a stream
+        that ends without its final event), ``over_report`` (usage counts plus
+        ``OVER_REPORT_TOKENS``).
         """
         self.faults.set(mode, times, retry_after_s=retry_after_s, hang_s=hang_s)
 

@@ -21,8 +21,12 @@ Example:
 
 Replies: :meth:`reply` sets the text for one model or all, as a string or a callable
 ``(model, request_json) -> str``; the default answers ``"Paris is the capital of France."``.
-Token counts: ``promptTokenCount`` is ``ceil(chars / 4)`` of the request's text parts,
-``candidatesTokenCount`` the number of whitespace-separated words of the reply.
+Token counts: ``promptTokenCount`` is ``ceil(chars / 4)`` of the request's text parts, or
+``prompt_counter(text)`` when given (e.g. Gemma 3's tokenizer, Gemini's own, or one per
+character), ``candidatesTokenCount`` the number of whitespace-separated words of the reply.
+Reply faults (see ``fail``): ``truncate`` answers with ``finishReason: MAX_TOKENS``, ``no_final``
+streams without a ``finishReason`` (non-streamed: none either), ``over_report`` adds
+``OVER_REPORT_TOKENS`` to both usage counts.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._base import QuietHandler, RecordedRequest, ThreadedTestServer
+from ._base import OVER_REPORT_TOKENS, REPLY_FAULTS, QuietHandler, RecordedRequest, ThreadedTestServer
 
 ReplyFn = Callable[[str, dict[str, Any]], str]
 DEFAULT_REPLY = "Paris is the capital of France."
@@ -90,17 +94,22 @@ class _GeminiHandler(QuietHandler):
             return self.send_json(403, _error(403, "API key not valid"))
         if stream and query.get("alt") != ["sse"]:
             return self.send_json(400, _error(400, "this server streams only with alt=sse"))
-        if fault is not None and self._fault(fault):
+        reply_fault = fault.mode if fault is not None and fault.mode in REPLY_FAULTS else None
+        if fault is not None and reply_fault is None and self._fault(fault):
             return None
         try:
             request = json.loads(body or b"{}")
         except ValueError:
             return self.send_json(400, _error(400, "request body is not JSON"))
         text = state.reply_for(model, request)
-        prompt_tokens = math.ceil(len(_prompt_text(request)) / 4)
+        prompt = _prompt_text(request)
+        prompt_tokens = state.prompt_counter(prompt) if state.prompt_counter else math.ceil(len(prompt) / 4)
+        extra = OVER_REPORT_TOKENS if reply_fault == "over_report" else 0
+        final = {"truncate": "MAX_TOKENS", "no_final": None}.get(reply_fault or "", "STOP")
         if stream:
-            return self._stream(model, text, prompt_tokens)
-        return self.send_json(200, state.response(model, text, prompt_tokens, len(text.split()), "STOP"))
+            return self._stream(model, text, prompt_tokens + extra, final, extra)
+        return self.send_json(200, state.response(model, text, prompt_tokens + extra,
+                                                  len(text.split()) + extra, final))
 
     def _fault(self, fault: Any) -> bool:
         """Apply ``fault``; True when the request has been answered (or abandoned)."""
@@ -119,7 +128,8 @@ class _GeminiHandler(QuietHandler):
             self.drop_connection()
         return True
 
-    def _stream(self, model: str, text: str, prompt_tokens: int) -> None:
+    def _stream(self, model: str, text: str, prompt_tokens: int, final: str | None = "STOP",
+                extra_output: int = 0) -> None:
         state = self.server_state
         pieces = _pieces(text, state.stream_chunks)
         self.start_chunked(200, "text/event-stream")
@@ -127,7 +137,8 @@ class _GeminiHandler(QuietHandler):
         for i, piece in enumerate(pieces):
             emitted += len(piece.split())
             last = i == len(pieces) - 1
-            event = state.response(model, piece, prompt_tokens, emitted, "STOP" if last else None)
+            event = state.response(model, piece, prompt_tokens, emitted + (extra_output if last else 0),
+                                   final if last else None)
             self.write_chunk(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
         self.end_chunked()
 
@@ -143,8 +154,9 @@ class GeminiTestServer(ThreadedTestServer):
     handler_class = _GeminiHandler
 
     def __init__(self, api_key: str = "test-gemini-key", *, default_reply: str | ReplyFn = DEFAULT_REPLY,
-                 stream_chunks: int = 3) -> None:
+                 stream_chunks: int = 3, prompt_counter: Callable[[str], int] | None = None) -> None:
         super().__init__()
+        self.prompt_counter = self._initial_counter = prompt_counter
         self.api_key = api_key
         self.stream_chunks = stream_chunks
         self.default_reply = default_reply
@@ -171,6 +183,7 @@ class GeminiTestServer(ThreadedTestServer):
     def reset(self) -> None:
         """Forget requests, faults and replies set by :meth:`reply` (back to ``default_reply``)."""
         super().reset()
+        self.prompt_counter = self._initial_counter
         with self._reply_lock:
             self._replies = {None: self.default_reply}
 

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ._base import QuietHandler, RecordedRequest, ThreadedTestServer
+from ._base import OVER_REPORT_TOKENS, REPLY_FAULTS, QuietHandler, RecordedRequest, ThreadedTestServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
@@ -76,9 +76,9 @@ class _ProxyHandler(QuietHandler):
         if counted:
             state.record(RecordedRequest(method, self.path, {k.lower(): v for k, v in self.headers.items()},
                                          body, model, stream, fault.mode if fault else None))
-        if fault is not None:
+        if fault is not None and fault.mode not in REPLY_FAULTS:
             return self._fault(fault)
-        self._forward(method, body)
+        self._forward(method, body, fault.mode if fault is not None else None)
 
     def _fault(self, fault: Any) -> None:
         error = {"error": {"message": f"injected {fault.mode}", "type": fault.mode, "code": None}}
@@ -94,7 +94,7 @@ class _ProxyHandler(QuietHandler):
         else:
             self.drop_connection()
 
-    def _forward(self, method: str, body: bytes) -> None:
+    def _forward(self, method: str, body: bytes, rewrite: str | None = None) -> None:
         state = self.server_state
         upstream = http.client.HTTPConnection("127.0.0.1", state.upstream_port, timeout=state.upstream_timeout_s)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -108,15 +108,60 @@ class _ProxyHandler(QuietHandler):
                     self.send_header(name, value)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                if rewrite is not None:  # the real reply, whole, then its events rewritten
+                    for event in _rewrite_stream(reply.read(), rewrite):
+                        self.write_chunk(event)
                 while data := reply.read1(65536):
                     self.write_chunk(data)
                 self.end_chunked()
             else:
                 content_type = reply_headers.pop("content-type", "application/json")
                 reply_headers = {k: v for k, v in reply_headers.items() if k.lower() != "content-type"}
-                self.send_bytes(reply.status, reply.read(), content_type, reply_headers)
+                data = reply.read()
+                if rewrite is not None and reply.status == 200:
+                    data = _rewrite_reply(data, rewrite)
+                self.send_bytes(reply.status, data, content_type, reply_headers)
         finally:
             upstream.close()
+
+
+def _rewrite_reply(data: bytes, mode: str) -> bytes:
+    """A real chat completion made wrong: ``truncate`` says ``finish_reason: length``,
+    ``no_final`` drops the finish reason, ``over_report`` inflates both usage counts."""
+    reply = json.loads(data)
+    for choice in reply.get("choices") or []:
+        if mode in ("truncate", "no_final"):
+            choice["finish_reason"] = "length" if mode == "truncate" else None
+    usage = reply.get("usage") or {}
+    if mode == "over_report" and usage:
+        usage["prompt_tokens"] += OVER_REPORT_TOKENS
+        usage["completion_tokens"] += OVER_REPORT_TOKENS
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return json.dumps(reply).encode()
+
+
+def _rewrite_stream(data: bytes, mode: str) -> list[bytes]:
+    """A real SSE stream made wrong: ``no_final`` ends it without the event carrying the
+    finish reason and without ``[DONE]``; ``truncate`` turns the finish reason into ``length``."""
+    events = []
+    for raw in data.split(b"\n\n"):
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            if mode != "no_final":
+                events.append(b"data: [DONE]\n\n")
+            continue
+        event = json.loads(payload)
+        finishing = any(c.get("finish_reason") for c in event.get("choices") or [])
+        if finishing and mode == "no_final":
+            continue
+        if finishing and mode == "truncate":
+            for choice in event["choices"]:
+                choice["finish_reason"] = "length"
+        events.append(b"data: " + json.dumps(event).encode() + b"\n\n")
+    return events
 
 
 class LlamaOpenAIServer(ThreadedTestServer):
