@@ -172,6 +172,15 @@ class UnencodableInputError(ModelUnavailableError, ValueError):
                          f"({fragment}: a lone surrogate)")
 
 
+class InputError(RouterError, TypeError):
+    """The input is not something a chat model accepts (``None``, a number...): nothing was
+    planned or called. ``received`` names its type."""
+
+    def __init__(self, received: str) -> None:
+        self.received = received
+        super().__init__(f"PolicyRouter input must be a str, PromptValue or messages, got {received}")
+
+
 class CheckError(RouterError):
     """A confidence check could not run (bad custom check, verifier unavailable...)."""
 

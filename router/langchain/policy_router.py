@@ -37,7 +37,7 @@ from langchain_core.runnables.config import ensure_config, patch_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from router.errors import RoutingError
+from router.errors import InputError, RoutingError
 from router.estimators.route import route
 from router.langchain.tracing import private_config, tracing_mark
 from router.policy.overrides import effective_settings, policy_overrides
@@ -75,7 +75,7 @@ def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
         return value.to_messages()
     if isinstance(value, Sequence):
         return convert_to_messages(value)
-    raise TypeError(f"PolicyRouter input must be a str, PromptValue or messages, got {type(value).__name__}")
+    raise InputError(type(value).__name__)
 
 
 class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):

@@ -9,8 +9,8 @@
   undercount: one token per UTF-8 byte of each message, plus 4 tokens of overhead per message.
   Gemini's tokenizer (SentencePiece with byte fallback, shared by Gemma 3) never makes a token of
   less than one byte. Measured with that tokenizer (``bench/gemini_token_bound.py``), a real
-  count is 0.17-0.5 of the bound (Latin, CJK, emoji, code); the old ``chars / 4`` estimate
-  undercounted CJK and emoji 4-8 times.
+  count is 0.18 (Latin), 0.20 (CJK), 0.26 (emoji), 0.51 (code) of the bound; the old
+  ``chars / 4`` estimate undercounted CJK 2.4 times, emoji 4 times, code 2 times.
 - Content that is not text (images, audio, files) has no offline bound: counting it for a
   network model raises :class:`~router.errors.UnboundedContentError` naming the part, and the
   model is excluded with that reason instead of being called with an unknown cost.
