@@ -83,6 +83,7 @@ class ModelSpec(_Frozen):
     max_retries: int = Field(0, ge=0, le=10)
     n_threads: PositiveInt | None = None
     n_batch: PositiveInt = 512
+    prefix_cache: StrictBool = False  # llamacpp: reuse the KV cache across requests (faster, not reproducible)
     dataset: str | None = None
 
     @field_validator("api_key_env")

@@ -242,8 +242,12 @@ class Step:
 
 def generate(loaded: Loaded, prompt: str, *, max_tokens: int, temperature: float,
               stop: Sequence[str], grammar: Any = None,
-              seed: int | None = None) -> Iterator[Step | dict[str, Any]]:
+              seed: int | None = None, prefix_cache: bool = False) -> Iterator[Step | dict[str, Any]]:
     """Yield text pieces with their token's logprob; last, a dict with usage and finish reason.
+
+    ``prefix_cache``: keep the previous generation's KV cache and evaluate only the new suffix
+    of the prompt (llama.cpp's prefix reuse). Faster on a growing history, but no longer
+    reproducible: the result then depends on what ran before in this process.
 
     A step with ``token == -1`` is held-back text released at the end (no logprob of its own).
     """
@@ -261,8 +265,9 @@ def generate(loaded: Loaded, prompt: str, *, max_tokens: int, temperature: float
         # llama-cpp-python keeps the previous prompt's KV cache and evaluates only the new suffix,
         # in a different batch split: the same prompt then scores differently depending on what
         # ran before (-0.8294 cold, -0.8744 after another question). Start from an empty cache so
-        # a decision depends on the request alone.
-        llm.reset()
+        # a decision depends on the request alone (unless the model opted into prefix_cache).
+        if not prefix_cache:
+            llm.reset()
         out_tokens: list[int] = []
         text = sent = ""
         finish = "length"

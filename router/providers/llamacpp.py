@@ -70,6 +70,10 @@ class LlamaCppChat(BaseChatModel):
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None
+    prefix_cache: bool = False
+    """Keep the KV cache between generations and evaluate only a prompt's new suffix (faster on a
+    growing chat history). Off by default: the same prompt then scores slightly differently
+    depending on what ran before (see :func:`router.providers.llama_runtime.generate`)."""
     stop: list[str] | None = Field(default=None)
     max_tool_rounds: int = 1
     """With ``tool_choice`` auto: tool turns after the last user message before the model must
@@ -104,7 +108,7 @@ class LlamaCppChat(BaseChatModel):
         return generate(loaded, prompt, max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
                         temperature=float(kwargs.get("temperature", self.temperature)),
                         stop=list(stop or self.stop or format_stop) if stops else [],
-                        grammar=grammar, seed=kwargs.get("seed", self.seed))
+                        grammar=grammar, seed=kwargs.get("seed", self.seed), prefix_cache=self.prefix_cache)
 
     def _steps(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
                plan: ToolPlan | None) -> Iterator[Step | dict[str, Any] | object]:
@@ -283,7 +287,7 @@ class _LlamaCppAdapter:
         return LlamaCppChat(model_path=str(resolve_gguf(spec.gguf)), model_name=name,
                             chat_format=spec.chat_format or "qa",
                             n_ctx=spec.context_window or DEFAULT_CONTEXT,
-                            n_threads=spec.n_threads, n_batch=spec.n_batch)
+                            n_threads=spec.n_threads, n_batch=spec.n_batch, prefix_cache=spec.prefix_cache)
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:
