@@ -58,7 +58,8 @@ class ProviderAdapter(Protocol):
         """The provider's own figure for this call's cost, when it reports one (recorded data)."""
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
-        """A typed error for a provider failure; None when ``exc`` is not one (a bug: re-raise)."""
+        """A typed error for a provider failure; None when ``exc`` is not a known one (the caller
+        then records it as an ``unexpected_error``: ``bad_request`` or ``other``)."""
 
 
 def get_adapter(provider: str) -> ProviderAdapter:

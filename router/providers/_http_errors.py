@@ -20,8 +20,9 @@ kind                          raised as (outermost first; the cause chain is sea
                               "No generation chunks were returned" on a stream that was not one
 ============================  ===================================================================
 
-Anything else returns ``None``: it is not a provider failure but a bug, and the caller re-raises
-it. Optional client libraries are looked up in ``sys.modules`` only: a library that was never
+Anything else returns ``None`` here; the caller then records it with :func:`unexpected_error`
+(``bad_request`` for a ValueError/TypeError such as ``contents are required.``, else ``other``):
+an exception from a client never aborts the cascade. Optional client libraries are looked up in ``sys.modules`` only: a library that was never
 imported cannot have raised.
 
 Example:

@@ -84,3 +84,22 @@ def test_an_unparsed_tool_call_is_not_complete():
                     response_metadata={"finish_reason": "tool_calls"})
     verdict = completeness(msg)
     assert verdict.finish_reason == "tool_calls" and verdict.problem == "tool call did not parse: get_weather"
+
+
+def test_structured_output_cut_at_the_token_limit_is_not_accepted():
+    """A forced tool call (with_structured_output) whose JSON runs into max_output_tokens."""
+    from pydantic import BaseModel
+
+    class Primes(BaseModel):
+        primes: list[int]
+
+    router = PolicyRouter(policy=loads_policy(POLICY.format(max_tokens=6, cascade="[gemma]", on_exhausted="best")))
+    out = router.with_structured_output(Primes, include_raw=True).invoke(PRIMES)
+    routing = out["raw"].response_metadata["routing"]
+    (attempt,) = routing["attempts"]
+    assert attempt["truncated"] is True and attempt["accepted"] is False
+    assert routing["status"] == "exhausted" and routing["truncated"] is True
+    strict = PolicyRouter(policy=loads_policy(POLICY.format(max_tokens=6, cascade="[gemma]", on_exhausted="raise")))
+    with pytest.raises(RoutingError) as raised:
+        strict.with_structured_output(Primes).invoke(PRIMES)
+    assert raised.value.decision.attempts[0].truncated is True

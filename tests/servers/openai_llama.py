@@ -6,7 +6,10 @@ gpt-3.5-turbo --host 127.0.0.1 --port N --api_key KEY`` as a subprocess, waits u
 server) in front of it. Clients talk to the proxy (:attr:`base_url`); the proxy records every
 request (path, headers, JSON body, the ``model`` asked for), can be told to fail the next N
 requests (429 with ``Retry-After``, 500, 503, hang, malformed JSON, disconnect) and otherwise
-forwards to the real server, streaming SSE replies through chunk by chunk.
+forwards to the real server, streaming SSE replies through chunk by chunk. Reply faults rewrite
+the real server's reply: ``truncate`` (``finish_reason: length``), ``no_final`` (no finish reason;
+a stream loses its finishing event and ``[DONE]``), ``over_report`` (usage plus
+``OVER_REPORT_TOKENS``; non-streamed replies only: this server sends no usage in streams).
 
 The upstream checks the ``Authorization: Bearer`` key itself (``--api_key``), so a test sees a
 real 401 for a wrong key.
