@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from router.estimators.estimator import QualityEstimator, read_estimator
-from router.lab.calibrate_search import candidate_designs, rank
+from router.lab.calibrate_search import rank, staged
 from router.lab.cascade_table import (
     Design,
     OutcomeTable,
@@ -133,19 +133,9 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
                  tiers: dict[str, int], tasks: np.ndarray | None = None, max_voters: int = 3, beam: int = 12,
                  keep: int = 60, raise_on_exhausted: bool = False) -> JointResult:
     """Best (design, per-rung thresholds) for ``target`` on ``table`` with estimates ``p``."""
-    first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
     cache: RungCache = {}
-    plain = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
-    heads = sorted(plain, key=lambda s: rank(s, target, table))[:beam]
-    for base in heads:
-        if len(base.design.rungs) != 2:
-            continue
-        head = base.design.rungs[0]
-        for (extra,) in seconds:
-            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
-                continue
-            design = Design((head, extra, base.design.rungs[-1]))
-            plain.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
+    plain = staged(table, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters, beam=beam,
+                   raise_on_exhausted=raise_on_exhausted, cache=cache)
     evaluated = len(plain)
     # Routing changes which designs are good (a strong middle rung may be trusted on some
     # prompts), so tune thresholds for the best plain designs under the target *and* for the
