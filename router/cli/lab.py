@@ -92,7 +92,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
                            seed=args.seed, extract=args.extract, final=args.final,
                            max_voters=args.max_voters, verify=not args.no_verify, command=command,
-                           routing=args.routing, compare=args.compare)
+                           routing=args.routing, compare=args.compare, task_designs=args.task_designs)
     except (CalibrationError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -121,6 +121,9 @@ def add_calibrate(sub: SubParsers) -> None:
     parser.add_argument("--routing", action="store_true",
                         help="also train a per-prompt estimator on the tuned share (written beside --out) and "
                              "search the policy's routing: thresholds together with the cascade")
+    parser.add_argument("--task-designs", type=int, default=4, metavar="N",
+                        help="with --routing and several known tasks: search per-task thresholds (routing.tasks) "
+                             "on the N best plain designs (default 4; 0: none)")
     parser.add_argument("--compare", default=None, metavar="POLICY",
                         help="another policy to replay on the same held-out prompts; its figures go in the header")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -51,7 +51,7 @@ from router.lab.cascade_table import (
     evaluate,
 )
 from router.lab.datasets import Dataset, load_dataset, register_dataset
-from router.lab.joint import Routed, calibrate_routing
+from router.lab.routed import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
 from router.policy.policy_file import Policy, load_policy, loads_policy
 
@@ -162,14 +162,16 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
               target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
               verify: bool = True, command: str | None = None, routing: bool = False,
-              compare: str | os.PathLike[str] | None = None) -> CalibrationReport:
+              compare: str | os.PathLike[str] | None = None, task_designs: int = 4) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
     ``routing``: also train an estimator on the tuned share (written beside ``out`` as
     ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
     (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
-    same held-out prompts, its figures written beside the tuned ones in the header."""
+    same held-out prompts, its figures written beside the tuned ones in the header.
+    ``task_designs``: how many of the best plain designs the per-task threshold search tries
+    (:mod:`router.lab.task_routing`; 0: none)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -197,7 +199,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         if out is None:
             raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
         routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
-                                   tasks=tasks, max_voters=max_voters, raises=raises, out=out)
+                                   tasks=tasks, max_voters=max_voters, raises=raises, out=out,
+                                   task_designs=task_designs)
         found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
     else:
         found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,
