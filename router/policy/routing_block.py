@@ -34,8 +34,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Thresholds(BaseModel):
@@ -54,6 +55,14 @@ class Thresholds(BaseModel):
         return ", ".join(parts) or "no routing"
 
 
+def _regex(value: str) -> str:
+    """``value``, when it is a regular expression."""
+    try:
+        return re.compile(value).pattern
+    except re.error as err:
+        raise ValueError(f"not a regular expression: {err}") from err
+
+
 class RungRules(Thresholds):
     """Thresholds for every rung, and ``rungs:`` replacing them for named catalog models."""
 
@@ -70,16 +79,7 @@ class TaskRules(RungRules):
     in the prompt the estimates are made from); the first matching task applies."""
 
     name: str = Field(min_length=1)
-    match: str = Field(min_length=1)
-
-    @field_validator("match")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as err:
-            raise ValueError(f"not a regular expression: {err}") from err
-        return value
+    match: Annotated[str, Field(min_length=1), AfterValidator(_regex)]
 
     def matches(self, prompt: str) -> bool:
         return re.search(self.match, prompt) is not None
