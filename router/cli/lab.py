@@ -6,13 +6,15 @@ imports this module when it exists).
     router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--routing] [--json]
     router train --policy P --dataset D [--dataset D2] [--out FILE.npz] [--json]
 
-One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them.
+One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them. The commands
+parse arguments and print; the work is in :mod:`router.lab`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 
@@ -20,6 +22,13 @@ from router.checks.extractors import EXTRACTORS
 from router.lab.datasets import DatasetError, load_dataset
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def recorded_inputs(parser: argparse.ArgumentParser, policy_help: str, verb: str) -> None:
+    """``--policy`` and the repeatable ``--dataset`` of the commands that learn from recordings."""
+    parser.add_argument("--policy", required=True, help=policy_help)
+    parser.add_argument("--dataset", required=True, action="append",
+                        help=f"RouterBench CSV or JSONL file (repeat to {verb} on several together)")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -73,10 +82,52 @@ def add_simulate(sub: SubParsers) -> None:
     parser.set_defaults(func=cmd_simulate)
 
 
-def add_calibrate(sub: SubParsers) -> None:
-    from router.lab.calibrate import add_calibrate as add  # the command lives beside its code
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``router calibrate``: exit 0 when the target is met on the tuned prompts and the replay
+    agrees with the table, 1 otherwise (the policy is written either way, its header says so)."""
+    from router.lab.calibrate import CalibrationError, calibrate
 
-    add(sub)
+    command = "router calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    try:
+        report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
+                           seed=args.seed, extract=args.extract, final=args.final,
+                           max_voters=args.max_voters, verify=not args.no_verify, command=command,
+                           routing=args.routing, compare=args.compare, task_designs=args.task_designs)
+    except (CalibrationError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    replays = [m.agrees for m in (report.tuned, report.held_out) if m is not None]
+    return 0 if report.met and all(a is not False for a in replays) else 1
+
+
+def add_calibrate(sub: SubParsers) -> None:
+    parser = sub.add_parser(
+        "calibrate", help="tune a policy's cascade and agreement checks on recorded outcomes",
+        description="Search cascade order and agreement checks over the policy's recorded models to meet "
+                    "a target, verify the choice with the real router, and write the tuned policy. Target: "
+                    "comma-separated METRIC OP VALUE[*MODEL], e.g. 'accuracy>=0.97*gpt-4-1106-preview' "
+                    "(minimise cost) or 'cost<=0.4*gpt-4-1106-preview' (maximise accuracy).")
+    recorded_inputs(parser, "policy file whose catalog holds the recorded models", "tune")
+    parser.add_argument("--target", required=True, help="e.g. accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview")
+    parser.add_argument("--out", required=True, help="where to write the tuned policy (its name: the file stem)")
+    parser.add_argument("--holdout", type=float, default=0.5,
+                        help="share of prompts kept out of the search and measured separately (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tune/held-out split")
+    parser.add_argument("--extract", default="choice", help="extractor the agreement checks compare with")
+    parser.add_argument("--final", default=None, help="last rung (default: the most accurate model)")
+    parser.add_argument("--max-voters", type=int, default=3, help="most models one agreement check consults")
+    parser.add_argument("--no-verify", action="store_true", help="skip the replay through the real router")
+    parser.add_argument("--routing", action="store_true",
+                        help="also train a per-prompt estimator on the tuned share (written beside --out) and "
+                             "search the policy's routing: thresholds together with the cascade")
+    parser.add_argument("--task-designs", type=int, default=4, metavar="N",
+                        help="with --routing and several known tasks: search per-task thresholds (routing.tasks) "
+                             "on the N best plain designs (default 4; 0: none)")
+    parser.add_argument("--compare", default=None, metavar="POLICY",
+                        help="another policy to replay on the same held-out prompts; its figures go in the header")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=cmd_calibrate)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -123,9 +174,7 @@ def add_train(sub: SubParsers) -> None:
                                         "expected cost from the prompt (hashed n-grams, scikit-learn), pick "
                                         "features by k-fold log loss, and save the artifact a policy's "
                                         "routing: block references (needs the 'lab' extra).")
-    parser.add_argument("--policy", required=True, help="the policy the estimator is for")
-    parser.add_argument("--dataset", required=True, action="append",
-                        help="RouterBench CSV or JSONL file (repeat to train on several together)")
+    recorded_inputs(parser, "the policy the estimator is for", "train")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
                         help="where to write (default: the policy's routing.estimator, else "
                              "<policy stem>.estimator.npz beside the policy)")

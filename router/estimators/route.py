@@ -21,7 +21,7 @@ from dataclasses import replace
 from langchain_core.messages import HumanMessage
 
 from router.estimators.estimator import EstimatorError, Prediction, load_estimator
-from router.policy.routing_block import RoutingBlock
+from router.policy.routing_block import RoutingBlock, RungRules
 from router.routing.cascade import Plan
 from router.routing.decision import Estimate, Exclusion
 from router.routing.tokens import message_text
@@ -40,8 +40,10 @@ def estimator_name(block: RoutingBlock, plan: Plan, name: str) -> str:
     return block.models.get(name) or spec.model or name
 
 
-def decide(block: RoutingBlock, candidates: list[str], known: dict[str, Prediction]) -> list[Estimate]:
-    """What routing does with each known candidate (in cascade order)."""
+def decide(block: RungRules, candidates: list[str], known: dict[str, Prediction], *,
+           task: str | None = None) -> list[Estimate]:
+    """What routing does with each known candidate (in cascade order); ``task``: the name of
+    the ``routing.tasks`` entry ``block`` is, said in every reason."""
     if not known:
         return []
     best_name = max(known, key=lambda n: known[n].p_correct)
@@ -64,7 +66,7 @@ def decide(block: RoutingBlock, candidates: list[str], known: dict[str, Predicti
                                        f"{rule.trust_gap:g}: accepted on checks that consult no model")
         else:
             action, reason = "try", "every check decides"
-        out.append(Estimate(name, p, guess.cost_usd, action, reason))
+        out.append(Estimate(name, p, guess.cost_usd, action, f"task {task}: {reason}" if task else reason))
     return out
 
 
@@ -83,9 +85,11 @@ def route(plan: Plan) -> Plan:
     candidates = list(plan.selection.candidates)
     if not candidates:
         return replace(plan, estimator=estimator.digest)
-    predictions = estimator.predict(prompt_of(plan))
+    prompt = prompt_of(plan)
+    predictions = estimator.predict(prompt)
     known = {n: predictions[key] for n in candidates if (key := estimator_name(block, plan, n)) in predictions}
-    estimates = decide(block, candidates, known)
+    task, rules = block.rules_for(prompt)
+    estimates = decide(rules, candidates, known, task=task)
     skipped = {e.model: e for e in estimates if e.action == "skip"}
     selection = replace(plan.selection, candidates=[n for n in candidates if n not in skipped],
                         excluded=[*plan.selection.excluded,

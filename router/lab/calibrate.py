@@ -25,13 +25,9 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
-import json
 import os
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,8 +50,8 @@ from router.lab.cascade_table import (
     build_table,
     evaluate,
 )
-from router.lab.datasets import Dataset, DatasetError, load_dataset, register_dataset
-from router.lab.joint import Routed, calibrate_routing
+from router.lab.datasets import Dataset, load_dataset, register_dataset
+from router.lab.routed import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
 from router.policy.policy_file import Policy, load_policy, loads_policy
 
@@ -166,14 +162,16 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
               target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
               verify: bool = True, command: str | None = None, routing: bool = False,
-              compare: str | os.PathLike[str] | None = None) -> CalibrationReport:
+              compare: str | os.PathLike[str] | None = None, task_designs: int = 4) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
     ``routing``: also train an estimator on the tuned share (written beside ``out`` as
     ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
     (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
-    same held-out prompts, its figures written beside the tuned ones in the header."""
+    same held-out prompts, its figures written beside the tuned ones in the header.
+    ``task_designs``: how many of the best plain designs the per-task threshold search tries
+    (:mod:`router.lab.task_routing`; 0: none)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -201,7 +199,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         if out is None:
             raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
         routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
-                                   tasks=tasks, max_voters=max_voters, raises=raises, out=out)
+                                   tasks=tasks, max_voters=max_voters, raises=raises, out=out,
+                                   task_designs=task_designs)
         found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
     else:
         found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,
@@ -335,54 +334,6 @@ def policy_yaml(source: str | os.PathLike[str], design: Design, *, base_checks: 
     return header + body
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    """``router calibrate``: exit 0 when the target is met on the tuned prompts and the replay
-    agrees with the table, 1 otherwise (the policy is written either way, its header says so)."""
-    command = "router calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-    try:
-        report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
-                           seed=args.seed, extract=args.extract, final=args.final,
-                           max_voters=args.max_voters, verify=not args.no_verify, command=command,
-                           routing=args.routing, compare=args.compare)
-    except (CalibrationError, DatasetError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-    replays = [m.agrees for m in (report.tuned, report.held_out) if m is not None]
-    return 0 if report.met and all(a is not False for a in replays) else 1
-
-
-def add_calibrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser(
-        "calibrate", help="tune a policy's cascade and agreement checks on recorded outcomes",
-        description="Search cascade order and agreement checks over the policy's recorded models to meet "
-                    "a target, verify the choice with the real router, and write the tuned policy. Target: "
-                    "comma-separated METRIC OP VALUE[*MODEL], e.g. 'accuracy>=0.97*gpt-4-1106-preview' "
-                    "(minimise cost) or 'cost<=0.4*gpt-4-1106-preview' (maximise accuracy).")
-    parser.add_argument("--policy", required=True, help="policy file whose catalog holds the recorded models")
-    parser.add_argument("--dataset", required=True, action="append",
-                        help="RouterBench CSV or JSONL file (repeat to tune on several together)")
-    parser.add_argument("--target", required=True, help="e.g. accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview")
-    parser.add_argument("--out", required=True, help="where to write the tuned policy (its name: the file stem)")
-    parser.add_argument("--holdout", type=float, default=0.5,
-                        help="share of prompts kept out of the search and measured separately (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tune/held-out split")
-    parser.add_argument("--extract", default="choice", help="extractor the agreement checks compare with")
-    parser.add_argument("--final", default=None, help="last rung (default: the most accurate model)")
-    parser.add_argument("--max-voters", type=int, default=3, help="most models one agreement check consults")
-    parser.add_argument("--no-verify", action="store_true", help="skip the replay through the real router")
-    parser.add_argument("--routing", action="store_true",
-                        help="also train a per-prompt estimator on the tuned share (written beside --out) and "
-                             "search the policy's routing: thresholds together with the cascade")
-    parser.add_argument("--compare", default=None, metavar="POLICY",
-                        help="another policy to replay on the same held-out prompts; its figures go in the header")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(func=cmd_calibrate)
-
-
 __all__ = ["CalibrationError", "CalibrationReport", "Constraint", "Design", "Measured", "OutcomeTable", "Rung",
-           "Scored", "SearchResult", "Target", "add_calibrate", "build_table", "calibrate", "candidate_designs",
-           "cmd_calibrate", "evaluate", "parse_target", "policy_yaml", "rank", "search"]
+           "Scored", "SearchResult", "Target", "build_table", "calibrate", "candidate_designs",
+           "evaluate", "parse_target", "policy_yaml", "rank", "search"]

@@ -45,23 +45,29 @@ class SearchResult:
     evaluated: int
 
 
-def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
-           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False) -> SearchResult:
-    """Best design for ``target`` on ``table``: all one-guarded-rung cascades, then a second
-    guarded rung inserted into the ``beam`` best of those."""
+def staged(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
+           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False,
+           cache: RungCache | None = None) -> list[Scored]:
+    """Every one-guarded-rung cascade scored, then a second guarded rung inserted into the
+    ``beam`` best of those (ranked for ``target``); all scored designs, first stage first."""
     first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
-    cache: RungCache = {}
+    cache = {} if cache is None else cache
     scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
-    top = sorted(scored, key=lambda s: rank(s, target, table))[:beam]
-    for base in top:
+    for base in sorted(scored, key=lambda s: rank(s, target, table))[:beam]:
         if len(base.design.rungs) != 2:
             continue
         head = base.design.rungs[0]
-        for (extra,) in seconds:
-            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
-                continue
-            design = Design((head, extra, base.design.rungs[-1]))
-            scored.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
+        extras = [r for (r,) in seconds if r.model != head.model and tiers[r.model] >= tiers[head.model]]
+        scored += [evaluate(table, Design((head, extra, base.design.rungs[-1])),
+                            raise_on_exhausted=raise_on_exhausted, cache=cache) for extra in extras]
+    return scored
+
+
+def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
+           max_voters: int = 3, beam: int = 12, raise_on_exhausted: bool = False) -> SearchResult:
+    """Best design for ``target`` among :func:`staged`'s."""
+    scored = staged(table, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters, beam=beam,
+                    raise_on_exhausted=raise_on_exhausted)
     best = min(scored, key=lambda s: rank(s, target, table))
     met = all(c.holds(best.accuracy, best.cost, table) for c in target.constraints)
     return SearchResult(best, met, len(scored))
@@ -75,4 +81,4 @@ def rank(s: Scored, target: Target, table: OutcomeTable) -> tuple[float, ...]:
     return (shortfall, -s.accuracy, s.cost, size)
 
 
-__all__ = ["SearchResult", "candidate_designs", "rank", "search"]
+__all__ = ["SearchResult", "candidate_designs", "rank", "search", "staged"]

@@ -16,35 +16,28 @@ Example:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from router.estimators.estimator import QualityEstimator, read_estimator
-from router.lab.calibrate_search import candidate_designs, rank
+from router.lab.calibrate_search import rank, staged
 from router.lab.cascade_table import (
     Design,
     OutcomeTable,
-    RoutingMasks,
     Rung,
     RungCache,
     Scored,
     evaluate,
     routing_masks,
 )
-from router.lab.datasets import Dataset
 from router.lab.targets import Target
-from router.lab.train import Fitted, train_estimator
 from router.policy.routing_block import Thresholds
 
 SKIP_BELOW: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SKIP_GAPS: tuple[float | None, ...] = (None, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 TRUST_GAPS: tuple[float | None, ...] = (None, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
-GRID = {"skip_below": SKIP_BELOW, "skip_gap": SKIP_GAPS, "trust_gap": TRUST_GAPS}
+GRID: dict[str, tuple[float | None, ...]] = {"skip_below": SKIP_BELOW, "skip_gap": SKIP_GAPS, "trust_gap": TRUST_GAPS}
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,8 @@ def _key(s: Scored, target: Target, table: OutcomeTable, final: str, tasks: np.n
 
 def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: Target, *, final: str,
                     tasks: np.ndarray | None, cache: RungCache, raise_on_exhausted: bool = False,
-                    passes: int = 3, seen: list[Point] | None = None) -> tuple[Scored, tuple[Thresholds, ...], int]:
+                    passes: int = 3, seen: list[Point] | None = None,
+                    grid: Mapping[str, Sequence[float | None]] = GRID) -> tuple[Scored, tuple[Thresholds, ...], int]:
     """Coordinate descent over each rung's ``skip_below``, ``skip_gap`` and ``trust_gap`` (one
     at a time, the others held); returns the best score, its thresholds and how many
     evaluations it took. Every point scored goes into ``seen``."""
@@ -112,7 +106,7 @@ def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: 
     for _ in range(passes):
         changed = False
         for k in range(len(design.rungs) - 1):
-            for name, values in GRID.items():
+            for name, values in grid.items():
                 for value in values:
                     if getattr(per[k], name) == value:
                         continue
@@ -133,19 +127,9 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
                  tiers: dict[str, int], tasks: np.ndarray | None = None, max_voters: int = 3, beam: int = 12,
                  keep: int = 60, raise_on_exhausted: bool = False) -> JointResult:
     """Best (design, per-rung thresholds) for ``target`` on ``table`` with estimates ``p``."""
-    first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
     cache: RungCache = {}
-    plain = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
-    heads = sorted(plain, key=lambda s: rank(s, target, table))[:beam]
-    for base in heads:
-        if len(base.design.rungs) != 2:
-            continue
-        head = base.design.rungs[0]
-        for (extra,) in seconds:
-            if extra.model == head.model or tiers[extra.model] < tiers[head.model]:
-                continue
-            design = Design((head, extra, base.design.rungs[-1]))
-            plain.append(evaluate(table, design, raise_on_exhausted=raise_on_exhausted, cache=cache))
+    plain = staged(table, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters, beam=beam,
+                   raise_on_exhausted=raise_on_exhausted, cache=cache)
     evaluated = len(plain)
     # Routing changes which designs are good (a strong middle rung may be trusted on some
     # prompts), so tune thresholds for the best plain designs under the target *and* for the
@@ -170,66 +154,5 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
     return JointResult(best[1], best[2], met, evaluated, pareto(seen))
 
 
-@dataclass
-class Routed:
-    """What ``calibrate --routing`` found: the joint result, the estimator as written, and the
-    shipped estimator's P(correct) for every prompt of the data (rows: the table's models)."""
-
-    found: JointResult
-    fitted: Fitted
-    estimator: QualityEstimator
-    artifact: Path
-    p_all: np.ndarray
-
-    def masks(self, table: OutcomeTable, design: Design, columns: np.ndarray) -> RoutingMasks:
-        return routing_masks(table, design, self.p_all[:, columns], self.found.thresholds)
-
-    def block(self) -> dict[str, Any]:
-        """The ``routing:`` block of the tuned policy."""
-        rungs = {}
-        for rung, rule in zip(self.found.best.design.rungs, self.found.thresholds, strict=True):
-            entry = rule.model_dump(exclude_defaults=True)
-            if entry:
-                rungs[rung.model] = entry
-        return {"estimator": self.artifact.name, "rungs": rungs}
-
-    def describe(self) -> list[str]:
-        chosen = self.fitted.chosen
-        meta = self.estimator.meta
-        return [
-            f"Routing: estimator {self.artifact.name} ({self.estimator.digest}, "
-            f"{self.artifact.stat().st_size // 1024} KiB) trained by this run on the tuned share only "
-            f"({meta.get('n_records')} prompts): per model, logistic regression of P(correct) and ridge "
-            f"regression of cost over hashed prompt n-grams.",
-            f"  features chosen by {meta.get('folds')}-fold log loss among {len(self.fitted.trials)} configurations: "
-            f"{chosen.spec.to_dict()} C={chosen.c:g}: log loss {chosen.log_loss:.4f} (base rates "
-            f"{self.fitted.baseline_log_loss:.4f}), AUC {chosen.auc:.3f}.",
-            "  thresholds searched with the design on out-of-fold estimates of the tuned share: "
-            + "; ".join(f"{r.model}: {t}" for r, t in zip(self.found.best.design.rungs, self.found.thresholds,
-                                                        strict=True)),
-            f"  with those estimates the tuned share scored accuracy {self.found.best.accuracy:.4f}, cost "
-            f"${self.found.best.cost:.4f} ({self.found.evaluated} designs and thresholds scored); the figures "
-            f"below use the shipped estimator (in-sample on the tuned share, out-of-sample on the held-out one).",
-        ]
-
-
-def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray, tune: OutcomeTable,
-                      target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
-                      tasks: np.ndarray | None, max_voters: int, raises: bool,
-                      out: str | os.PathLike[str]) -> Routed:
-    """Train on the tuned share, write ``<out stem>.estimator.npz`` beside ``out``, search jointly."""
-    records = [data.records[i] for i in tune_cols]
-    fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)")
-    artifact = Path(out).with_name(Path(out).stem + ".estimator.npz")
-    fitted.estimator.save(artifact)
-    estimator = read_estimator(artifact)  # the float32 weights the router will apply
-    assert fitted.out_of_fold is not None
-    found = joint_search(tune, fitted.out_of_fold, target, final=final, cheap=cheap, tiers=tiers,
-                         tasks=tasks[tune_cols] if tasks is not None else None, max_voters=max_voters,
-                         raise_on_exhausted=raises)
-    p_all, _ = estimator.predict_matrix([r.prompt for r in data.records])
-    return Routed(found, fitted, estimator, artifact, p_all)
-
-
-__all__ = ["GRID", "SKIP_BELOW", "SKIP_GAPS", "TRUST_GAPS", "JointResult", "Routed", "calibrate_routing", "joint_search", "task_excess",
-           "tune_thresholds"]
+__all__ = ["GRID", "SKIP_BELOW", "SKIP_GAPS", "TRUST_GAPS", "JointResult", "Point", "joint_search", "pareto",
+           "task_excess", "tune_thresholds"]

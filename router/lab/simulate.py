@@ -44,17 +44,21 @@ from router.routing.tokens import message_text
 
 @dataclass(frozen=True)
 class Score:
-    """Accuracy and total cost of one way of answering the same prompts."""
+    """Accuracy and total cost of one way of answering the same prompts: ``correct`` of ``n``
+    right (``missing``: prompts it has no recorded answer for, counted wrong)."""
 
-    accuracy: float
     cost_usd: float
     correct: int = 0
     n: int = 0
     missing: int = 0
 
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": round(self.accuracy, 6), "cost_usd": round(self.cost_usd, 8),
-                "correct": self.correct, "missing": self.missing}
+        counts = {"correct": self.correct, "missing": self.missing}
+        return {"accuracy": round(self.accuracy, 6), "cost_usd": round(self.cost_usd, 8)} | counts
 
 
 @dataclass
@@ -215,7 +219,7 @@ def score_model(records: Iterable[Record], model: str) -> Score:
             continue
         correct += bool(outcome.correct)
         cost += outcome.cost_usd
-    return Score(correct / n if n else 0.0, cost, correct, n, missing)
+    return Score(cost, correct, n, missing)
 
 
 def score_oracle(records: Iterable[Record], models: Iterable[str] | None = None) -> Score:
@@ -232,7 +236,7 @@ def score_oracle(records: Iterable[Record], models: Iterable[str] | None = None)
             cost += min(right)
         elif outcomes:
             cost += min(o.cost_usd for o in outcomes)
-    return Score(correct / n if n else 0.0, cost, correct, n)
+    return Score(cost, correct, n)
 
 
 def _in_jupyter() -> bool:

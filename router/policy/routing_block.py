@@ -22,14 +22,21 @@ Example (YAML):
       skip_gap: 0.3                                 # every rung...
       rungs:
         gpt-3.5-turbo: {skip_gap: 0.2, trust_gap: 0.05}   # ...but this one
+      tasks:                                        # first match replaces all of the above
+      - {name: mbpp, match: 'function', rungs: {yi-34b: {skip_below: 1}, gpt-3.5-turbo: {trust_gap: 1}}}
+
+``skip_below: 1`` skips a rung always and ``trust_gap: 1`` trusts it always, so a task can
+start the cascade at a different rung than another.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Thresholds(BaseModel):
@@ -48,19 +55,54 @@ class Thresholds(BaseModel):
         return ", ".join(parts) or "no routing"
 
 
-class RoutingBlock(Thresholds):
-    """``routing:``: the estimator artifact and the thresholds that act on its estimates;
-    ``rungs:`` replaces them for named catalog models."""
+def _regex(value: str) -> str:
+    """``value``, when it is a regular expression."""
+    try:
+        return re.compile(value).pattern
+    except re.error as err:
+        raise ValueError(f"not a regular expression: {err}") from err
 
-    estimator: str = Field(min_length=1)
+
+class RungRules(Thresholds):
+    """Thresholds for every rung, and ``rungs:`` replacing them for named catalog models."""
+
     rungs: Mapping[str, Thresholds] = Field(default_factory=dict)
-    # Catalog name -> the estimator's model name (default: the entry's ``model:``, else its name).
-    models: Mapping[str, str] = Field(default_factory=dict)
 
     def thresholds(self, model: str) -> Thresholds:
         """The thresholds that apply to ``model``'s rung."""
         return self.rungs.get(model) or Thresholds(skip_below=self.skip_below, skip_gap=self.skip_gap,
                                                    trust_gap=self.trust_gap)
+
+
+class TaskRules(RungRules):
+    """``routing.tasks[i]``: rules for the prompts ``match`` finds (a regular expression searched
+    in the prompt the estimates are made from); the first matching task applies."""
+
+    name: str = Field(min_length=1)
+    match: Annotated[str, Field(min_length=1), AfterValidator(_regex)]
+
+    def matches(self, prompt: str) -> bool:
+        return re.search(self.match, prompt) is not None
+
+
+class RoutingBlock(RungRules):
+    """``routing:``: the estimator artifact and the thresholds that act on its estimates;
+    ``tasks:`` replaces them for the prompts of a kind (see :class:`TaskRules`)."""
+
+    estimator: str = Field(min_length=1)
+    tasks: tuple[TaskRules, ...] = ()
+    # Catalog name -> the estimator's model name (default: the entry's ``model:``, else its name).
+    models: Mapping[str, str] = Field(default_factory=dict)
+
+    def rules_for(self, prompt: str) -> tuple[str | None, RungRules]:
+        """The task ``prompt`` belongs to (``None``: none matched) and the rules that apply.
+
+        Example:
+            >>> block.rules_for("Write a python function to reverse a list.")[0]
+            'mbpp'
+        """
+        task = next((t for t in self.tasks if t.matches(prompt)), None)
+        return (task.name, task) if task is not None else (None, self)
 
     def estimator_path(self, policy_source: str) -> Path:
         """The artifact's path: as written when absolute, else beside the policy file (the
@@ -73,4 +115,4 @@ class RoutingBlock(Thresholds):
         return base / path
 
 
-__all__ = ["RoutingBlock", "Thresholds"]
+__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds"]

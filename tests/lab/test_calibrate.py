@@ -200,3 +200,19 @@ def test_shipped_policy_replays_the_sample(monkeypatch):
     gpt4 = report.baselines[GPT4]
     assert report.cost_usd < 0.5 * gpt4.cost_usd
     assert report.accuracy >= 0.9 * gpt4.accuracy
+
+
+def test_task_patterns_are_checked_against_every_prompts_task():
+    import numpy as np
+
+    from router.lab.task_routing import TASK_PATTERNS, task_patterns
+
+    data = combine([SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl", SAMPLE / "mbpp.jsonl"])
+    prompts = [r.prompt for r in data.records]
+    tasks = np.array([r.task for r in data.records])
+    assert list(task_patterns(prompts, tasks)) == list(TASK_PATTERNS)  # the router's matching order
+    swapped = np.where(tasks == "mbpp", "winogrande", np.where(tasks == "winogrande", "mbpp", tasks))
+    with pytest.raises(CalibrationError, match=r"misclassify 160 prompt\(s\)"):
+        task_patterns(prompts, swapped)
+    with pytest.raises(CalibrationError, match="no prompt pattern for task"):
+        task_patterns(prompts, np.where(tasks == "mbpp", "humaneval", tasks))

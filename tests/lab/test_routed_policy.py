@@ -30,7 +30,7 @@ GPT4 = "gpt-4-1106-preview"
 def test_calibrate_with_routing_writes_policy_estimator_and_frontier_that_replay_exactly(tmp_path):
     out = tmp_path / "routed-sample.yaml"
     report = calibrate(ROOT / "policies" / "cascade-routerbench.yaml", FILES, f"accuracy>=0.95*{GPT4}", out=out,
-                       holdout=0.5, seed=3, routing=True)
+                       holdout=0.5, seed=3, routing=True, task_designs=1)
     policy = load_policy(out)
     assert policy.routing is not None and policy.routing.estimator == "routed-sample.estimator.npz"
     estimator = read_estimator(tmp_path / "routed-sample.estimator.npz")
@@ -41,6 +41,9 @@ def test_calibrate_with_routing_writes_policy_estimator_and_frontier_that_replay
     assert report.tuned.agrees and report.held_out is not None and report.held_out.agrees
     assert set(report.held_out.per_task) == {"arc-challenge", "winogrande", "mbpp"}
     assert report.met
+    # Three known tasks: per-task thresholds were searched and (cheaper on the tuned share) kept.
+    assert [t.name for t in policy.routing.tasks] == ["arc-challenge", "winogrande", "mbpp"]
+    assert "thresholds per task (routing.tasks" in text
     points = score_frontier(policy, combine(FILES))
     assert frontier_path(out).is_file() and len(points) >= 2
 
@@ -61,8 +64,10 @@ def test_shipped_routed_policy_never_costs_more_than_gpt4_alone_on_a_task(task_f
     gpt4 = report.baselines[GPT4]
     assert report.statuses.get("failed", 0) == 0
     assert report.cost_usd <= gpt4.cost_usd
-    record = PolicyRouter(policy=load_policy(ROUTED)).explain(combine([task_file]).records[0].prompt)
+    first = combine([task_file]).records[0]
+    record = PolicyRouter(policy=load_policy(ROUTED)).explain(first.prompt)
     assert record.estimator == read_estimator(ROUTED.with_name("routed-routerbench.estimator.npz")).digest
+    assert record.estimates and all(e.reason.startswith(f"task {first.task}: ") for e in record.estimates)
 
 
 def test_simulate_plot_draws_the_searched_designs(tmp_path, capsys):

@@ -155,3 +155,77 @@ def test_table_scores_routed_designs_exactly_as_the_real_router_replays_them(art
     # Routing changed something, or this case would not test it.
     plain = evaluate(table, D0)
     assert (plain.cost_each != fast.cost_each).any()
+
+
+PER_TASK = {"arc-challenge": [Thresholds(trust_gap=0.1), Thresholds(skip_gap=0.1), Thresholds()],
+            "mbpp": [Thresholds(skip_below=1.0), Thresholds(trust_gap=1.0), Thresholds()],
+            "winogrande": [Thresholds(skip_below=0.6), Thresholds(), Thresholds()]}
+
+
+def tasks_policy(artifact: Path, per_task: dict[str, list[Thresholds]], dataset: Path | None = None,
+                 only: tuple[str, ...] | None = None) -> Path:
+    """``routed_policy`` with a ``routing.tasks`` entry per task (prompt patterns of task_routing,
+    in their order: the first match wins, and the mbpp pattern would also match some other prompts)."""
+    from router.lab.task_routing import TASK_PATTERNS
+
+    path = routed_policy(artifact, D0, [Thresholds()] * 3, dataset)
+    raw = yaml.safe_load(path.read_text())
+    raw["routing"]["tasks"] = [
+        {"name": t, "match": TASK_PATTERNS[t],
+         "rungs": {r.model: x.model_dump(exclude_defaults=True) for r, x in zip(D0.rungs, rules, strict=True)}}
+        for t in TASK_PATTERNS if (rules := per_task.get(t)) is not None and (only is None or t in only)]
+    out = path.with_name("tasks-" + path.name)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def test_routing_tasks_are_validated_with_locations(tmp_path):
+    raw = yaml.safe_load(SHIPPED.read_text())
+    raw["routing"] = {"estimator": "x.npz", "tasks": [{"name": "code", "match": "def ("}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(PolicyError, match="not a regular expression") as err:
+        load_policy(tmp_path / "p.yaml")
+    assert err.value.issues[0].key == "routing.tasks.0.match" and err.value.issues[0].line > 0
+    raw["routing"] = {"estimator": "x.npz", "tasks": [{"name": "code"}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(PolicyError, match="match"):
+        load_policy(tmp_path / "p.yaml")
+
+
+def test_each_task_gets_its_own_rules_and_an_unmatched_prompt_the_blocks(artifact, sample):
+    router = PolicyRouter(policy=load_policy(tasks_policy(artifact, PER_TASK, FILES[2], only=("mbpp",))))
+    code = next(r.prompt for r in sample.records if r.task == "mbpp")
+    record = router.explain(code)
+    # mbpp: yi-34b always skipped, gpt-3.5-turbo always trusted; the reason names the task.
+    assert record.candidates == ["gpt-3.5-turbo", "gpt-4"]
+    assert {e.model: e.reason for e in record.excluded}["yi-34b"].startswith("routing: task mbpp: P(correct)")
+    assert [(e.model, e.action) for e in record.estimates] == [
+        ("yi-34b", "skip"), ("gpt-3.5-turbo", "trust"), ("gpt-4", "last")]
+    answered = router.invoke(code).response_metadata["routing"]
+    assert answered["final_model"] == "gpt-3.5-turbo" and len(answered["attempts"]) == 1
+    # A prompt of no listed task: the block's own rules (here none), every rung tried.
+    choice = next(r.prompt for r in sample.records if r.task == "arc-challenge")
+    other = router.explain(choice)
+    assert other.candidates == ["yi-34b", "gpt-3.5-turbo", "gpt-4"]
+    assert all(not e.reason.startswith("task ") for e in other.estimates)
+
+
+def test_table_scores_per_task_routing_exactly_as_the_real_router_replays_it(artifact, sample):
+    from router.lab.task_routing import task_masks
+
+    policy = load_policy(tasks_policy(artifact, PER_TASK))
+    estimator = read_estimator(artifact)
+    base = [c for c in policy.policy.confidence if c.check != "agreement"]
+    table = build_table(policy, sample.records, base, "choice")
+    raw, _ = estimator.predict_matrix([r.prompt for r in sample.records])
+    p = raw[[estimator.models.index(m) for m in table.recorded]]
+    tasks = np.array([r.task for r in sample.records])
+    fast = evaluate(table, D0, routing=task_masks(table, D0, p, tasks, PER_TASK))
+    real = simulate(policy, sample, progress=False)
+    assert [bool(c) for c in fast.correct] == [bool(r.correct) for r in real.rows]
+    assert fast.cost_each == pytest.approx(np.array([r.cost_usd for r in real.rows]), rel=1e-9, abs=1e-12)
+    # The tasks were told apart: mbpp prompts cost what gpt-3.5-turbo alone costs.
+    code = tasks == "mbpp"
+    gpt35 = table.cost[table.model_index("gpt-3.5-turbo")]
+    assert fast.cost_each[code] == pytest.approx(gpt35[code])
+    assert (fast.cost_each[~code] != gpt35[~code]).any()
