@@ -18,12 +18,15 @@ from router.errors import (
     CheckError,
     CodeNotAllowedError,
     DecisionMissingError,
+    InputError,
     ModelUnavailableError,
     PolicyError,
     PolicyIssue,
     ProviderError,
     RouterError,
     RoutingError,
+    UnboundedContentError,
+    UnencodableInputError,
 )
 from router.langchain import PolicyRouter
 from router.policy import ModelSpec, Policy, PolicySettings, load_policy, loads_policy
@@ -31,9 +34,10 @@ from router.routing.decision import Attempt, Decision, Exclusion
 
 __all__ = [
     "Answer", "Attempt", "CheckError", "CheckResult", "CheckSpec", "CodeNotAllowedError", "ConfidenceCheck",
-    "Decision", "DecisionMissingError", "Exclusion", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError",
+    "Decision", "DecisionMissingError", "Exclusion", "InputError", "ModelSpec", "ModelUnavailableError", "Policy", "PolicyError",
     "PolicyIssue", "PolicyMiddleware", "PolicyRouter",
-    "PolicySettings", "ProviderError", "RouterError", "RoutingError", "load_policy",
+    "PolicySettings", "ProviderError", "RouterError", "RoutingError", "UnboundedContentError",
+    "UnencodableInputError", "load_policy",
     "loads_policy", "register_check",
 ]
 __version__ = "0.1.0"
