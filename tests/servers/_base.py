@@ -84,6 +84,10 @@ class FaultPlan:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: with 200 clients connecting at once on a loaded machine
+    # the accept queue overflows, dropped SYNs are retried after 1, 3, 7, 15, 31 s, and a client
+    # can hit its 60 s timeout before the server ever sees it (a flaky budget test on CI).
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (its timeout) closes the socket under us: expected in these tests.
