@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import Context, copy_context
@@ -38,6 +39,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from router.estimators.route import route
+from router.langchain import serialization
 from router.langchain.answer import clean, closing, finish
 from router.langchain.callbacks import active_usage_handlers, child_manager
 from router.langchain.request import CURRENT, CallParams, Request
@@ -115,6 +117,41 @@ class PolicyRouter(BaseChatModel):
             self.spend_guard = self._policy_guard = BudgetGuard.from_policy(self.policy)
             self._guard_from_policy = True
 
+    # ------------------------------------------------------------------ copies and serialization
+
+    def __repr__(self) -> str:
+        set_params = {k: getattr(self, k) for k in ("max_tokens", "temperature", "stop") if getattr(self, k) is not None}
+        extra = "".join(f", {k}={v!r}" for k, v in set_params.items())
+        tools = f", tools={len(self.tools)}" if self.tools else ""
+        return f"PolicyRouter(policy={self.policy.name!r}, source={self.policy.source!r}{extra}{tools})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (serialization.rebuild, (type(self), serialization.router_state(self, keep_guard=False)))
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PolicyRouter:
+        state = copy.deepcopy(serialization.router_state(self, keep_guard=False), memo)
+        if not self._guard_from_policy:
+            state["spend_guard"] = self.spend_guard  # a caller's guard (a ledger) is shared, not copied
+        return type(self)(**state)
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["router", "langchain"]
+
+    def to_json(self) -> Any:
+        """``dumpd(router)``: the policy as data (validated again by ``loads``) and the fields set."""
+        state = serialization.router_state(self, keep_guard=False)
+        kwargs = {k: v for k, v in state.items() if k != "policy" and v not in (None, (), [], {})}
+        kwargs["policy"] = serialization.policy_data(self.policy)
+        if "tools" in kwargs:
+            kwargs["tools"] = list(kwargs["tools"])
+        return {"lc": 1, "type": "constructor", "id": [*self.get_lc_namespace(), type(self).__name__],
+                "kwargs": kwargs}
+
     # ------------------------------------------------------------------ constructors
 
     @classmethod
@@ -190,7 +227,8 @@ class PolicyRouter(BaseChatModel):
                                        tags=config.get("tags"), overrides=overrides)
         settings = (params or self._params({})).apply(effective.settings)
         bound = bool(self.tools if tools is None else tools)
-        selection = select_candidates(catalog, settings, messages, needs_tools=bound)
+        selection = (params or self._params({})).pin(select_candidates(catalog, settings, messages,
+                                                                       needs_tools=bound))
         return route(Plan(catalog, settings, tuple(messages), selection, effective.rule, tools_bound=bound))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
@@ -217,16 +255,16 @@ class PolicyRouter(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"policy": self.policy.name if hasattr(self.policy, "name") else None,
+        return {"policy": self.policy.name,
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        """LangSmith's fields. The model is the first candidate of the policy's cascade, the one
-        that answers when its checks pass (the answering model is known only afterwards and is
+        """LangSmith's fields. The model is the pinned ``model`` when the call names one, else the
+        first rung of the policy's cascade (the one that answers when its checks pass) (the answering model is known only afterwards and is
         on the message: ``response_metadata["model_name"]``)."""
-        cascade = list(self.policy.cascade) if hasattr(self.policy, "cascade") else []
-        params = LangSmithParams(ls_provider="policy-router", ls_model_type="chat",
-                                 ls_model_name=str(cascade[0]) if cascade else "policy-router")
+        cascade = self.policy.policy.cascade
+        name = kwargs.get("model") or (cascade[0] if cascade else "policy-router")
+        params = LangSmithParams(ls_provider="policy-router", ls_model_type="chat", ls_model_name=str(name))
         temperature = kwargs.get("temperature", self.temperature)
         if temperature is not None:
             params["ls_temperature"] = temperature
@@ -251,7 +289,8 @@ class PolicyRouter(BaseChatModel):
         usage = active_usage_handlers()
         for var, _ in usage:
             context.run(var.set, None)
-        context.run(CURRENT.set, Request(config, config["run_id"], [h for _, h in usage]))
+        request_config: RunnableConfig = {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[assignment]
+        context.run(CURRENT.set, Request(request_config, config["run_id"], [h for _, h in usage]))
         return config, context
 
     def _request(self, run_manager: Any) -> Request:

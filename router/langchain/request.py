@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -21,12 +21,13 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 
 from router.policy.policy_file import PolicySettings
+from router.routing.selection import Exclusion, Selection
 
 #: Generation parameters every rung receives as call keyword arguments (besides ``max_tokens``
 #: and ``temperature``, which enter the policy's settings and so the ceiling math).
 PASSED_THROUGH = ("stop", "top_p", "seed", "frequency_penalty", "presence_penalty")
 #: Keys the router takes from ``invoke(..., **kwargs)``/``bind(...)``; others are a TypeError.
-KNOWN = ("max_tokens", "temperature", *PASSED_THROUGH)
+KNOWN = ("max_tokens", "temperature", "model", *PASSED_THROUGH)
 #: Keys LangChain itself adds to the call kwargs; accepted and not sent to the models.
 IGNORED = ("ls_structured_output_format", "structured_output_format", "stream", "tools", "tool_choice")
 
@@ -38,6 +39,7 @@ class CallParams:
     max_tokens: int | None = None
     temperature: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # pin the request to this one candidate (still subject to the policy)
 
     @classmethod
     def collect(cls, fields: dict[str, Any], kwargs: dict[str, Any]) -> CallParams:
@@ -52,7 +54,17 @@ class CallParams:
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise TypeError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        return cls(max_tokens, merged.get("temperature"), extra)
+        return cls(max_tokens, merged.get("temperature"), extra, merged.get("model"))
+
+    def pin(self, selection: Selection) -> Selection:
+        """``selection`` narrowed to the pinned ``model``: a model the policy excluded stays
+        excluded (the pin cannot break privacy or the tier), so the request then has no candidate."""
+        if self.model is None:
+            return selection
+        dropped = [Exclusion(name, f"not the requested model {self.model!r}")
+                   for name in selection.candidates if name != self.model]
+        return replace(selection, candidates=[n for n in selection.candidates if n == self.model],
+                       excluded=[*selection.excluded, *dropped])
 
     def apply(self, settings: PolicySettings) -> PolicySettings:
         """``settings`` with this request's ``max_tokens`` (capped at the policy's
