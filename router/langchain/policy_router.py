@@ -33,7 +33,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import (
+    ConfigurableFieldSpec,
+    Runnable,
+    RunnableConfig,
+    RunnableMap,
+    RunnablePassthrough,
+)
 from langchain_core.runnables.config import ensure_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -45,7 +51,7 @@ from router.langchain.callbacks import active_usage_handlers, child_manager
 from router.langchain.request import CURRENT, CallParams, Request
 from router.langchain.streaming import ChunkSink, astream_cascade, stream_cascade
 from router.langchain.tracing import private_config, tracing_mark
-from router.policy.overrides import effective_settings, policy_overrides
+from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
 from router.policy.sources import (
@@ -257,6 +263,15 @@ class PolicyRouter(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"policy": self.policy.name,
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """The policy fields a request may override in ``config["configurable"]`` (privacy and
+        offline only ever turn on)."""
+        settings = self.policy.policy
+        return [ConfigurableFieldSpec(id=key, annotation=Any, name=key, default=getattr(settings, key, None),
+                                      description=f"per-request override of the policy's {key!r}")
+                for key in sorted(FIELDS)]
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """LangSmith's fields. The model is the pinned ``model`` when the call names one, else the

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_core.load import dumpd, load
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
@@ -47,7 +48,14 @@ class _Offline:
 
 
 class TestOfflineUnit(_Offline, ChatModelUnitTests):
-    pass
+    def test_serdes(self, model: PolicyRouter, snapshot: Any) -> None:
+        """The suite's own test, naming the class: ``load(..., allowed_objects="all")`` admits
+        only the classes in langchain-core's mapping, never a third-party class."""
+        serialized = dumpd(model)
+        assert serialized == snapshot(name="serialized")
+        again = load(serialized, valid_namespaces=["router"], allowed_objects=[PolicyRouter])
+        assert isinstance(again, PolicyRouter) and again.dict() == model.dict()
+        assert again.policy.model_dump(exclude={"models"}) == model.policy.model_dump(exclude={"models"})
 
 
 class TestOfflineIntegration(_Offline, ChatModelIntegrationTests):
