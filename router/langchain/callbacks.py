@@ -6,8 +6,9 @@ still reject) must not leak its tokens at all:
 
 - streaming handlers (``astream_events``, LangGraph's ``stream_mode="messages"``) are removed
   from every child run: they see the router's run, which emits only what the caller may see;
-- for a buffered attempt every other handler except tracers is wrapped in :class:`TokenHold`,
-  which drops ``on_llm_new_token`` and forwards everything else;
+- every other handler except tracers is wrapped in :class:`TokenHold`, which drops
+  ``on_llm_new_token`` and forwards everything else: the router's run emits the tokens the
+  caller may see (a live rung's as they come, a buffered one's once accepted), each once;
 - LangChain's usage handlers are attached to the children only, so each model call is counted
   once (the router's own run, which repeats the answer's usage, is kept out of them).
 
@@ -63,12 +64,12 @@ def active_usage_handlers() -> list[tuple[Any, UsageMetadataCallbackHandler]]:
     return found
 
 
-def _filtered(handlers: Sequence[BaseCallbackHandler], live: bool) -> list[BaseCallbackHandler]:
+def _filtered(handlers: Sequence[BaseCallbackHandler]) -> list[BaseCallbackHandler]:
     kept: list[BaseCallbackHandler] = []
     for handler in handlers:
         if is_streaming_handler(handler):
             continue
-        if live or isinstance(handler, (BaseTracer, UsageMetadataCallbackHandler)):
+        if isinstance(handler, (BaseTracer, UsageMetadataCallbackHandler)):
             kept.append(handler)
         else:
             kept.append(TokenHold(handler))
@@ -77,12 +78,13 @@ def _filtered(handlers: Sequence[BaseCallbackHandler], live: bool) -> list[BaseC
 
 def child_manager(config: RunnableConfig, run_id: UUID, *, usage_handlers: Sequence[BaseCallbackHandler],
                   live: bool, local: Sequence[BaseCallbackHandler] = ()) -> CallbackManager:
-    """The callback manager of one child model run under the router run ``run_id``."""
+    """The callback manager of one child model run under the router run ``run_id`` (``live``:
+    whether the run streams live; the filtering is the same, kept for plug-ins that differ)."""
     configured = CallbackManager.configure(config.get("callbacks"), list(local) or None, False,
                                            config.get("tags"), None, config.get("metadata"))
     manager = CallbackManager(handlers=[], parent_run_id=run_id)
     handlers = [*configured.inheritable_handlers, *usage_handlers]
-    manager.set_handlers(_filtered(handlers, live), inherit=True)
+    manager.set_handlers(_filtered(handlers), inherit=True)
     manager.add_tags(configured.inheritable_tags, inherit=True)
     manager.add_metadata(configured.inheritable_metadata, inherit=True)
     return manager
