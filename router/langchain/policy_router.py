@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import Context, copy_context
@@ -89,7 +88,7 @@ def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
     raise TypeError(f"PolicyRouter input must be a str, PromptValue or messages, got {type(value).__name__}")
 
 
-class PolicyRouter(BaseChatModel):
+class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
     """Route each request to the cheapest model that satisfies the policy and its checks."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -131,32 +130,7 @@ class PolicyRouter(BaseChatModel):
         tools = f", tools={len(self.tools)}" if self.tools else ""
         return f"PolicyRouter(policy={self.policy.name!r}, source={self.policy.source!r}{extra}{tools})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (serialization.rebuild, (type(self), serialization.router_state(self, keep_guard=False)))
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PolicyRouter:
-        state = copy.deepcopy(serialization.router_state(self, keep_guard=False), memo)
-        if not self._guard_from_policy:
-            state["spend_guard"] = self.spend_guard  # a caller's guard (a ledger) is shared, not copied
-        return type(self)(**state)
-
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_lc_namespace(cls) -> list[str]:
-        return ["router", "langchain"]
-
-    def to_json(self) -> Any:
-        """``dumpd(router)``: the policy as data (validated again by ``loads``) and the fields set."""
-        state = serialization.router_state(self, keep_guard=False)
-        kwargs = {k: v for k, v in state.items() if k != "policy" and v not in (None, (), [], {})}
-        kwargs["policy"] = serialization.policy_data(self.policy)
-        if "tools" in kwargs:
-            kwargs["tools"] = list(kwargs["tools"])
-        return {"lc": 1, "type": "constructor", "id": [*self.get_lc_namespace(), type(self).__name__],
-                "kwargs": kwargs}
+    __str__ = __repr__
 
     # ------------------------------------------------------------------ constructors
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import copyreg
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -51,3 +52,39 @@ def policy_data(policy: Any) -> dict[str, Any]:
     data["models"] = {name: spec.model_dump(mode="json", exclude_defaults=True, warnings=False)
                       for name, spec in policy.models.items()}
     return data
+
+
+class RouterSerialization:
+    """What :class:`PolicyRouter` adds for ``pickle``, ``copy.deepcopy`` and ``dumpd``."""
+
+    _guard_from_policy: bool
+    spend_guard: Any
+    policy: Any
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (rebuild, (type(self), router_state(self, keep_guard=False)))
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        state = copy.deepcopy(router_state(self, keep_guard=False), memo)
+        if not self._guard_from_policy:
+            state["spend_guard"] = self.spend_guard  # a caller's guard (a ledger) is shared, not copied
+        return type(self)(**state)
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["router", "langchain"]
+
+    def to_json(self) -> Any:
+        """``dumpd(router)``: the policy as data (validated again by ``loads``) and the fields set."""
+        state = router_state(self, keep_guard=False)
+        kwargs = {k: v for k, v in state.items() if k != "policy" and v not in (None, (), [], {})}
+        kwargs["policy"] = policy_data(self.policy)
+        if "tools" in kwargs:
+            kwargs["tools"] = list(kwargs["tools"])
+        return {"lc": 1, "type": "constructor", "id": [*self.get_lc_namespace(), type(self).__name__],
+                "kwargs": kwargs}
+
