@@ -7,6 +7,7 @@ that makes it fail (never of the router)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -16,7 +17,6 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from router import PolicyRouter
 from router.policy.sources import resolve_policy
-from tests.langchain.conftest import served_policy
 
 MAX_TOKENS = 24  # the smallest that still fits a tool call's JSON
 
@@ -58,5 +58,14 @@ class TestOfflineUnit(_Offline, ChatModelUnitTests):
         assert again.policy.model_dump(exclude={"models"}) == model.policy.model_dump(exclude={"models"})
 
 
+#: Tests that run grammar-constrained tool passes on the bundled local models: minutes on two
+#: cores, so they run when ROUTER_STANDARD_FULL=1 (see the report of issue 10 for their results).
+SLOW = ("tool", "structured", "agent", "json_mode", "few_shot")
+
+
 class TestOfflineIntegration(_Offline, ChatModelIntegrationTests):
-    pass
+    @pytest.fixture(autouse=True)
+    def _slow_gate(self, request: pytest.FixtureRequest) -> None:
+        if any(word in request.node.name for word in SLOW) and not os.environ.get("ROUTER_STANDARD_FULL"):
+            pytest.skip("tool/structured-output passes on the bundled local models take minutes on 2 cores; "
+                        "ROUTER_STANDARD_FULL=1 runs them")
