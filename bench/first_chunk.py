@@ -17,8 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from router import PolicyRouter, loads_policy  # noqa: E402
-from tests.conftest import LOCAL_POLICY  # noqa: E402
+from router import PolicyRouter, loads_policy
+from tests.conftest import LOCAL_POLICY
 
 QUESTION = "What is the capital of France? Answer in one long sentence."
 NO_CHECKS = LOCAL_POLICY.split("  confidence:")[0].replace("max_output_tokens: 16", "max_output_tokens: 48") \
@@ -57,10 +57,9 @@ def main() -> None:
 
     from langchain_openai import ChatOpenAI
 
+    from router.providers.llamacpp import resolve_gguf
     from tests.langchain.conftest import KEY_VAR, OPENAI_KEY, served_policy
     from tests.servers.openai_llama import LlamaOpenAIServer
-
-    from router.providers.llamacpp import resolve_gguf
 
     path = resolve_gguf("bundled:gemma-3-270m")
     os.environ[KEY_VAR] = OPENAI_KEY

@@ -12,8 +12,7 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, loads
 
-from router import PolicyRouter
-from router import loads_policy
+from router import PolicyRouter, loads_policy
 
 QUESTION = "What is the capital of France?"
 

@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 import pytest
-from langchain_core.load import dumpd, load
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
@@ -48,14 +47,11 @@ class _Offline:
 
 
 class TestOfflineUnit(_Offline, ChatModelUnitTests):
-    def test_serdes(self, model: PolicyRouter, snapshot: Any) -> None:
-        """The suite's own test, naming the class: ``load(..., allowed_objects="all")`` admits
-        only the classes in langchain-core's mapping, never a third-party class."""
-        serialized = dumpd(model)
-        assert serialized == snapshot(name="serialized")
-        again = load(serialized, valid_namespaces=["router"], allowed_objects=[PolicyRouter])
-        assert isinstance(again, PolicyRouter) and again.dict() == model.dict()
-        assert again.policy.model_dump(exclude={"models"}) == model.policy.model_dump(exclude={"models"})
+    @pytest.mark.xfail(reason="langchain-core's load(allowed_objects='all') admits only the classes in its "
+                              "own serialization mapping, never a third-party class; the round trip with "
+                              "allowed_objects=[PolicyRouter] is tested in test_chat_model.py", strict=True)
+    def test_serdes(self, model: Any, snapshot: Any) -> None:
+        super().test_serdes(model, snapshot)
 
 
 #: Tests that run grammar-constrained tool passes on the bundled local models: minutes on two
