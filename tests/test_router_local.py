@@ -207,30 +207,36 @@ def test_usage_callback_counts_each_model_call_once(local_policy_text: str):
 
 
 class _RunTree(BaseCallbackHandler):
+    """Chat model runs by parent: the router is a chat model whose run is the root here."""
+
     def __init__(self) -> None:
         self.chains: dict[UUID, UUID | None] = {}
-        self.models: list[UUID | None] = []
+        self.models: dict[UUID, UUID | None] = {}
 
     def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw):
         self.chains[run_id] = parent_run_id
 
     def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
-        self.models.append(parent_run_id)
+        self.models[run_id] = parent_run_id
+
+    def router_run_and_children(self) -> tuple[UUID, list[UUID | None]]:
+        (root,) = [run for run, parent in self.models.items() if parent is None]
+        return root, [parent for run, parent in self.models.items() if run != root]
 
 
 def test_child_model_runs_nest_under_the_router_run(router: PolicyRouter):
     tree = _RunTree()
     router.invoke(QUESTION, config={"callbacks": [tree], "run_name": "policy-router"})
-    assert len(tree.chains) == 1
-    (router_run,) = tree.chains
-    assert tree.models == [router_run]
+    assert tree.chains == {}
+    router_run, children = tree.router_run_and_children()
+    assert children == [router_run]
 
 
 def test_streaming_child_runs_nest_too(router: PolicyRouter):
     tree = _RunTree()
     list(router.stream(QUESTION, config={"callbacks": [tree]}))
-    (router_run,) = tree.chains
-    assert tree.models == [router_run]
+    router_run, children = tree.router_run_and_children()
+    assert children == [router_run]
 
 
 class Capital(BaseModel):
@@ -259,7 +265,7 @@ def test_explain_calls_no_model(router: PolicyRouter):
     decision = router.explain(QUESTION, config={"callbacks": [tree]})
     assert decision.status == "explained" and decision.attempts == []
     assert decision.candidates == ["gemma", "gemma-strong"]
-    assert tree.models == []
+    assert tree.models == {}
     assert "candidates: gemma, gemma-strong" in decision.summary()
     assert "<table>" in decision._repr_html_()
 

@@ -1,14 +1,15 @@
-"""``PolicyRouter``: a LangChain Runnable that answers under a cost policy.
+"""``PolicyRouter``: a LangChain chat model that answers under a cost policy.
 
-It is a ``RunnableSerializable`` rather than a ``BaseChatModel`` on purpose: a chat model that
-calls other chat models shows them beside itself in callbacks and counts their usage twice in
-``get_usage_metadata_callback()``. As a plain runnable it passes ``run_manager.get_child()`` to
-each model, so child runs nest under the router's run and each model call is counted once; it
-still offers ``bind_tools`` and ``with_structured_output`` by passing tools to every candidate.
+It is a ``BaseChatModel``: it passes LangChain's standard chat model suites, takes the standard
+parameters (``stop``, ``max_tokens``, ``temperature``... as call kwargs, ``.bind()`` or fields),
+and streams. The models it calls run as children of its own run (their callbacks nest under it;
+:mod:`router.langchain.callbacks` keeps each model call counted once in
+``get_usage_metadata_callback()`` and keeps unchecked tokens off the caller's streams), and
+:mod:`router.langchain.streaming` streams the final rung live.
 
 Example:
     >>> router = PolicyRouter.from_yaml("policies/default.yaml")
-    >>> msg = router.invoke("What is the capital of France?")
+    >>> msg = router.invoke("What is the capital of France?", max_tokens=16)
     >>> msg.response_metadata["routing"]["final_model"]
     'gemma-270m'
     >>> chain = ChatPromptTemplate.from_template("Answer briefly: {q}") | router | StrOutputParser()
@@ -16,31 +17,41 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import Context, copy_context
 from operator import itemgetter
 from typing import Any
+from uuid import uuid4
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.language_models import LanguageModelInput
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import (
+    ConfigurableFieldSpec,
     Runnable,
     RunnableConfig,
     RunnableMap,
     RunnablePassthrough,
-    RunnableSerializable,
 )
-from langchain_core.runnables.config import ensure_config, patch_config
+from langchain_core.runnables.config import ensure_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from router.errors import InputError, RoutingError
+from router.errors import InputError
 from router.estimators.route import route
+from router.langchain import serialization
+from router.langchain.answer import clean, closing, finish
+from router.langchain.callbacks import active_usage_handlers, child_manager
+from router.langchain.request import CURRENT, CallParams, Request
+from router.langchain.streaming import ChunkSink, astream_cascade, stream_cascade
 from router.langchain.tracing import private_config, tracing_mark
-from router.policy.overrides import effective_settings, policy_overrides
+from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
 from router.policy.sources import (
@@ -78,7 +89,7 @@ def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
     raise InputError(type(value).__name__)
 
 
-class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
+class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
     """Route each request to the cheapest model that satisfies the policy and its checks."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -86,6 +97,15 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: Any = None
     spend_guard: Any = Field(default=None, exclude=True)  # a SpendGuard; default: the policy's budgets
+    # Standard parameters, applied to every rung (call kwargs and .bind() override them).
+    max_tokens: int | None = None  # at most the policy's max_output_tokens; enters the ceiling math
+    temperature: float | None = None
+    stop: list[str] | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    # Accepted for LangChain's standard constructor; each model's own entry in the policy governs.
+    timeout: float | None = Field(default=None, exclude=True)
+    max_retries: int | None = Field(default=None, exclude=True)
     _catalog: Catalog = PrivateAttr()
     _watcher: PolicyWatcher | None = PrivateAttr(default=None)
     _guard_from_policy: bool = PrivateAttr(default=False)
@@ -102,6 +122,16 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         if self.spend_guard is None:
             self.spend_guard = self._policy_guard = BudgetGuard.from_policy(self.policy)
             self._guard_from_policy = True
+
+    # ------------------------------------------------------------------ copies and serialization
+
+    def __repr__(self) -> str:
+        set_params = {k: getattr(self, k) for k in ("max_tokens", "temperature", "stop") if getattr(self, k) is not None}
+        extra = "".join(f", {k}={v!r}" for k, v in set_params.items())
+        tools = f", tools={len(self.tools)}" if self.tools else ""
+        return f"PolicyRouter(policy={self.policy.name!r}, source={self.policy.source!r}{extra}{tools})"
+
+    __str__ = __repr__
 
     # ------------------------------------------------------------------ constructors
 
@@ -162,24 +192,25 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
     def catalog(self) -> Catalog:
         return self._catalog
 
-    @property
-    def OutputType(self) -> type[AIMessage]:  # noqa: N802 (LangChain's name)
-        return AIMessage
-
     # ------------------------------------------------------------------ planning
 
-    def plan(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Plan:
-        """Effective policy, candidates and exclusions for ``input``; calls no model."""
+    def plan(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+             params: CallParams | None = None, tools: Sequence[Any] | None = None) -> Plan:
+        """Effective policy, candidates and exclusions for ``input``; calls no model.
+
+        ``params`` (``max_tokens``, ``temperature``) enter the settings, so the ceiling math
+        uses this request's ``max_tokens``."""
         config = ensure_config(config)
         messages = to_messages(input)
         catalog = self._live_catalog()
         overrides = policy_overrides(config.get("configurable") or {})
         effective = effective_settings(catalog.policy, metadata=config.get("metadata"),
                                        tags=config.get("tags"), overrides=overrides)
-        selection = select_candidates(catalog, effective.settings, messages,
-                                      needs_tools=bool(self.tools))
-        return route(Plan(catalog, effective.settings, tuple(messages), selection, effective.rule,
-                          tools_bound=bool(self.tools)))
+        settings = (params or self._params({})).apply(effective.settings)
+        bound = bool(self.tools if tools is None else tools)
+        selection = (params or self._params({})).pin(select_candidates(catalog, settings, messages,
+                                                                       needs_tools=bound))
+        return route(Plan(catalog, settings, tuple(messages), selection, effective.rule, tools_bound=bound))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
         """The decision record this request would start from, without calling any model.
@@ -197,107 +228,180 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
             decision.estimated_cost_usd += worst
         return decision
 
-    # ------------------------------------------------------------------ running
+    # ------------------------------------------------------------------ chat model
 
-    def _caller(self, plan: Plan, config: RunnableConfig, run_manager: Any, *, stream: bool) -> Caller:
-        child = patch_config(config, callbacks=run_manager.get_child())
-        return Caller(plan, child, stream=stream, tools=self.tools, tool_choice=self.tool_choice,
-                      guard=self.spend_guard)
+    @property
+    def _llm_type(self) -> str:
+        return "policy-router"
 
-    def _finish(self, result: CascadeResult, config: RunnableConfig | None = None) -> AIMessage:
-        decision = result.decision
-        if (mark := tracing_mark(config)) is not None:
-            decision.effective["tracing"] = mark
-        if result.message is None:
-            if decision.status == "exhausted":
-                message = "no candidate passed the confidence checks (on_exhausted: raise)"
-            elif not decision.candidates:
-                message = "no eligible model: " + "; ".join(f"{e.model}: {e.reason}" for e in decision.excluded)
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"policy": self.policy.name,
+                "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """The policy fields a request may override in ``config["configurable"]`` (privacy and
+        offline only ever turn on)."""
+        settings = self.policy.policy
+        return [ConfigurableFieldSpec(id=key, annotation=Any, name=key, default=getattr(settings, key, None),
+                                      description=f"per-request override of the policy's {key!r}")
+                for key in sorted(FIELDS)]
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """LangSmith's fields. The model is the pinned ``model`` when the call names one, else the
+        first rung of the policy's cascade (the one that answers when its checks pass) (the answering model is known only afterwards and is
+        on the message: ``response_metadata["model_name"]``)."""
+        cascade = self.policy.policy.cascade
+        name = kwargs.get("model") or (cascade[0] if cascade else "policy-router")
+        params = LangSmithParams(ls_provider="policy-router", ls_model_type="chat", ls_model_name=str(name))
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        if (max_tokens := kwargs.get("max_tokens", self.max_tokens)) is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop := stop or self.stop:
+            params["ls_stop"] = stop
+        return params
+
+    def _params(self, kwargs: dict[str, Any], stop: list[str] | None = None) -> CallParams:
+        fields = {"max_tokens": self.max_tokens, "temperature": self.temperature, "stop": self.stop,
+                  "top_p": self.top_p, "seed": self.seed}
+        return CallParams.collect(fields, {**kwargs, **({"stop": stop} if stop else {})})
+
+    def _enter(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Context]:
+        """The config and context one public call runs in: privacy covers tracing
+        (:func:`private_config`), the run id is fixed so child runs can nest under it, and
+        usage handlers see the child runs only (the router's run repeats their usage)."""
+        config = private_config(self.policy, config)
+        config = {**config, "run_id": config.get("run_id") or uuid4()}
+        context = copy_context()
+        usage = active_usage_handlers()
+        for var, _ in usage:
+            context.run(var.set, None)
+        request_config: RunnableConfig = {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[assignment]
+        context.run(CURRENT.set, Request(request_config, config["run_id"], [h for _, h in usage]))
+        return config, context
+
+    def _request(self, run_manager: Any) -> Request:
+        request = CURRENT.get()
+        run_id = getattr(run_manager, "run_id", None)
+        if request is None or (run_id is not None and request.run_id != run_id):
+            return Request(ensure_config(), run_id or uuid4())  # called through generate() directly
+        return request
+
+    def _setup(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any,
+               kwargs: dict[str, Any], *, streaming: bool) -> tuple[Request, Plan, ChunkSink, Caller]:
+        request = self._request(run_manager)
+        tools = tuple(kwargs.pop("tools", None) or self.tools)
+        tool_choice = kwargs.pop("tool_choice", self.tool_choice)
+        params = self._params(kwargs, stop)
+        plan = self.plan(messages, request.config, params=params, tools=tools)
+
+        def callbacks(live: bool) -> Any:
+            return child_manager(request.config, request.run_id, usage_handlers=request.usage_handlers,
+                                 live=live, local=self.callbacks if isinstance(self.callbacks, list) else ())
+
+        sink = ChunkSink(plan, streaming=streaming, callbacks_for=callbacks)
+        caller = Caller(plan, request.config, stream=streaming, tools=tools, tool_choice=tool_choice,
+                        guard=self.spend_guard, sink=sink, params=params.extra)
+        return request, plan, sink, caller
+
+    def _result(self, result: CascadeResult, request: Request) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=finish(result, tracing_mark(request.config)))])
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        request, plan, _, caller = self._setup(messages, stop, run_manager, kwargs, streaming=False)
+        return self._result(drive(run_cascade(plan), caller), request)
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        request, plan, _, caller = self._setup(messages, stop, run_manager, kwargs, streaming=False)
+        return self._result(await adrive(run_cascade(plan), caller.acall), request)
+
+    def _closing(self, result: CascadeResult, request: Request, sink: ChunkSink) -> Iterator[ChatGenerationChunk]:
+        final = finish(result, tracing_mark(request.config))
+        for chunk in closing(result, final, streamed_live=sink.live_model == result.decision.final_model):
+            yield ChatGenerationChunk(message=chunk)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        request, plan, sink, caller = self._setup(messages, stop, run_manager, kwargs, streaming=True)
+        for item in stream_cascade(run_cascade(plan), caller, sink):
+            if isinstance(item, CascadeResult):
+                yield from self._closing(item, request, sink)
             else:
-                message = "every candidate failed: " + "; ".join(
-                    f"{a.model}: {(a.error or {}).get('kind')}" for a in decision.attempts)
-            if result.last_error is not None:
-                result.last_error.decision = decision
-            # Not chained: the record holds each attempt's scrubbed error (router.errors._Unchained).
-            raise RoutingError(message, decision, last_error=result.last_error) from None
-        final = result.message
-        metadata = {**final.response_metadata, "routing": decision.to_dict()}
-        return AIMessage(content=final.content, tool_calls=final.tool_calls,
-                         invalid_tool_calls=final.invalid_tool_calls,
-                         usage_metadata=final.usage_metadata, response_metadata=metadata,
-                         additional_kwargs=final.additional_kwargs, id=final.id)
+                yield ChatGenerationChunk(message=clean(item))
 
-    def _invoke(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
-                config: RunnableConfig) -> AIMessage:
-        plan = self.plan(input, config)
-        return self._finish(drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=False)), config)
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        request, plan, sink, caller = self._setup(messages, stop, run_manager, kwargs, streaming=True)
+        async for item in astream_cascade(run_cascade(plan), caller.acall, sink):
+            if isinstance(item, CascadeResult):
+                for chunk in self._closing(item, request, sink):
+                    yield chunk
+            else:
+                yield ChatGenerationChunk(message=clean(item))
 
-    async def _ainvoke(self, input: LanguageModelInput, run_manager: AsyncCallbackManagerForChainRun,
-                       config: RunnableConfig) -> AIMessage:
-        plan = self.plan(input, config)
-        caller = self._caller(plan, config, run_manager, stream=False)
-        return self._finish(await adrive(run_cascade(plan), caller.acall), config)
+    # ------------------------------------------------------------------ entry points
 
-    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
-               **kwargs: Any) -> AIMessage:
-        config = private_config(self.policy, config)  # privacy covers tracing (router.langchain.tracing)
-        return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config, context = self._enter(config)
+        return context.run(super().invoke, input, config, stop=stop, **kwargs)
 
-    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> AIMessage:
-        config = private_config(self.policy, config)
-        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain", **kwargs)
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config, context = self._enter(config)
+        return await asyncio.create_task(super().ainvoke(input, config, stop=stop, **kwargs), context=context)
 
-    def _emit(self, result: CascadeResult, config: RunnableConfig | None = None) -> Iterator[AIMessageChunk]:
-        """Replay the accepted attempt's buffered chunks, then one carrying the record."""
-        final = self._finish(result, config)
-        chunks = result.chunks or [AIMessageChunk(content=final.content, usage_metadata=final.usage_metadata,
-                                                  tool_call_chunks=_tool_call_chunks(final))]
-        for chunk in chunks:
-            yield AIMessageChunk(content=chunk.content, usage_metadata=chunk.usage_metadata,
-                                 tool_call_chunks=chunk.tool_call_chunks,
-                                 response_metadata={k: v for k, v in chunk.response_metadata.items()
-                                                    if k != "logprobs"}, id=final.id)
-        yield AIMessageChunk(content="", response_metadata={"routing": final.response_metadata["routing"]},
-                             id=final.id)
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        """Stream the answer: the final rung live, other attempts only once their checks
+        accepted them (a rejected attempt's tokens never reach any channel)."""
+        config, context = self._enter(config)
+        chunks = context.run(super().stream, input, config, stop=stop, **kwargs)
+        try:
+            while True:
+                try:
+                    chunk = context.run(next, chunks)
+                except StopIteration:
+                    return
+                yield chunk
+        finally:
+            context.run(chunks.close)
 
-    def _stream(self, inputs: Iterator[LanguageModelInput], run_manager: CallbackManagerForChainRun,
-                config: RunnableConfig) -> Iterator[AIMessageChunk]:
-        plan = self.plan(_single(inputs), config)
-        result = drive(run_cascade(plan), self._caller(plan, config, run_manager, stream=True))
-        yield from self._emit(result, config)
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config, context = self._enter(config)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
 
-    async def _astream(self, inputs: AsyncIterator[LanguageModelInput],
-                       run_manager: AsyncCallbackManagerForChainRun,
-                       config: RunnableConfig) -> AsyncIterator[AIMessageChunk]:
-        items = [item async for item in inputs]
-        plan = self.plan(_single(iter(items)), config)
-        caller = self._caller(plan, config, run_manager, stream=True)
-        for chunk in self._emit(await adrive(run_cascade(plan), caller.acall), config):
-            yield chunk
+        async def step() -> AIMessageChunk:
+            return await chunks.__anext__()
 
-    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
-               **kwargs: Any) -> Iterator[AIMessageChunk]:
-        """Stream the answer. Each attempt is buffered and checked first: a chunk the checks
-        rejected is never emitted."""
-        config = private_config(self.policy, config)
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.create_task(step(), context=context)
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            async def close() -> None:
+                await chunks.aclose()
 
-    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        async def one() -> AsyncIterator[LanguageModelInput]:
-            yield input
-
-        config = private_config(self.policy, config)
-        async for chunk in self._atransform_stream_with_config(one(), self._astream, config, **kwargs):
-            yield chunk
+            await asyncio.create_task(close(), context=context)
 
     # ------------------------------------------------------------------ tools
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> PolicyRouter:
-        """Offer ``tools`` to every candidate; candidates without tool support are excluded."""
-        return self.model_copy(update={"tools": tuple(convert_to_openai_tool(t) for t in tools),
-                                       "tool_choice": tool_choice})
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None,
+                   **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to every candidate (a binding, as with any chat model); candidates
+        without tool support are excluded."""
+        return self.bind(tools=tuple(convert_to_openai_tool(t) for t in tools), tool_choice=tool_choice,
+                         **kwargs)
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False,
                                **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
@@ -306,8 +410,10 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         With ``include_raw=True`` the result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
         (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
         """
-        name = convert_to_openai_tool(schema)["function"]["name"]
-        bound = self.bind_tools([schema], tool_choice=name)
+        tool = convert_to_openai_tool(schema)
+        name = tool["function"]["name"]
+        bound = self.bind_tools([schema], tool_choice=name, ls_structured_output_format={
+            "kwargs": {"method": "function_calling"}, "schema": tool})
         parser: Runnable[Any, Any]
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
@@ -318,20 +424,3 @@ class PolicyRouter(RunnableSerializable[LanguageModelInput, BaseMessage]):
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         no_parse = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=bound) | parse.with_fallbacks([no_parse], exception_key="parsing_error")
-
-
-def _single(inputs: Iterator[LanguageModelInput]) -> LanguageModelInput:
-    items = list(inputs)
-    if len(items) == 1:
-        return items[0]
-    total = items[0]
-    for item in items[1:]:
-        total = total + item  # type: ignore[operator]
-    return total
-
-
-def _tool_call_chunks(message: AIMessage) -> list[dict[str, Any]]:
-    import json
-
-    return [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-            for i, c in enumerate(message.tool_calls)]

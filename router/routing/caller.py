@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -31,6 +31,19 @@ from router.providers.retries import RetryNote
 from router.routing.cascade import Plan
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.tokens import count_text_tokens, message_text, usage_overrun
+
+
+class ChunkSink(Protocol):
+    """Plug-in point for live streaming (see :mod:`router.langchain.streaming`): which answer
+    calls stream live, where their chunks go, and the callbacks each child run gets."""
+
+    def wants(self, call: ModelCall) -> bool: ...
+
+    def emit(self, call: ModelCall, chunk: AIMessageChunk) -> None: ...
+
+    def child_callbacks(self, call: ModelCall) -> Any: ...
+
+    def note(self, call: ModelCall, outcome: CallOutcome) -> None: ...
 
 
 class SpendGuard(Protocol):
@@ -53,6 +66,8 @@ class Caller:
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: Any = None
     guard: SpendGuard | None = None
+    sink: ChunkSink | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # passed to every answer call (stop, top_p...)
 
     def _prepare(self, call: ModelCall,
                  loop: asyncio.AbstractEventLoop | None = None) -> tuple[Runnable[Any, Any], dict[str, Any]] | CallOutcome:
@@ -69,11 +84,16 @@ class Caller:
             temperature=float(call.settings.get("temperature", settings.temperature)),
             want_logprobs=any(getattr(c, "uses_logprobs", False) for c in settings.confidence))
         kwargs.update({k: v for k, v in call.settings.items() if k not in ("max_tokens", "temperature")})
+        if call.purpose == "answer":
+            kwargs.update(self.params)
         return model, kwargs
 
     def _child_config(self, call: ModelCall) -> RunnableConfig:
         tags = [f"router:{call.purpose}", f"router-model:{call.model}"]
-        return {**self.config, "tags": [*(self.config.get("tags") or []), *tags]}
+        config: RunnableConfig = {**self.config, "tags": [*(self.config.get("tags") or []), *tags]}
+        if self.sink is not None and (callbacks := self.sink.child_callbacks(call)) is not None:
+            config["callbacks"] = callbacks
+        return config
 
     def _streams(self, call: ModelCall) -> bool:
         return self.stream and call.purpose == "answer"
@@ -194,13 +214,17 @@ class Caller:
         chunks: list[AIMessageChunk] = []
         try:
             if self._streams(call):
-                chunks = list(model.stream(list(call.messages), self._child_config(call), **kwargs))
+                live = self.sink is not None and self.sink.wants(call)
+                for chunk in model.stream(list(call.messages), self._child_config(call), **kwargs):
+                    chunks.append(chunk)
+                    if live:
+                        self.sink.emit(call, chunk)  # type: ignore[union-attr]
                 message = _merge(chunks)
             else:
                 message = model.invoke(list(call.messages), self._child_config(call), **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
             return self._failed(call, exc, started)
-        return self._finished(call, message, chunks, started)
+        return self._noted(call, self._finished(call, message, chunks, started))
 
     async def _aperform(self, call: ModelCall, model: Runnable[Any, Any],
                         kwargs: dict[str, Any]) -> CallOutcome:
@@ -208,13 +232,22 @@ class Caller:
         chunks: list[AIMessageChunk] = []
         try:
             if self._streams(call):
-                chunks = [c async for c in model.astream(list(call.messages), self._child_config(call), **kwargs)]
+                live = self.sink is not None and self.sink.wants(call)
+                async for chunk in model.astream(list(call.messages), self._child_config(call), **kwargs):
+                    chunks.append(chunk)
+                    if live:
+                        self.sink.emit(call, chunk)  # type: ignore[union-attr]
                 message = _merge(chunks)
             else:
                 message = await model.ainvoke(list(call.messages), self._child_config(call), **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
             return self._failed(call, exc, started)
-        return self._finished(call, message, chunks, started)
+        return self._noted(call, self._finished(call, message, chunks, started))
+
+    def _noted(self, call: ModelCall, outcome: CallOutcome) -> CallOutcome:
+        if self.sink is not None:
+            self.sink.note(call, outcome)
+        return outcome
 
     def _failed(self, call: ModelCall, exc: Exception, started: float) -> CallOutcome:
         spec = self.plan.catalog.spec(call.model)

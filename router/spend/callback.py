@@ -59,6 +59,19 @@ class CostCallbackHandler(BaseCallbackHandler):
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._ended(run_id, _routing(outputs))
 
+    # The router is a chat model: its own run is an LLM run whose message carries the record.
+    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: Any, *, run_id: UUID,
+                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self.on_chain_start(serialized, messages, run_id=run_id, parent_run_id=parent_run_id)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        generations = getattr(response, "generations", None) or [[]]
+        first = generations[0][0] if generations and generations[0] else None
+        self._ended(run_id, _routing(getattr(first, "message", None)))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.on_chain_error(error, run_id=run_id)
+
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         decision = getattr(error, "decision", None)
         self._ended(run_id, decision.to_dict() if hasattr(decision, "to_dict") else None)
