@@ -172,9 +172,10 @@ class UnencodableInputError(ModelUnavailableError, ValueError):
                          f"({fragment}: a lone surrogate)")
 
 
-class InputError(RouterError, TypeError):
+class InputError(RouterError, TypeError, ValueError):
     """The input is not something a chat model accepts (``None``, a number...): nothing was
-    planned or called. ``received`` names its type."""
+    planned or called. ``received`` names its type. A TypeError, and a ValueError as
+    langchain-core's chat models raise for the same input."""
 
     def __init__(self, received: str) -> None:
         self.received = received

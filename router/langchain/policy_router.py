@@ -347,6 +347,12 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
 
     # ------------------------------------------------------------------ entry points
 
+    def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
+        # langchain-core raises a bare ValueError for None or a number; ours is typed (InputError).
+        if not isinstance(model_input, (str, PromptValue, Sequence)):
+            raise InputError(type(model_input).__name__)
+        return super()._convert_input(model_input)
+
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
         config, context = self._enter(config)
