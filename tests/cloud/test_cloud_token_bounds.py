@@ -128,3 +128,15 @@ def test_a_real_server_counting_more_than_the_bound_is_an_overrun(cloud_env: Non
     (attempt,) = routing["attempts"]
     assert attempt["model"] == "gpt-3.5-turbo" and attempt["overrun"].startswith("input ")
     assert gemini_server.count() == 0 and routing["excluded"][-1]["reason"].startswith("no paid call after an overrun")
+
+
+def test_openai_over_reported_output_is_an_overrun(cloud_env: None, gemini_server: GeminiTestServer,
+                                                   openai_server: LlamaOpenAIServer):
+    """The same rule on the OpenAI client: output counted above the ``max_tokens`` sent."""
+    openai_server.fail("over_report")
+    routing = policy(ceiling=1.0, cascade="[gpt-3.5-turbo, gemini-flash]", tail="  on_exhausted: best\n").invoke(
+        "What is the capital of France?").response_metadata["routing"]
+    (attempt,) = routing["attempts"]
+    assert attempt["model"] == "gpt-3.5-turbo" and "> max_tokens 16" in attempt["overrun"]
+    assert attempt["output_tokens"] > 1000
+    assert gemini_server.count() == 0 and routing["excluded"][-1]["reason"].startswith("no paid call after an overrun")
