@@ -11,6 +11,8 @@ from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_cal
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.schemas import Run
 from pydantic import BaseModel
 
 from router import PolicyRouter, RoutingError, loads_policy
@@ -206,22 +208,35 @@ def test_usage_callback_counts_each_model_call_once(local_policy_text: str):
         a["model"]: (a["input_tokens"], a["output_tokens"]) for a in attempts}
 
 
-class _RunTree(BaseCallbackHandler):
-    """Chat model runs by parent: the router is a chat model whose run is the root here."""
+class _RunTree(BaseTracer):
+    """Chat model runs by parent, as a tracer (LangSmith's kind of handler) records them: the
+    router is a chat model whose run is the root here."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.chains: dict[UUID, UUID | None] = {}
         self.models: dict[UUID, UUID | None] = {}
 
-    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw):
-        self.chains[run_id] = parent_run_id
+    def _persist_run(self, run: Run) -> None:
+        pass
 
-    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
-        self.models[run_id] = parent_run_id
+    def _on_chain_start(self, run: Run) -> None:
+        self.chains[run.id] = run.parent_run_id
+
+    def _on_llm_start(self, run: Run) -> None:  # a BaseTracer sees chat model runs start here
+        self.models[run.id] = run.parent_run_id
 
     def router_run_and_children(self) -> tuple[UUID, list[UUID | None]]:
         (root,) = [run for run, parent in self.models.items() if parent is None]
         return root, [parent for run, parent in self.models.items() if run != root]
+
+
+class _ModelStarts(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.parents: list[UUID | None] = []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
+        self.parents.append(parent_run_id)
 
 
 def test_child_model_runs_nest_under_the_router_run(router: PolicyRouter):
@@ -237,6 +252,18 @@ def test_streaming_child_runs_nest_too(router: PolicyRouter):
     list(router.stream(QUESTION, config={"callbacks": [tree]}))
     router_run, children = tree.router_run_and_children()
     assert children == [router_run]
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream"])
+def test_a_plain_handler_sees_the_router_as_one_chat_model(router: PolicyRouter, entry: str):
+    starts, tree = _ModelStarts(), _RunTree()
+    config = {"callbacks": [starts, tree]}
+    if entry == "invoke":
+        router.invoke(QUESTION, config=config)
+    else:
+        list(router.stream(QUESTION, config=config))
+    assert starts.parents == [None]  # one chat model run, as LangChain's standard suites expect
+    assert len(tree.models) == 2  # while the tracer beside it saw the child run too
 
 
 class Capital(BaseModel):
@@ -308,3 +335,14 @@ def test_a_request_never_pays_twice_for_the_same_answer():
     assert second["model"] == "gemma-qa" and second["reused"] is True and second["cost_usd"] == 0.0
     assert routing["total_cost_usd"] == pytest.approx(consulted[0]["cost_usd"])
     assert routing["final_model"] == "gemma-qa"
+
+
+def test_a_chain_around_structured_output_sees_one_chat_model_run(router: PolicyRouter):
+    """Inside a chain (here the parser sequence of with_structured_output, under a prompt) the
+    chain's handlers see the router's run only: the child runs' RunnableBinding must not merge the
+    chain's callbacks back in from the context (LangChain's standard structured-output tests)."""
+    starts = _ModelStarts()
+    chain = ChatPromptTemplate.from_template("{q}") | router.with_structured_output(Capital)
+    chain.invoke({"q": "France's capital city is Paris. Fill in the country and the city."},
+                 config={"callbacks": [starts]})
+    assert len(starts.parents) == 1 and starts.parents[0] is not None  # under the chain's run

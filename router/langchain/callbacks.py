@@ -1,14 +1,15 @@
 """Callback filtering for the router's child model runs.
 
-The router is a chat model whose answer is re-emitted on its own run, so child runs must not
-reach the caller's streaming channels a second time, and a buffered attempt (one the checks may
-still reject) must not leak its tokens at all:
+To its caller the router is one chat model: a handler passed in ``callbacks`` sees one
+``on_chat_model_start``, the tokens the caller may see and one ``on_llm_end``, as with any chat
+model (LangChain's standard suites count them). The models it calls run as children of its run:
 
-- streaming handlers (``astream_events``, LangGraph's ``stream_mode="messages"``) are removed
-  from every child run: they see the router's run, which emits only what the caller may see;
-- every other handler except tracers is wrapped in :class:`TokenHold`, which drops
-  ``on_llm_new_token`` and forwards everything else: the router's run emits the tokens the
-  caller may see (a live rung's as they come, a buffered one's once accepted), each once;
+- tracers (``BaseTracer``: LangSmith's ``LangChainTracer``, ``ConsoleCallbackHandler``...) see the
+  child runs nested under the router's run, rejected attempts included, for explanation;
+- streaming handlers (``astream_events``, LangGraph's ``stream_mode="messages"``) and every other
+  handler see the router's run only: its tokens are a live rung's as they come, or a buffered
+  attempt's once its checks accepted it, each once; a rejected attempt's tokens and its
+  ``on_llm_end`` never reach them;
 - LangChain's usage handlers are attached to the children only, so each model call is counted
   once (the router's own run, which repeats the answer's usage, is kept out of them).
 
@@ -29,24 +30,6 @@ from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.context import _configure_hooks
 
 
-class TokenHold(BaseCallbackHandler):
-    """``handler`` without ``on_llm_new_token``: the tokens of an attempt not yet accepted."""
-
-    def __init__(self, handler: BaseCallbackHandler) -> None:
-        object.__setattr__(self, "_held", handler)
-
-    def __getattribute__(self, name: str) -> Any:
-        if name == "on_llm_new_token":
-            return _drop
-        if name.startswith(("on_", "ignore_", "raise_error", "run_inline")):
-            return getattr(object.__getattribute__(self, "_held"), name)
-        return object.__getattribute__(self, name)
-
-
-def _drop(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
 def is_streaming_handler(handler: BaseCallbackHandler) -> bool:
     """True for handlers that turn tokens into a caller-visible stream."""
     from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
@@ -65,15 +48,8 @@ def active_usage_handlers() -> list[tuple[Any, UsageMetadataCallbackHandler]]:
 
 
 def _filtered(handlers: Sequence[BaseCallbackHandler]) -> list[BaseCallbackHandler]:
-    kept: list[BaseCallbackHandler] = []
-    for handler in handlers:
-        if is_streaming_handler(handler):
-            continue
-        if isinstance(handler, (BaseTracer, UsageMetadataCallbackHandler)):
-            kept.append(handler)
-        else:
-            kept.append(TokenHold(handler))
-    return kept
+    return [handler for handler in handlers if not is_streaming_handler(handler)
+            and isinstance(handler, (BaseTracer, UsageMetadataCallbackHandler))]
 
 
 def child_manager(config: RunnableConfig, run_id: UUID, *, usage_handlers: Sequence[BaseCallbackHandler],

@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextvars import Context, copy_context
-from operator import itemgetter
+from contextvars import Context
 from typing import Any
 from uuid import uuid4
 
@@ -29,28 +28,20 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, convert_to_messages
-from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import (
-    ConfigurableFieldSpec,
-    Runnable,
-    RunnableConfig,
-    RunnableMap,
-    RunnablePassthrough,
-)
+from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from router.errors import InputError
 from router.estimators.route import route
-from router.langchain import serialization
+from router.langchain import run_context, serialization, structured
 from router.langchain.answer import clean, closing, finish
-from router.langchain.callbacks import active_usage_handlers, child_manager
-from router.langchain.request import CURRENT, CallParams, Request
+from router.langchain.callbacks import child_manager
+from router.langchain.request import CURRENT, CallParams, Request, bounded_policy
 from router.langchain.streaming import ChunkSink, astream_cascade, stream_cascade
-from router.langchain.tracing import private_config, tracing_mark
+from router.langchain.tracing import tracing_mark
 from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
@@ -103,9 +94,9 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
     stop: list[str] | None = None
     top_p: float | None = None
     seed: int | None = None
-    # Accepted for LangChain's standard constructor; each model's own entry in the policy governs.
-    timeout: float | None = Field(default=None, exclude=True)
-    max_retries: int | None = Field(default=None, exclude=True)
+    # At most these per model call: each model's ``timeout_s``/``max_retries`` is capped by them.
+    timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
     _catalog: Catalog = PrivateAttr()
     _watcher: PolicyWatcher | None = PrivateAttr(default=None)
     _guard_from_policy: bool = PrivateAttr(default=False)
@@ -118,7 +109,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
-        self._catalog = Catalog(self.policy)
+        self._catalog = self._new_catalog(self.policy)
         if self.spend_guard is None:
             self.spend_guard = self._policy_guard = BudgetGuard.from_policy(self.policy)
             self._guard_from_policy = True
@@ -179,14 +170,17 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         catalog = self._catalog
         if self._watcher is not None:
             policy = self._watcher.poll()
-            if policy is not catalog.policy:
-                catalog = Catalog(policy)
+            if policy is not self.policy:
+                catalog = self._new_catalog(policy)
                 # The policy's own guard follows its budgets; a guard the caller set is kept.
                 if (self._guard_from_policy and self.spend_guard is self._policy_guard
                         and (policy.budgets, policy.ledger) != (self.policy.budgets, self.policy.ledger)):
                     self.spend_guard = self._policy_guard = BudgetGuard.from_policy(policy)
                 self.policy, self._catalog = policy, catalog
         return catalog
+
+    def _new_catalog(self, policy: Policy) -> Catalog:
+        return Catalog(bounded_policy(policy, timeout=self.timeout, max_retries=self.max_retries))
 
     @property
     def catalog(self) -> Catalog:
@@ -207,10 +201,12 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         effective = effective_settings(catalog.policy, metadata=config.get("metadata"),
                                        tags=config.get("tags"), overrides=overrides)
         settings = (params or self._params({})).apply(effective.settings)
-        bound = bool(self.tools if tools is None else tools)
+        bound_tools = tuple(self.tools if tools is None else tools)
+        bound = bool(bound_tools)
         selection = (params or self._params({})).pin(select_candidates(catalog, settings, messages,
                                                                        needs_tools=bound))
-        return route(Plan(catalog, settings, tuple(messages), selection, effective.rule, tools_bound=bound))
+        return route(Plan(catalog, settings, tuple(messages), selection, effective.rule, tools_bound=bound,
+                          tools=bound_tools))
 
     def explain(self, input: LanguageModelInput, config: RunnableConfig | None = None) -> Decision:
         """The decision record this request would start from, without calling any model.
@@ -270,18 +266,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         return CallParams.collect(fields, {**kwargs, **({"stop": stop} if stop else {})})
 
     def _enter(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Context]:
-        """The config and context one public call runs in: privacy covers tracing
-        (:func:`private_config`), the run id is fixed so child runs can nest under it, and
-        usage handlers see the child runs only (the router's run repeats their usage)."""
-        config = private_config(self.policy, config)
-        config = {**config, "run_id": config.get("run_id") or uuid4()}
-        context = copy_context()
-        usage = active_usage_handlers()
-        for var, _ in usage:
-            context.run(var.set, None)
-        request_config: RunnableConfig = {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[assignment]
-        context.run(CURRENT.set, Request(request_config, config["run_id"], [h for _, h in usage]))
-        return config, context
+        return run_context.enter(self.policy, config)
 
     def _request(self, run_manager: Any) -> Request:
         request = CURRENT.get()
@@ -368,37 +353,37 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         """Stream the answer: the final rung live, other attempts only once their checks
         accepted them (a rejected attempt's tokens never reach any channel)."""
         config, context = self._enter(config)
-        chunks = context.run(super().stream, input, config, stop=stop, **kwargs)
-        try:
-            while True:
-                try:
-                    chunk = context.run(next, chunks)
-                except StopIteration:
-                    return
-                yield chunk
-        finally:
-            context.run(chunks.close)
+        yield from run_context.iterate_in(context, context.run(super().stream, input, config, stop=stop, **kwargs))
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
         config, context = self._enter(config)
-        chunks = super().astream(input, config, stop=stop, **kwargs)
+        async for chunk in run_context.aiterate_in(context, super().astream(input, config, stop=stop, **kwargs)):
+            yield chunk
 
-        async def step() -> AIMessageChunk:
-            return await chunks.__anext__()
+    def stream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      version: Any = "v2", **kwargs: Any) -> Any:
+        """v1/v2 events come from :meth:`stream`; the v3 ``ChatModelStream`` is pumped in this
+        request's context, so its policy overrides, nesting and filtering hold as for ``stream``."""
+        if version != "v3":
+            return super().stream_events(input, config, version=version, **kwargs)
+        config, context = self._enter(config)
+        stream = context.run(super().stream_events, input, config, version="v3", **kwargs)
+        return run_context.bind_stream(stream, context)
 
-        try:
-            while True:
-                try:
-                    chunk = await asyncio.create_task(step(), context=context)
-                except StopAsyncIteration:
-                    return
-                yield chunk
-        finally:
-            async def close() -> None:
-                await chunks.aclose()
+    def astream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                       version: Any = "v2", **kwargs: Any) -> Any:
+        """As :meth:`stream_events`: v3 streams run in this request's context."""
+        if version != "v3":
+            return super().astream_events(input, config, version=version, **kwargs)
+        config, context = self._enter(config)
+        opening = super().astream_events
 
-            await asyncio.create_task(close(), context=context)
+        async def opened() -> Any:
+            stream = await asyncio.create_task(opening(input, config, version="v3", **kwargs), context=context)
+            return run_context.abind_stream(stream, context)
+
+        return opened()
 
     # ------------------------------------------------------------------ tools
 
@@ -406,8 +391,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
                    **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer ``tools`` to every candidate (a binding, as with any chat model); candidates
         without tool support are excluded."""
-        return self.bind(tools=tuple(convert_to_openai_tool(t) for t in tools), tool_choice=tool_choice,
-                         **kwargs)
+        return structured.bind_tools(self, tools, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False,
                                **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
@@ -416,17 +400,4 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         With ``include_raw=True`` the result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
         (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
         """
-        tool = convert_to_openai_tool(schema)
-        name = tool["function"]["name"]
-        bound = self.bind_tools([schema], tool_choice=name, ls_structured_output_format={
-            "kwargs": {"method": "function_calling"}, "schema": tool})
-        parser: Runnable[Any, Any]
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
-        else:
-            parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
-        if not include_raw:
-            return bound | parser
-        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        no_parse = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=bound) | parse.with_fallbacks([no_parse], exception_key="parsing_error")
+        return structured.structured_output(self, schema, include_raw=include_raw)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 
-from router.policy.policy_file import PolicySettings
+from router.policy.policy_file import Policy, PolicySettings
 from router.routing.selection import Exclusion, Selection
 
 #: Generation parameters every rung receives as call keyword arguments (besides ``max_tokens``
@@ -75,6 +76,27 @@ class CallParams:
         if self.temperature is not None:
             update["temperature"] = float(self.temperature)
         return settings.model_copy(update=update) if update else settings
+
+
+def bounded_policy(policy: Policy, *, timeout: float | None, max_retries: int | None) -> Policy:
+    """``policy`` with every model's ``timeout_s`` and ``max_retries`` at most the router's
+    ``timeout``/``max_retries`` fields (a constructor can tighten the policy's limits, never loosen them).
+
+    Example:
+        >>> bounded_policy(policy, timeout=5, max_retries=None).models["gpt-4"].timeout_s
+        5.0
+    """
+    if timeout is None and max_retries is None:
+        return policy
+    models = {}
+    for name, spec in policy.models.items():
+        update: dict[str, Any] = {}
+        if timeout is not None and timeout < spec.timeout_s:
+            update["timeout_s"] = float(timeout)
+        if max_retries is not None and max_retries < spec.max_retries:
+            update["max_retries"] = int(max_retries)
+        models[name] = spec.model_copy(update=update) if update else spec
+    return policy.model_copy(update={"models": MappingProxyType(models)})
 
 
 @dataclass

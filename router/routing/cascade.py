@@ -47,6 +47,7 @@ class Plan:
     selection: Selection
     rule: str | None = None
     tools_bound: bool = False
+    tools: tuple[dict[str, Any], ...] = ()  # the bound tools (OpenAI format): their calls are validated
     # Set by routing (router.estimators.route): rungs accepted on their own checks, no consulting.
     trusted: frozenset[str] = frozenset()
     estimator: str | None = None
@@ -127,7 +128,7 @@ def run_cascade(plan: Plan) -> Cascade:
     decision = plan.new_decision()
     settings = plan.settings
     spending = _Request(settings.cost_ceiling)
-    best: tuple[tuple[float, float, int], CallOutcome] | None = None
+    best: tuple[tuple[bool, int, float, int], CallOutcome] | None = None
     last_error: ProviderError | None = None
     for rank, name in enumerate(plan.selection.candidates):
         worst = plan.selection.worst_case_usd[name]
@@ -161,7 +162,7 @@ def run_cascade(plan: Plan) -> Cascade:
                         token_logprobs=outcome.token_logprobs, prompt=plan.messages)
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
-        ended = completeness(outcome.message,
+        ended = completeness(outcome.message, tools=plan.tools,
                              expects_finish_reason=plan.catalog.adapter(name).reports_finish_reason)
         attempt.finish_reason, attempt.truncated = ended.finish_reason, ended.truncated
         if ended.problem is not None:  # never accepted: no check (some cost money) can change that
@@ -178,7 +179,9 @@ def run_cascade(plan: Plan) -> Cascade:
         if attempt.accepted:
             decision.final_model, decision.status = name, "accepted"
             return CascadeResult(decision, outcome.message, outcome.chunks, last_error)
-        score = (sum(c.passed for c in attempt.checks),
+        # Under on_exhausted: best a complete answer beats a cut-off one (a truncated tool call's
+        # JSON is not a tool call at all), then more checks passed, then confidence.
+        score = (ended.problem is None, sum(c.passed for c in attempt.checks),
                  attempt.mean_logprob if attempt.mean_logprob is not None else -math.inf, rank)
         if best is None or score > best[0]:
             best = (score, outcome)

@@ -4,8 +4,9 @@ The normalised ``finish_reason`` is one of ``stop``, ``length``, ``content_filte
 ``tool_calls``, ``unknown``. An answer is ``truncated`` when the provider says it stopped at the
 token limit (OpenAI ``length``, Gemini ``MAX_TOKENS``, llama.cpp ``length``) or when a provider
 that always sends a finish reason sent none (a stream that ended without its final event).
-A truncated answer, one stopped by a content filter, or a tool call that did not parse is never
-accepted: the cascade records why and escalates.
+A truncated answer, one stopped by a content filter, a tool call that did not parse, or one whose
+arguments break the bound tool's JSON schema (a small model's ``{"input": 10**15}`` for a field
+``< 1000``) is never accepted: the cascade records why and escalates.
 
 Example:
     >>> completeness(AIMessage("1, 2,", response_metadata={"finish_reason": "MAX_TOKENS"}))
@@ -14,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import AIMessage
 
@@ -49,9 +52,11 @@ def normalise_finish_reason(raw: object) -> str:
     return _NORMAL.get(name, "unknown")
 
 
-def completeness(message: AIMessage, *, expects_finish_reason: bool = True) -> Completeness:
+def completeness(message: AIMessage, *, expects_finish_reason: bool = True,
+                 tools: Sequence[dict[str, Any]] = ()) -> Completeness:
     """The completeness of ``message``. ``expects_finish_reason``: the provider always reports
-    one, so a missing one means the reply was cut short (a stream without its final event)."""
+    one, so a missing one means the reply was cut short (a stream without its final event).
+    ``tools``: the bound tools (OpenAI format), whose schemas the tool calls must satisfy."""
     metadata = message.response_metadata or {}
     raw = metadata.get("finish_reason", metadata.get("stop_reason"))
     reason = normalise_finish_reason(raw)
@@ -64,4 +69,34 @@ def completeness(message: AIMessage, *, expects_finish_reason: bool = True) -> C
     if message.invalid_tool_calls:
         names = ", ".join(str(c.get("name") or "?") for c in message.invalid_tool_calls)
         return Completeness(reason, False, f"tool call did not parse: {names}")
+    if message.tool_calls and tools:
+        problem = tool_call_problem(message, tools)
+        if problem is not None:
+            return Completeness(reason, False, problem)
     return Completeness(reason, False, None)
+
+
+def tool_call_problem(message: AIMessage, tools: Sequence[dict[str, Any]]) -> str | None:
+    """Why a tool call of ``message`` is not a valid call of the bound ``tools``, else None.
+    The reason names the tool, the argument's path and the rule, never the value (arguments
+    may hold the user's data)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError, best_match
+
+    schemas = {t["function"]["name"]: t["function"].get("parameters") for t in tools if "function" in t}
+    for call in message.tool_calls:
+        name = call["name"]
+        if name not in schemas:
+            return f"tool call names no bound tool: {name}"
+        schema = schemas[name]
+        if not schema:
+            continue
+        try:
+            error = best_match(Draft202012Validator(schema).iter_errors(call.get("args") or {}))
+        except SchemaError:
+            return None  # a schema jsonschema cannot read is not the answer's fault
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "(arguments)"
+            return f"tool call arguments of {name} break its schema: {where} fails {error.validator} " \
+                   f"{error.validator_value!r}"[:300]
+    return None

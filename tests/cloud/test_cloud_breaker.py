@@ -257,3 +257,20 @@ def test_without_retry_after_a_retry_backs_off_and_a_breaker_it_opens_stops_the_
     assert [n["action"] for n in notes] == ["waited", "escalated"]
     assert notes[1]["reason"].startswith("cooling down: 2 server errors in 60 s")
     assert routing["final_model"] == "pro" and dead.count() == 4  # 2 + 2: the third retry was never made
+
+
+def test_the_routers_timeout_caps_each_models_timeout(dead: GeminiTestServer, gemini_server: GeminiTestServer):
+    """``PolicyRouter(timeout=...)``, LangChain's standard field, caps the policy's ``timeout_s``
+    (30 s here) for every rung; it never raises it, and ``max_retries`` is capped the same way."""
+    policy = breaker_router(dead.base_url, gemini_server.base_url, timeout_s=30.0, retries=2).policy
+    router = PolicyRouter(policy=policy, timeout=0.5, max_retries=0)
+    started = time.perf_counter()
+    routing = router.invoke(QUESTION).response_metadata["routing"]
+    waited = time.perf_counter() - started
+    assert routing["attempts"][0]["error"]["kind"] == "timeout" and routing["attempts"][0]["retries"] == []
+    assert routing["final_model"] == "pro"
+    assert waited < 10, f"the dead rung held the request {waited:.1f} s: the 0.5 s timeout was not applied"
+    assert dead.count() == 1  # max_retries=0 capped the policy's 2 retries
+    loose = PolicyRouter(policy=policy, timeout=600, max_retries=5)
+    assert (loose.catalog.spec("flash").timeout_s, loose.catalog.spec("flash").max_retries) == (30.0, 2)
+    assert loose.policy is policy and router.policy is policy  # the policy itself is unchanged

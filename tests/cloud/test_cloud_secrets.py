@@ -12,6 +12,8 @@ import httpx
 import openai
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.schemas import Run
 from pydantic import SecretStr
 from servers.gemini import GeminiTestServer
 from servers.openai_llama import LlamaOpenAIServer
@@ -62,6 +64,22 @@ class Recorder(BaseCallbackHandler):
         self._keep("chain_end", outputs, **kw)
 
 
+class RunDump(BaseTracer):
+    """A tracer (it sees the router's child runs): a text dump of every run as it starts and ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def _persist_run(self, run: Run) -> None:
+        pass
+
+    def _dump(self, run: Run) -> None:
+        self.events.append(json.dumps(run.model_dump(), default=repr))
+
+    _on_llm_start = _on_chat_model_start = _on_llm_end = _on_llm_error = _dump
+
+
 def assert_no_secret(*outputs: str) -> None:
     for output in outputs:
         for key in (OPENAI_KEY, GEMINI_KEY):
@@ -79,10 +97,10 @@ def test_wrong_keys_fail_as_auth_errors_without_leaking(monkeypatch: pytest.Monk
     monkeypatch.setenv("GOOGLE_API_KEY", GEMINI_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini_server.base_url)
     caplog.set_level(logging.DEBUG)
-    recorder = Recorder()
+    recorder, tracer = Recorder(), RunDump()
     router = PolicyRouter(policy=loads_policy(POLICY, "secrets.yaml"))
     with pytest.raises(RoutingError) as info:
-        router.invoke("hi", config={"callbacks": [recorder]})
+        router.invoke("hi", config={"callbacks": [recorder, tracer]})
     decision = info.value.decision
     assert [(a.error["kind"], a.error["status_code"]) for a in decision.attempts] == [("auth", 403), ("auth", 401)]
     # The keys did travel, in their headers (the servers refused them).
@@ -92,8 +110,13 @@ def test_wrong_keys_fail_as_auth_errors_without_leaking(monkeypatch: pytest.Monk
     reprs = [repr(router), repr(router.catalog.chat_model("gemini-flash")),
              repr(router.catalog.chat_model("gpt-3.5-turbo")), str(router.catalog.chat_model("gemini-flash").__dict__)]
     assert_no_secret(str(info.value), repr(info.value), str(info.value.__cause__), repr(info.value.__cause__),
-                     decision.to_json(), decision.summary(), *reprs, caplog.text, out, err, *recorder.events)
-    assert any("chat_model_start" in e for e in recorder.events)  # the recorder saw the model runs
+                     decision.to_json(), decision.summary(), *reprs, caplog.text, out, err, *recorder.events,
+                     *tracer.events)
+    assert any("chat_model_start" in e for e in recorder.events)  # the recorder saw the router's run
+    # The tracer saw both failed child runs start (with their clients' serialized parameters) and fail.
+    assert any('"ChatGoogleGenerativeAI"' in e for e in tracer.events)
+    assert any('"ChatOpenAI"' in e for e in tracer.events)
+    assert len(tracer.events) >= 4
     assert "DEBUG" in caplog.text or caplog.records  # logging was on
 
 

@@ -127,3 +127,46 @@ def test_streamed_usage_is_estimated_when_the_server_sends_none(served_llama: An
     routing = chunks[-1].response_metadata["routing"]
     assert routing["final_model"] == "gpt-3.5-turbo" and routing["usage_estimated"] is True
     assert full.usage_metadata["output_tokens"] == routing["attempts"][0]["output_tokens"] > 0
+
+
+def _v3_text(router: PolicyRouter, config: dict[str, Any] | None = None) -> tuple[str, Any]:
+    stream = router.stream_events(QUESTION, config, version="v3")
+    return "".join(stream.text), stream.output
+
+
+async def _av3_text(router: PolicyRouter, config: dict[str, Any] | None = None) -> tuple[str, Any]:
+    stream = await router.astream_events(QUESTION, config, version="v3")
+    text = "".join([delta async for delta in stream.text])
+    return text, await stream.output
+
+
+@pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")
+def test_rejected_tokens_do_not_reach_v3_streams(rejecting: PolicyRouter):
+    handler, deltas = Tokens(), []
+    stream = rejecting.stream_events(QUESTION, {"callbacks": [handler]}, version="v3")
+    with pytest.raises(RoutingError):
+        deltas.extend(stream.text)
+    assert [d for d in deltas if d] == [] and [t for _, t in handler.tokens if t] == []
+
+    async def read_async() -> list[str]:
+        out: list[str] = []
+        astream = await rejecting.astream_events(QUESTION, version="v3")
+        with pytest.raises(RoutingError):
+            async for delta in astream.text:
+                out.append(delta)
+        return out
+
+    assert [d for d in asyncio.run(read_async()) if d] == []
+
+
+@pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")
+def test_v3_streams_run_under_the_request_config(unchecked: PolicyRouter):
+    """``stream_events``/``astream_events(version="v3")`` are pumped lazily, from the reader's
+    context: the request's ``configurable`` overrides still apply (here privacy turns on) and the
+    text is the live rung's, once."""
+    text = "".join(str(c.content) for c in unchecked.stream(QUESTION))
+    for got, message in (_v3_text(unchecked, {"configurable": {"privacy": True}}),
+                         asyncio.run(_av3_text(unchecked, {"configurable": {"privacy": True}}))):
+        routing = message.response_metadata["routing"]
+        assert got == text and "paris" in got.lower()
+        assert routing["effective"]["privacy"] is True and routing["final_model"] == "gemma"

@@ -103,3 +103,72 @@ def test_structured_output_cut_at_the_token_limit_is_not_accepted():
     with pytest.raises(RoutingError) as raised:
         strict.with_structured_output(Primes).invoke(PRIMES)
     assert raised.value.decision.attempts[0].truncated is True
+
+
+def test_on_exhausted_best_prefers_a_complete_answer_to_a_cut_one():
+    """Driven by hand (the cascade is sans-IO): the first rung's answer is cut at the limit and
+    more confident, the second is whole; both fail the checks. ``best`` returns the whole one
+    (a truncated tool call's JSON, say, is no tool call at all)."""
+    from langchain_core.messages import AIMessage
+
+    from router.routing.cascade import drive, run_cascade
+    from router.routing.model_call import CallOutcome
+
+    text = POLICY.format(max_tokens=8, cascade="[gemma, gemma-long]", on_exhausted="best")
+    router = PolicyRouter(policy=loads_policy(text.replace("chars: 2", "chars: 500")))
+    replies = {"gemma": (AIMessage("2, 3, 5, 7,", response_metadata={"finish_reason": "length"}), -0.1),
+               "gemma-long": (AIMessage("Primes.", response_metadata={"finish_reason": "stop"}), -3.0)}
+
+    def answer(call):
+        message, logprob = replies[call.model]
+        return CallOutcome(call.model, message=message, output_tokens=4, token_logprobs=(logprob,) * 4)
+
+    result = drive(run_cascade(router.plan(PRIMES)), answer)
+    assert [a.truncated for a in result.decision.attempts] == [True, False]
+    assert result.decision.status == "exhausted"
+    assert result.decision.final_model == "gemma-long" and result.message.content == "Primes."
+
+
+MAGIC = {"type": "function", "function": {"name": "magic_function", "description": "Apply a magic function.",
+                                           "parameters": {"type": "object", "required": ["input"], "properties": {
+                                               "input": {"type": "integer", "exclusiveMinimum": -1000,
+                                                         "exclusiveMaximum": 1000}}}}}
+
+
+def _call(name: str, args: dict):
+    from langchain_core.messages import AIMessage
+
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": "c1", "type": "tool_call"}],
+                     response_metadata={"finish_reason": "tool_calls"})
+
+
+@pytest.mark.parametrize(("args", "name", "problem"), [
+    ({"input": 3}, "magic_function", None),
+    ({"input": 1000000000000000}, "magic_function",
+     "tool call arguments of magic_function break its schema: input fails exclusiveMaximum 1000"),
+    ({}, "magic_function", "tool call arguments of magic_function break its schema: (arguments) fails required ['input']"),
+    ({"input": "three"}, "magic_function", "tool call arguments of magic_function break its schema: input fails type 'integer'"),
+    ({"input": 3}, "other_function", "tool call names no bound tool: other_function"),
+])
+def test_tool_calls_are_checked_against_the_bound_schemas(args, name, problem):
+    verdict = completeness(_call(name, args), tools=[MAGIC])
+    assert verdict.problem == problem
+    assert "1000000000000000" not in str(verdict.problem) and "three" not in str(verdict.problem)  # no values
+
+
+def test_a_tool_call_breaking_its_schema_escalates():
+    """Driven by hand: the first rung calls the tool with an out-of-range argument (what the 270M
+    model does for magic_function(3)); the second rung's valid call is accepted."""
+    from router.routing.cascade import drive, run_cascade
+    from router.routing.model_call import CallOutcome
+
+    router = PolicyRouter(policy=loads_policy(POLICY.format(max_tokens=24, cascade="[gemma, gemma-long]",
+                                                            on_exhausted="raise")))
+    replies = {"gemma": _call("magic_function", {"input": 1000000000000000}),
+               "gemma-long": _call("magic_function", {"input": 3})}
+    plan = router.plan("What is magic_function(3)?", tools=[MAGIC])
+    result = drive(run_cascade(plan), lambda call: CallOutcome(call.model, message=replies[call.model], output_tokens=9))
+    first, second = result.decision.attempts
+    assert first.accepted is False and first.checks[0].detail.endswith("input fails exclusiveMaximum 1000")
+    assert second.accepted is True and result.decision.final_model == "gemma-long"
+    assert result.message.tool_calls[0]["args"] == {"input": 3}
