@@ -231,8 +231,10 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
             from router.lab.frontier import frontier_path, save_frontier
 
             save_frontier(frontier_path(out), routed.found.frontier,
+                          tasks=routed.designs.fronts if routed.designs is not None else None,
                           note=f"Pareto-optimal designs of `router calibrate --routing` on the tuned share of "
-                               f"{os.path.basename(data.name)}; `router simulate --plot` re-scores them")
+                               f"{os.path.basename(data.name)} (with \"task\": that task's own cascade "
+                               f"designs); `router simulate --plot` re-scores them")
     return CalibrationReport(goal, found.best.design, found.met, measured[0],
                              measured[1] if len(measured) > 1 else None, found.evaluated,
                              time.perf_counter() - started, text, os.fspath(out) if out else None)

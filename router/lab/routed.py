@@ -100,7 +100,9 @@ class Routed:
             f"Routing: estimator {self.artifact.name} ({self.estimator.digest}, "
             f"{self.artifact.stat().st_size // 1024} KiB) trained by this run on the tuned share only "
             f"({meta.get('n_records')} prompts): per model, logistic regression of P(correct) and ridge "
-            f"regression of cost over hashed prompt n-grams.",
+            f"regression of cost over hashed prompt n-grams; shipped: the mean of the {meta.get('folds')} fold fits "
+            f"(the thresholds are tuned on those fits' out-of-fold estimates; a refit on all prompts is more "
+            f"confident, so absolute thresholds would act differently).",
             f"  features chosen by {meta.get('folds')}-fold log loss among {len(self.fitted.trials)} configurations: "
             f"{chosen.spec.to_dict()} C={chosen.c:g}: log loss {chosen.log_loss:.4f} (base rates "
             f"{self.fitted.baseline_log_loss:.4f}), AUC {chosen.auc:.3f}.",
@@ -114,8 +116,10 @@ class Routed:
             for task, pt in self.designs.picks.items():
                 lines.append(f"    {task}: {pt.design}; " + "; ".join(
                     f"{r.model}: {t}" for r, t in zip(pt.design.rungs, pt.thresholds, strict=True)))
-            lines.append("  margin cross-validated on the tuned share (5 folds, out-of-fold estimates; "
-                         "accuracy and cost vs the reference): " + "; ".join(str(r) for r in self.designs.cv))
+            lines.append(f"  design count and margin chosen by 5-fold cross-validation on the tuned share only "
+                         f"(out-of-fold estimates; accuracy and cost vs the reference; chosen: {self.designs.designs} "
+                         f"designs, margin {self.designs.margin:g}, the cheapest that met the target):")
+            lines += [f"    {r}" for r in self.designs.cv]
         elif self.note:
             lines.append(f"  per task: {self.note}")
         lines.append(
@@ -138,7 +142,8 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
     ``task_designs`` best plain designs per accuracy level) and keep them when they cost less on
     the tuned share."""
     records = [data.records[i] for i in tune_cols]
-    fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)")
+    fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)",
+                             bagged=True)
     artifact = Path(out).with_name(Path(out).stem + ".estimator.npz")
     fitted.estimator.save(artifact)
     estimator = read_estimator(artifact)  # the float32 weights the router will apply
@@ -166,7 +171,7 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
     best = scored_whole(tune, fitted.out_of_fold, tune_tasks, designs.picks, found.best.design)
     routed.found = JointResult(best, found.thresholds, True, evaluated, found.frontier)
     routed.designs, routed.task_of, routed.patterns = designs, tasks, patterns
-    routed.note = (f"per task, the {task_designs} best plain designs at each of several accuracy levels, every "
+    routed.note = (f"per task, the {designs.designs} best plain designs at each of several accuracy levels, every "
                    f"single cheap model and the final one alone, each with its thresholds; the cheapest mix of one "
                    f"per task with pooled accuracy >= target + {designs.margin:g} x the reference's "
                    f"(joint search with one cascade: ${found.best.cost:.4f})")

@@ -14,10 +14,13 @@ The search, on the tuned share's *out-of-fold* estimates:
 3. one frontier point per task, the cheapest mix whose pooled accuracy reaches the target plus a
    ``margin`` (x the reference's accuracy).
 
-The margin is chosen by ``folds``-fold cross-validation *inside the tuned share* (:func:`cv_margin`):
-steps 1-3 on four fifths, the pick scored on the last fifth, for every margin of :data:`MARGINS`;
-the cheapest margin whose cross-validated accuracy meets the target with no task costing more
-than the final model alone is kept (the most accurate when none does). No held-out prompt is used.
+The margin and how many designs step 1 keeps per level are chosen by ``folds``-fold
+cross-validation *inside the tuned share* (:func:`cv_margin`): steps 1-3 on four fifths, the pick
+scored on the last fifth, for every margin of :data:`MARGINS` and every design count of
+:func:`design_counts`; the cheapest pair whose cross-validated accuracy meets the target with no
+task costing more than the final model alone is kept (the most accurate when none does). More
+designs fit the tuned share better and generalise worse; the margin pays for the rest of the
+selection optimism. No held-out prompt is used.
 
 Example:
     >>> found = search_task_designs(tune, p_oof, tasks, target, final="gpt-4", cheap=cheap, tiers=tiers)
@@ -48,8 +51,9 @@ MARGINS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02)
 
 @dataclass(frozen=True)
 class CVRow:
-    """One margin's cross-validated figures on the tuned share (ratios to the reference)."""
+    """One (design count, margin)'s cross-validated figures on the tuned share (ratios to the reference)."""
 
+    designs: int
     margin: float
     accuracy_ratio: float
     cost_ratio: float
@@ -57,8 +61,13 @@ class CVRow:
     met: bool
 
     def __str__(self) -> str:
-        return (f"margin {self.margin:g}: {self.accuracy_ratio:.3f}x, {self.cost_ratio:.1%} (worst task "
-                f"{self.worst_task_cost_ratio:.1%}){'' if self.met else ' (not met)'}")
+        return (f"{self.designs} designs, margin {self.margin:g}: {self.accuracy_ratio:.3f}x, {self.cost_ratio:.1%} "
+                f"(worst task {self.worst_task_cost_ratio:.1%}){'' if self.met else ' (not met)'}")
+
+
+def design_counts(most: int) -> tuple[int, ...]:
+    """The design counts cross-validation compares: 1, about a quarter and half of ``most``, ``most``."""
+    return tuple(sorted({1, max(1, most // 4), max(1, most // 2), max(1, most)}))
 
 
 @dataclass
@@ -67,6 +76,7 @@ class TaskDesigns:
 
     picks: dict[str, Point]
     margin: float
+    designs: int
     accuracy: float
     cost: float
     met: bool
@@ -201,70 +211,72 @@ def _need(table: OutcomeTable, target: Target, margin: float) -> float:
 
 def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
               cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
-              folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS) -> tuple[float, list[CVRow], int]:
-    """The margin chosen by ``folds``-fold cross-validation on ``table`` (the tuned share), the
-    figures of every margin, and how many points were scored (see the module doc)."""
+              folds: int = 5, seed: int = 0,
+              margins: Sequence[float] = MARGINS) -> tuple[int, float, list[CVRow], int]:
+    """The design count and margin chosen by ``folds``-fold cross-validation on ``table`` (the
+    tuned share), the figures of every pair, and how many points were scored (see the module doc)."""
     c = _accuracy_constraint(target)
     ref = table.model_index(c.relative_to or final)
     top = table.model_index(final)
     order = np.random.default_rng(seed).permutation(table.n)
     names = sorted(set(tasks.tolist()))
-    hits = {m: 0.0 for m in margins}
-    spent = {m: {t: 0.0 for t in names} for m in margins}
-    failed: set[float] = set()
+    grid = [(k, m) for k in design_counts(designs) for m in margins]
+    hits = dict.fromkeys(grid, 0.0)
+    spent = {g: dict.fromkeys(names, 0.0) for g in grid}
+    failed: set[tuple[int, float]] = set()
     evaluated = 0
     for k in range(folds):
         test = np.sort(order[k::folds])
         train = np.setdiff1d(np.arange(table.n), test)
-        part = table.take(train)
-        fronts, sizes, n = task_fronts(part, p[:, train], tasks[train], target, final=final, cheap=cheap,
-                                       tiers=tiers, max_voters=max_voters, designs=designs)
-        evaluated += n
-        held = table.take(test)
-        for margin in margins:
-            chosen = choose(fronts, sizes, _need(part, target, margin))
-            if chosen is None:
-                failed.add(margin)
-                continue
-            right, cost, _ = score_picks(held, p[:, test], tasks[test], chosen[0])
-            hits[margin] += float(right.sum())
-            for t in names:
-                spent[margin][t] += float(cost[tasks[test] == t].sum())
+        part, held = table.take(train), table.take(test)
+        for count in design_counts(designs):
+            fronts, sizes, n = task_fronts(part, p[:, train], tasks[train], target, final=final, cheap=cheap,
+                                           tiers=tiers, max_voters=max_voters, designs=count)
+            evaluated += n
+            for margin in margins:
+                chosen = choose(fronts, sizes, _need(part, target, margin))
+                if chosen is None:
+                    failed.add((count, margin))
+                    continue
+                right, cost, _ = score_picks(held, p[:, test], tasks[test], chosen[0])
+                hits[count, margin] += float(right.sum())
+                for t in names:
+                    spent[count, margin][t] += float(cost[tasks[test] == t].sum())
     ref_acc = float(table.correct[ref].mean())
     ref_cost = float(table.cost[ref].sum())
     caps = {t: float(table.cost[top, tasks == t].sum()) for t in names}
     rows = []
-    for margin in margins:
-        if margin in failed:
+    for count, margin in grid:
+        if (count, margin) in failed:
             continue
-        acc_ratio = hits[margin] / table.n / ref_acc if ref_acc else 0.0
-        worst = max((spent[margin][t] / caps[t] for t in names if caps[t] > 0), default=0.0)
-        cost = sum(spent[margin].values())
+        acc_ratio = hits[count, margin] / table.n / ref_acc if ref_acc else 0.0
+        worst = max((spent[count, margin][t] / caps[t] for t in names if caps[t] > 0), default=0.0)
+        cost = sum(spent[count, margin].values())
         met = acc_ratio >= c.value - 1e-12 and worst <= 1.0 + 1e-12
-        rows.append(CVRow(margin, acc_ratio, cost / ref_cost if ref_cost else 0.0, worst, met))
+        rows.append(CVRow(count, margin, acc_ratio, cost / ref_cost if ref_cost else 0.0, worst, met))
     if not rows:
-        return max(margins), rows, evaluated
+        return designs, max(margins), rows, evaluated
     meeting = [r for r in rows if r.met]
-    pick = (min(meeting, key=lambda r: (r.cost_ratio, r.margin)) if meeting
+    pick = (min(meeting, key=lambda r: (r.cost_ratio, r.margin, r.designs)) if meeting
             else max(rows, key=lambda r: (r.accuracy_ratio, -r.cost_ratio)))
-    return pick.margin, rows, evaluated
+    return pick.designs, pick.margin, rows, evaluated
 
 
 def search_task_designs(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
                         cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
                         folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS) -> TaskDesigns:
-    """The margin by cross-validation, then every task's pick on the whole of ``table``."""
-    margin, rows, evaluated = cv_margin(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
+    """The design count and margin by cross-validation, then every task's pick on the whole of ``table``."""
+    count, margin, rows, evaluated = cv_margin(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
                                         max_voters=max_voters, designs=designs, folds=folds, seed=seed,
                                         margins=margins)
     fronts, sizes, n = task_fronts(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
-                                   max_voters=max_voters, designs=designs)
+                                   max_voters=max_voters, designs=count)
     evaluated += n
     chosen = choose(fronts, sizes, _need(table, target, margin))
     if chosen is None:
-        return TaskDesigns({}, margin, 0.0, 0.0, False, evaluated, rows, fronts)
+        return TaskDesigns({}, margin, count, 0.0, 0.0, False, evaluated, rows, fronts)
     picks, accuracy, cost = chosen
-    return TaskDesigns(picks, margin, accuracy, cost, True, evaluated, rows, fronts)
+    return TaskDesigns(picks, margin, count, accuracy, cost, True, evaluated, rows, fronts)
 
 
 def design_checks(design: Design, base_checks: Sequence[CheckSpec], extract: str) -> list[dict[str, Any]]:
@@ -289,5 +301,6 @@ def scored_whole(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, picks: M
                   tuple(accepted.get(r.model, 0) for r in fallback.rungs))
 
 
-__all__ = ["LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "score_picks",
+__all__ = ["LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "design_counts",
+           "score_picks",
            "scored_whole", "search_task_designs", "task_candidates", "task_front", "task_fronts"]
