@@ -170,8 +170,9 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
     (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
     same held-out prompts, its figures written beside the tuned ones in the header.
-    ``task_designs``: how many of the best plain designs the per-task threshold search tries
-    (:mod:`router.lab.task_routing`; 0: none)."""
+    ``task_designs``: at most how many of each task's best plain designs (per accuracy level) the
+    per-task cascade search tries (:mod:`router.lab.task_designs`; the count used and the margin
+    are chosen by cross-validation on the tuned share; 0: no per-task search)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:

@@ -262,3 +262,21 @@ def test_choose_finds_the_cheapest_mix_that_meets_the_pooled_accuracy():
             assert got is None
             continue
         assert got is not None and got[2] == pytest.approx(min(b[0] for b in brute))
+
+
+def test_a_bagged_estimator_is_the_mean_of_its_fold_fits(sample):
+    from router.lab.train import out_of_fold
+
+    spec = FeatureSpec(n_features=1024, word_ngrams=1)
+    bagged = train_estimator(sample.records, grid=(spec,), c_grid=(1.0,), folds=3, bagged=True)
+    refit = train_estimator(sample.records, grid=(spec,), c_grid=(1.0,), folds=3)
+    assert bagged.estimator.meta["fit"] == "mean of the 3 fold fits" and refit.estimator.meta["fit"] == "all records"
+    fits: list = []
+    models = list(bagged.estimator.models)
+    out_of_fold(sample.records, models, spec, 1.0, folds=3, fits=fits)
+    text = sample.records[0].prompt
+    logits = [np.log(p / (1 - p)) for p in (np.array([f.predict(text)[m].p_correct for m in models]) for f in fits)]
+    mean = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+    got = np.array([bagged.estimator.predict(text)[m].p_correct for m in models])
+    assert got == pytest.approx(mean, abs=1e-9)
+    assert bagged.out_of_fold == pytest.approx(refit.out_of_fold)  # the search sees the same estimates
