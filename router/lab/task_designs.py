@@ -9,8 +9,8 @@ The search, on the tuned share's *out-of-fold* estimates:
    the reference), every single cheap model before the final one, and the final model alone;
 2. per design, routing thresholds: every combination of :func:`router.lab.task_routing.rung_options`
    for a two-rung design, coordinate descent toward each level for longer ones; every point
-   costing no more than the final model alone on the task is kept, reduced to the task's
-   Pareto frontier (cost, accuracy);
+   costing at most :data:`COST_CAP` of the final model alone on the task (or that model alone) is
+   kept, reduced to the task's Pareto frontier (cost, accuracy);
 3. one frontier point per task, the cheapest mix whose pooled accuracy reaches the target plus a
    ``margin`` (x the reference's accuracy).
 
@@ -46,6 +46,11 @@ from router.lab.task_routing import rung_options
 from router.policy.routing_block import Thresholds
 
 LEVELS: tuple[float, ...] = (0.85, 0.9, 0.95, 0.97, 1.0)
+# A task's point may cost at most this share of the final model alone on the task's tuned prompts
+# (the final model alone, exactly 100%, is always allowed): a design that escalates most prompts
+# after paying for cheap rungs and their checks is close to gpt-4's cost on the tuned share and
+# can exceed it on new prompts; the goal is never to cost more than the final model on a task.
+COST_CAP: float = 0.9
 MARGINS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02)
 
 
@@ -137,7 +142,8 @@ def task_front(sub: OutcomeTable, p: np.ndarray, target: Target, *, final: str, 
                 _, _, count = tune_thresholds(sub, design, p, _level(target, ratio), final=final, tasks=None,
                                               cache=cache, seen=seen)
                 evaluated += count
-    return pareto([pt for pt in seen if pt.cost <= cap + 1e-12]), evaluated
+    alone = Design((Rung(final),))
+    return pareto([pt for pt in seen if pt.cost <= COST_CAP * cap + 1e-12 or pt.design == alone]), evaluated
 
 
 def task_fronts(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
@@ -301,6 +307,6 @@ def scored_whole(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, picks: M
                   tuple(accepted.get(r.model, 0) for r in fallback.rungs))
 
 
-__all__ = ["LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "design_counts",
+__all__ = ["COST_CAP", "LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "design_counts",
            "score_picks",
            "scored_whole", "search_task_designs", "task_candidates", "task_front", "task_fronts"]
