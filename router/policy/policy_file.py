@@ -40,7 +40,13 @@ from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
 from router.policy.issues import closest, from_validation, issue
-from router.policy.routing_block import RoutingBlock, routing_allowed_keys, task_blocks, task_settings_blocks
+from router.policy.routing_block import (
+    RoutingBlock,
+    routing_allowed_keys,
+    routing_problems,
+    task_blocks,
+    task_settings_blocks,
+)
 from router.policy.values import (
     StrictNonNegativeFloat,
     StrictPositiveInt,
@@ -393,6 +399,7 @@ def _semantic_problems(policy: Policy,
             problems.append((("rules", i, "set", "privacy"), "privacy cannot be relaxed by a rule", None))
         if rule.set_.get("offline") in (False, "auto") and policy.policy.offline is True:
             problems.append((("rules", i, "set", "offline"), "offline cannot be relaxed by a rule", None))
+    problems += routing_problems(policy.routing, policy.models)
     problems += budget_problems(policy.budgets)
     return problems
 

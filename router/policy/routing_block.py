@@ -48,6 +48,7 @@ whether its cascade ran.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -190,5 +191,22 @@ def task_blocks(block: RoutingBlock | None) -> list[tuple[tuple[str | int, ...],
     return out
 
 
-__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "routing_allowed_keys", "task_blocks",
-           "task_settings_blocks"]
+def routing_problems(block: RoutingBlock | None,
+                     models: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str | None]]:
+    """``(path, message, did-you-mean)`` for every ``rungs:`` key (of the block or a task) and
+    ``models:`` key that is not a catalog model: a misspelt rung would silently get no thresholds."""
+    if block is None:
+        return []
+    named: list[tuple[tuple[str | int, ...], str]] = [(("routing", "rungs", m), m) for m in block.rungs]
+    named += [(("routing", "models", m), m) for m in block.models]
+    named += [(("routing", "tasks", i, "rungs", m), m) for i, t in enumerate(block.tasks) for m in t.rungs]
+    out: list[tuple[tuple[str | int, ...], str, str | None]] = []
+    for path, model in named:
+        if model not in models:
+            close = difflib.get_close_matches(model, list(models), n=1, cutoff=0.6)
+            out.append((path, f"{model!r} is not in models:", close[0] if close else None))
+    return out
+
+
+__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "routing_allowed_keys", "routing_problems",
+           "task_blocks", "task_settings_blocks"]

@@ -100,6 +100,7 @@ def mbpp_prompt(sample) -> str:
     ({"confidence": [{"check": "agreement", "modls": ["yi-34b"]}]}, "routing.tasks.0.confidence.0.modls",
      "unknown key 'modls'", "models"),
     ({"rungs": {"yi-34b": {"skip_gapp": 0.1}}}, "routing.tasks.0.rungs.yi-34b.skip_gapp", "unknown key", "skip_gap"),
+    ({"rungs": {"yi-34": {"skip_gap": 0.1}}}, "routing.tasks.0.rungs.yi-34", "'yi-34' is not in models:", "yi-34b"),
 ])
 def test_a_task_cascade_is_validated_like_the_policy_block(tmp_path, task, key, message, suggestion):
     path = write(tmp_path, raw_policy([{"name": "t", "match": "x", **task}], estimator="x.npz"))
