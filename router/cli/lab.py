@@ -3,7 +3,8 @@ imports this module when it exists).
 
     router simulate --policy P --dataset D [--json] [--plot FILE.png] [--limit N] [--set key=value]
                     [--gold-extract choice|number|code|text]
-    router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--routing] [--json]
+    router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--routing]
+                     [--task-designs N] [--compare POLICY] [--json]
     router train --policy P --dataset D [--dataset D2] [--out FILE.npz] [--json]
 
 One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them. The commands
@@ -122,8 +123,10 @@ def add_calibrate(sub: SubParsers) -> None:
                         help="also train a per-prompt estimator on the tuned share (written beside --out) and "
                              "search the policy's routing: thresholds together with the cascade")
     parser.add_argument("--task-designs", type=int, default=4, metavar="N",
-                        help="with --routing and several known tasks: search per-task thresholds (routing.tasks) "
-                             "on the N best plain designs (default 4; 0: none)")
+                        help="with --routing and several known tasks: search a cascade per task (routing.tasks "
+                             "with its own cascade, checks and thresholds) from up to N of that task's best plain "
+                             "designs per accuracy level; how many (1..N) and the accuracy margin are chosen by "
+                             "5-fold cross-validation on the tuned share (default 4; 0: none)")
     parser.add_argument("--compare", default=None, metavar="POLICY",
                         help="another policy to replay on the same held-out prompts; its figures go in the header")
     parser.add_argument("--json", action="store_true", help="print JSON")

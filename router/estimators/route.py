@@ -8,6 +8,12 @@ candidates with an exclusion reason ``routing: ...``; trusted rungs go into ``pl
 every candidate the estimator knows gets an :class:`~router.routing.decision.Estimate` in the
 decision record, next to the estimator's digest.
 
+A ``routing.tasks`` entry that names its own ``cascade:``/``confidence:`` replaces the request's
+before anything else here: selection (:func:`router.routing.selection.select_candidates`, the
+same function and the same settings otherwise) is run again on the task's cascade, so privacy,
+offline, tiers, context windows and the ceiling exclude the task's models exactly as they would
+the policy's. ``plan.task`` records the task and the cascade it ran.
+
 Example:
     >>> plan = route(router.plan("Write a python function to reverse a list."))
     >>> [(e.model, e.action) for e in plan.estimates]
@@ -21,10 +27,14 @@ from dataclasses import replace
 from langchain_core.messages import HumanMessage
 
 from router.estimators.estimator import EstimatorError, Prediction, load_estimator
-from router.policy.routing_block import RoutingBlock, RungRules
+from router.policy.routing_block import RoutingBlock, RungRules, TaskRules
 from router.routing.cascade import Plan
-from router.routing.decision import Estimate, Exclusion
+from router.routing.decision import Estimate, Exclusion, TaskRoute
+from router.routing.selection import select_candidates
 from router.routing.tokens import message_text
+
+# How router.langchain.request.CallParams.pin marks the models a pinned request dropped.
+PIN_REASON = "not the requested model"
 
 
 def prompt_of(plan: Plan) -> str:
@@ -70,12 +80,39 @@ def decide(block: RungRules, candidates: list[str], known: dict[str, Prediction]
     return out
 
 
+def with_task(plan: Plan, task: TaskRules) -> Plan:
+    """``plan`` on ``task``'s own cascade and checks, re-selected with the request's settings;
+    ``plan`` itself (with a note) when the request changed the policy's cascade or checks (a
+    rule, ``configurable``, ``--set``) or pinned a model: those win over the task."""
+    policy, settings = plan.catalog.policy, plan.settings
+    if not task.designs:
+        return replace(plan, task=TaskRoute(task.name))
+    if settings.cascade != policy.policy.cascade or settings.confidence != policy.policy.confidence:
+        why = f"rule {plan.rule!r}" if plan.rule else "an override"
+        return replace(plan, task=TaskRoute(task.name, note=f"task cascade not used: {why} set the cascade or checks"))
+    if any(e.reason.startswith(PIN_REASON) for e in plan.selection.excluded):
+        return replace(plan, task=TaskRoute(task.name, note="task cascade not used: the request pins a model"))
+    update: dict[str, object] = {}
+    if task.cascade is not None:
+        update["cascade"] = task.cascade
+    if task.confidence is not None:
+        update["confidence"] = task.confidence
+    task_settings = settings.model_copy(update=update)
+    selection = select_candidates(plan.catalog, task_settings, plan.messages, needs_tools=plan.tools_bound)
+    return replace(plan, settings=task_settings, selection=selection,
+                   task=TaskRoute(task.name, tuple(task_settings.cascade)))
+
+
 def route(plan: Plan) -> Plan:
     """``plan`` with its policy's routing applied (unchanged when the policy has no ``routing:``)."""
     policy = plan.catalog.policy
     block = policy.routing
     if block is None:
         return plan
+    prompt = prompt_of(plan)
+    task = block.task_for(prompt)
+    if task is not None:
+        plan = with_task(plan, task)
     try:
         estimator = load_estimator(block.estimator_path(policy.source))
     except EstimatorError as err:
@@ -85,11 +122,10 @@ def route(plan: Plan) -> Plan:
     candidates = list(plan.selection.candidates)
     if not candidates:
         return replace(plan, estimator=estimator.digest)
-    prompt = prompt_of(plan)
     predictions = estimator.predict(prompt)
     known = {n: predictions[key] for n in candidates if (key := estimator_name(block, plan, n)) in predictions}
-    task, rules = block.rules_for(prompt)
-    estimates = decide(rules, candidates, known, task=task)
+    rules: RungRules = task if task is not None else block
+    estimates = decide(rules, candidates, known, task=task.name if task is not None else None)
     skipped = {e.model: e for e in estimates if e.action == "skip"}
     selection = replace(plan.selection, candidates=[n for n in candidates if n not in skipped],
                         excluded=[*plan.selection.excluded,
@@ -98,4 +134,4 @@ def route(plan: Plan) -> Plan:
                    trusted=frozenset(e.model for e in estimates if e.action == "trust"))
 
 
-__all__ = ["decide", "estimator_name", "prompt_of", "route"]
+__all__ = ["decide", "estimator_name", "prompt_of", "route", "with_task"]

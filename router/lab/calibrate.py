@@ -44,7 +44,6 @@ from router.lab.cascade_table import (
     CalibrationError,
     Design,
     OutcomeTable,
-    RoutingMasks,
     Rung,
     Scored,
     build_table,
@@ -53,6 +52,7 @@ from router.lab.cascade_table import (
 from router.lab.datasets import Dataset, load_dataset, register_dataset
 from router.lab.routed import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
+from router.lab.task_designs import design_checks
 from router.policy.policy_file import Policy, load_policy, loads_policy
 
 # --------------------------------------------------------------------------- the whole run
@@ -170,8 +170,9 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     ``<stem>.estimator.npz``) and search the ``routing:`` thresholds jointly with the design
     (:mod:`router.lab.joint`). ``compare``: another policy replayed by the real router on the
     same held-out prompts, its figures written beside the tuned ones in the header.
-    ``task_designs``: how many of the best plain designs the per-task threshold search tries
-    (:mod:`router.lab.task_routing`; 0: none)."""
+    ``task_designs``: at most how many of each task's best plain designs (per accuracy level) the
+    per-task cascade search tries (:mod:`router.lab.task_designs`; the count used and the margin
+    are chosen by cross-validation on the tuned share; 0: no per-task search)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -207,17 +208,17 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
                        raise_on_exhausted=raises)
     design = found.best.design
     measured = [_measure("tuned", tune, design, reference, raises, tasks=_at(tasks, tune_cols),
-                         masks=routed.masks(tune, design, tune_cols) if routed else None)]
+                         routed=routed.scored(tune, design, tune_cols, raises=raises) if routed else None)]
     if len(held_cols):
         held = table.take(held_cols)
         measured.append(_measure("held-out", held, design, reference, raises, tasks=_at(tasks, held_cols),
-                                 masks=routed.masks(held, design, held_cols) if routed else None))
+                                 routed=routed.scored(held, design, held_cols, raises=raises) if routed else None))
     if compare is not None and len(held_cols):
         measured.append(_replayed(compare, data, held_cols, table.recorded[table.model_index(reference)], tasks))
     text = policy_yaml(policy, design, base_checks=base_policy.policy.confidence,
                        extract=extract, name=Path(out).stem if out else base_policy.name,
                        header=_header(goal, found.met, measured, data, command, routed),
-                       routing=routed.block() if routed else None)
+                       routing=routed.block(base_policy.policy.confidence, extract) if routed else None)
     tuned_policy = loads_policy(text, str(out or "<calibrated>"))
     if verify:
         from router.lab.simulate import simulate
@@ -231,8 +232,10 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
             from router.lab.frontier import frontier_path, save_frontier
 
             save_frontier(frontier_path(out), routed.found.frontier,
+                          tasks=routed.designs.fronts if routed.designs is not None else None,
                           note=f"Pareto-optimal designs of `router calibrate --routing` on the tuned share of "
-                               f"{os.path.basename(data.name)}; `router simulate --plot` re-scores them")
+                               f"{os.path.basename(data.name)} (with \"task\": that task's own cascade "
+                               f"designs); `router simulate --plot` re-scores them")
     return CalibrationReport(goal, found.best.design, found.met, measured[0],
                              measured[1] if len(measured) > 1 else None, found.evaluated,
                              time.perf_counter() - started, text, os.fspath(out) if out else None)
@@ -272,8 +275,11 @@ def _at(tasks: np.ndarray | None, columns: np.ndarray) -> np.ndarray | None:
 
 
 def _measure(label: str, table: OutcomeTable, design: Design, reference: str, raises: bool, *,
-             tasks: np.ndarray | None = None, masks: RoutingMasks | None = None) -> Measured:
-    scored = evaluate(table, design, raise_on_exhausted=raises, routing=masks)
+             tasks: np.ndarray | None = None, routed: tuple[Scored, dict[str, int]] | None = None) -> Measured:
+    """``design`` on ``table`` (or, with ``routed``, that score and each model's acceptances)."""
+    scored = routed[0] if routed is not None else evaluate(table, design, raise_on_exhausted=raises)
+    accepted = (routed[1] if routed is not None
+                else {r.model: k for r, k in zip(design.rungs, scored.accepted, strict=True)})
     ref = table.model_index(reference)
     per_task = {}
     for task in np.unique(tasks) if tasks is not None else ():
@@ -283,7 +289,7 @@ def _measure(label: str, table: OutcomeTable, design: Design, reference: str, ra
                                float(scored.cost_each[cols].sum() / cost) if cost else 0.0)
     return Measured(label, table.n, scored.accuracy, scored.cost, table.recorded[ref],
                     float(table.correct[ref].mean()) if table.n else 0.0, float(table.cost[ref].sum()),
-                    {r.model: k for r, k in zip(design.rungs, scored.accepted, strict=True)}, per_task=per_task)
+                    accepted, per_task=per_task)
 
 
 def _rung_counts(m: Measured) -> str:
@@ -317,14 +323,7 @@ def policy_yaml(source: str | os.PathLike[str], design: Design, *, base_checks: 
                 extract: str, name: str, header: str = "", routing: dict[str, Any] | None = None) -> str:
     """The policy file ``source`` with ``design``'s cascade and checks (``${VAR}`` kept as written)."""
     raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-    checks: list[dict[str, Any]] = [{"check": c.check} | c.model_dump(exclude_defaults=True)
-                                    for c in base_checks if not isinstance(c, ConsultingCheck)]
-    for rung in design.rungs:
-        if rung.voters:
-            entry: dict[str, Any] = {"check": "agreement", "models": list(rung.voters), "extract": extract}
-            if rung.min_agree is not None:
-                entry["min_agree"] = rung.min_agree
-            checks.append(entry | {"apply_to": [rung.model]})
+    checks = design_checks(design, base_checks, extract)
     raw["name"] = name
     raw["policy"] = {**raw.get("policy", {}), "cascade": [r.model for r in design.rungs], "confidence": checks}
     raw.pop("routing", None)

@@ -5,7 +5,9 @@ routing thresholds) points of its search on the tuned share. ``router simulate -
 that file beside the policy and scores every point on the simulated dataset with the outcome
 table (the same arithmetic calibration uses, with the policy's estimator for the routing
 estimates), so the plot shows the frontier of the searched designs on *this* data, beside every
-single model and the oracle.
+single model and the oracle. Points of one task's own search (``"task"`` set: per-task cascade
+designs, :mod:`router.lab.task_designs`) are drawn only on a dataset of that task alone (on a mix
+they are not whole policies).
 
 Example:
     >>> points = score_frontier(load_policy("policies/routed-routerbench.yaml"),
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +40,28 @@ def frontier_path(policy_path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.stem + ".frontier.json")
 
 
-def save_frontier(path: str | os.PathLike[str], points: Sequence[Point], *, note: str = "") -> None:
-    items = [{"accuracy": round(p.accuracy, 6), "cost_usd": round(p.cost, 8),
-              "rungs": [{"model": r.model, "voters": list(r.voters), "min_agree": r.min_agree} for r in p.design.rungs],
-              "thresholds": [t.model_dump(exclude_defaults=True) for t in p.thresholds]} for p in points]
+def _item(p: Point, task: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "accuracy": round(p.accuracy, 6), "cost_usd": round(p.cost, 8),
+        "rungs": [{"model": r.model, "voters": list(r.voters), "min_agree": r.min_agree} for r in p.design.rungs],
+        "thresholds": [t.model_dump(exclude_defaults=True) for t in p.thresholds]}
+    return item | ({"task": task} if task is not None else {})
+
+
+def save_frontier(path: str | os.PathLike[str], points: Sequence[Point], *, note: str = "",
+                  tasks: Mapping[str, Sequence[Point]] | None = None) -> None:
+    """Write ``points`` (whole-mix designs) and each task's own frontier points (``tasks``)."""
+    items = [_item(p) for p in points] + [_item(p, t) for t, pts in (tasks or {}).items() for p in pts]
     Path(path).write_text(json.dumps({"note": note, "points": items}, indent=1) + "\n", encoding="utf-8")
 
 
-def load_frontier(path: str | os.PathLike[str]) -> list[tuple[Design, tuple[Thresholds, ...]]]:
+def load_frontier(path: str | os.PathLike[str]) -> list[tuple[Design, tuple[Thresholds, ...], str | None]]:
+    """Every saved point: design, thresholds, and the task whose own search found it (or None)."""
     data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
     out = []
     for item in data["points"]:
         design = Design(tuple(Rung(r["model"], tuple(r["voters"]), r["min_agree"]) for r in item["rungs"]))
-        out.append((design, tuple(Thresholds(**t) for t in item["thresholds"])))
+        out.append((design, tuple(Thresholds(**t) for t in item["thresholds"]), item.get("task")))
     return out
 
 
@@ -77,11 +88,14 @@ def score_frontier(policy: Policy, dataset: Dataset, path: str | os.PathLike[str
         for i, name in enumerate(table.recorded):
             if name in rows:
                 p[i] = raw[rows[name]]
+    kinds = {r.task for r in dataset.records}
     out = []
-    for design, rules in load_frontier(where):
+    for design, rules, task in load_frontier(where):
+        if task is not None and kinds != {task}:
+            continue  # one task's design is not a policy for a mix (or for another task)
         masks = routing_masks(table, design, p, rules) if p is not None else None
         s = evaluate(table, design, routing=masks)
-        out.append((s.accuracy, s.cost, _label(design, rules)))
+        out.append((s.accuracy, s.cost, (f"{task}: " if task else "") + _label(design, rules)))
     return out
 
 

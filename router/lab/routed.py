@@ -1,7 +1,8 @@
 """What ``router calibrate --routing`` does beyond the plain search: train the estimator on the
 tuned share, search the ``routing:`` thresholds with the design (:mod:`router.lab.joint`) and,
-when the data has several known tasks, per-task thresholds (:mod:`router.lab.task_routing`),
-keeping whichever costs less on the tuned share's out-of-fold estimates.
+when the data has several known tasks, a cascade design per task (:mod:`router.lab.task_designs`:
+first rung, agreement models and thresholds, the accuracy margin by cross-validation on the
+tuned share), keeping whichever costs less on the tuned share's out-of-fold estimates.
 
 Example:
     >>> routed = calibrate_routing(data, table, tune_cols, tune, target, final="gpt-4", cheap=cheap,
@@ -20,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from router.checks.builtin import CheckSpec
 from router.estimators.estimator import QualityEstimator, read_estimator
-from router.lab.calibrate_search import rank, staged
-from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, RoutingMasks, routing_masks
+from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Scored, evaluate, routing_masks
 from router.lab.datasets import Dataset
 from router.lab.joint import JointResult, joint_search
 from router.lab.targets import Target
-from router.lab.task_routing import MARGIN, TaskResult, rung_options, task_masks, task_patterns, task_search
-from router.lab.task_routing import scored as task_scored
+from router.lab.task_designs import TaskDesigns, design_checks, score_picks, scored_whole, search_task_designs
+from router.lab.task_routing import task_patterns
 from router.lab.train import Fitted, train_estimator
 from router.policy.routing_block import Thresholds
 
@@ -36,7 +37,7 @@ from router.policy.routing_block import Thresholds
 class Routed:
     """What ``calibrate --routing`` found: the joint result, the estimator as written, the
     shipped estimator's P(correct) for every prompt of the data (rows: the table's models) and,
-    when per-task thresholds did better, those (``tasks``, with each prompt's task in ``task_of``
+    when per-task designs did better, those (``designs``, with each prompt's task in ``task_of``
     and the prompt patterns the policy recognises them by)."""
 
     found: JointResult
@@ -44,25 +45,52 @@ class Routed:
     estimator: QualityEstimator
     artifact: Path
     p_all: np.ndarray
-    tasks: TaskResult | None = None
+    designs: TaskDesigns | None = None
     task_of: np.ndarray | None = None
     patterns: dict[str, str] = field(default_factory=dict)
     note: str = ""
 
-    def masks(self, table: OutcomeTable, design: Design, columns: np.ndarray) -> RoutingMasks:
-        if self.tasks is not None and self.task_of is not None:
-            return task_masks(table, design, self.p_all[:, columns], self.task_of[columns], self.tasks.rules)
-        return routing_masks(table, design, self.p_all[:, columns], self.found.thresholds)
+    def scored(self, table: OutcomeTable, design: Design, columns: np.ndarray, *,
+               raises: bool = False) -> tuple[Scored, dict[str, int]]:
+        """``table`` (the data's ``columns``) scored as the tuned policy runs it with the shipped
+        estimator, and how many prompts each model accepted."""
+        p = self.p_all[:, columns]
+        if self.designs is not None and self.task_of is not None:
+            tasks = self.task_of[columns]
+            right, spent, accepted = score_picks(table, p, tasks, self.designs.picks)
+            rest = ~np.isin(tasks, list(self.designs.picks))  # a prompt of no task: the policy's cascade
+            if rest.any():
+                cols = np.flatnonzero(rest)
+                sub = table.take(cols)
+                plain = evaluate(sub, design, raise_on_exhausted=raises,
+                                 routing=routing_masks(sub, design, p[:, cols], self.found.thresholds))
+                right[cols], spent[cols] = plain.correct, plain.cost_each
+                for r, k in zip(design.rungs, plain.accepted, strict=True):
+                    accepted[r.model] = accepted.get(r.model, 0) + k
+            return Scored(design, float(right.mean()) if table.n else 0.0, float(spent.sum()), right, spent), accepted
+        s = evaluate(table, design, raise_on_exhausted=raises,
+                     routing=routing_masks(table, design, p, self.found.thresholds))
+        return s, {r.model: k for r, k in zip(design.rungs, s.accepted, strict=True)}
 
-    def block(self) -> dict[str, Any]:
-        """The ``routing:`` block of the tuned policy."""
+    def block(self, base_checks: Sequence[CheckSpec] = (), extract: str = "choice") -> dict[str, Any]:
+        """The ``routing:`` block of the tuned policy (``base_checks``, ``extract``: for the
+        per-task ``confidence:`` lists)."""
         design = self.found.best.design
         out: dict[str, Any] = {"estimator": self.artifact.name}
         if rungs := _rungs(design, self.found.thresholds):
             out["rungs"] = rungs
-        if self.tasks is not None:
-            out["tasks"] = [{"name": task, "match": self.patterns[task], "rungs": _rungs(design, self.tasks.rules[task])}
-                            for task in self.patterns if task in self.tasks.rules]
+        if self.designs is not None:
+            out["tasks"] = []
+            for task in self.patterns:
+                pt = self.designs.picks.get(task)
+                if pt is None:
+                    continue
+                entry: dict[str, Any] = {"name": task, "match": self.patterns[task],
+                                         "cascade": [r.model for r in pt.design.rungs],
+                                         "confidence": design_checks(pt.design, base_checks, extract)}
+                if rungs := _rungs(pt.design, pt.thresholds):
+                    entry["rungs"] = rungs
+                out["tasks"].append(entry)
         return out
 
     def describe(self) -> list[str]:
@@ -72,20 +100,26 @@ class Routed:
             f"Routing: estimator {self.artifact.name} ({self.estimator.digest}, "
             f"{self.artifact.stat().st_size // 1024} KiB) trained by this run on the tuned share only "
             f"({meta.get('n_records')} prompts): per model, logistic regression of P(correct) and ridge "
-            f"regression of cost over hashed prompt n-grams.",
+            f"regression of cost over hashed prompt n-grams; shipped: the mean of the {meta.get('folds')} fold fits "
+            f"(the thresholds are tuned on those fits' out-of-fold estimates; a refit on all prompts is more "
+            f"confident, so absolute thresholds would act differently).",
             f"  features chosen by {meta.get('folds')}-fold log loss among {len(self.fitted.trials)} configurations: "
             f"{chosen.spec.to_dict()} C={chosen.c:g}: log loss {chosen.log_loss:.4f} (base rates "
             f"{self.fitted.baseline_log_loss:.4f}), AUC {chosen.auc:.3f}.",
         ]
-        if self.tasks is None:
-            lines.append("  thresholds searched with the design on out-of-fold estimates of the tuned share: "
-                         + "; ".join(f"{r.model}: {t}" for r, t in zip(self.found.best.design.rungs,
-                                                                     self.found.thresholds, strict=True)))
-        if self.tasks is not None:
-            lines.append(f"  thresholds per task (routing.tasks, recognised by prompt patterns; a prompt of no "
-                         f"listed task runs the plain cascade), on out-of-fold estimates: {self.note}")
-            lines += [f"    {task}: " + "; ".join(f"{r.model}: {t}" for r, t in zip(
-                self.found.best.design.rungs, rules, strict=True)) for task, rules in self.tasks.rules.items()]
+        lines.append(("  policy cascade (prompts of no listed task) and its thresholds" if self.designs else
+                      "  thresholds") + " searched with the design on out-of-fold estimates of the tuned share: "
+                     + "; ".join(f"{r.model}: {t}" for r, t in zip(self.found.best.design.rungs,
+                                                                  self.found.thresholds, strict=True)))
+        if self.designs is not None:
+            lines.append(f"  a cascade per task (routing.tasks, recognised by prompt patterns): {self.note}")
+            for task, pt in self.designs.picks.items():
+                lines.append(f"    {task}: {pt.design}; " + "; ".join(
+                    f"{r.model}: {t}" for r, t in zip(pt.design.rungs, pt.thresholds, strict=True)))
+            lines.append(f"  design count and margin chosen by 5-fold cross-validation on the tuned share only "
+                         f"(out-of-fold estimates; accuracy and cost vs the reference; chosen: {self.designs.designs} "
+                         f"designs, margin {self.designs.margin:g}, the cheapest that met the target):")
+            lines += [f"    {r}" for r in self.designs.cv]
         elif self.note:
             lines.append(f"  per task: {self.note}")
         lines.append(
@@ -104,10 +138,12 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
                       tasks: np.ndarray | None, max_voters: int, raises: bool,
                       out: str | os.PathLike[str], task_designs: int = 4) -> Routed:
     """Train on the tuned share, write ``<out stem>.estimator.npz`` beside ``out``, search jointly;
-    with several known tasks also search per-task thresholds on the ``task_designs`` best plain
-    designs (:mod:`router.lab.task_routing`) and keep them when they cost less on the tuned share."""
+    with several known tasks also search a cascade design per task (:mod:`router.lab.task_designs`,
+    ``task_designs`` best plain designs per accuracy level) and keep them when they cost less on
+    the tuned share."""
     records = [data.records[i] for i in tune_cols]
-    fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)")
+    fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)",
+                             bagged=True)
     artifact = Path(out).with_name(Path(out).stem + ".estimator.npz")
     fitted.estimator.save(artifact)
     estimator = read_estimator(artifact)  # the float32 weights the router will apply
@@ -124,23 +160,21 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
     except CalibrationError as err:
         routed.note = f"not used: {err}"
         return routed
-    plain = staged(tune, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters)
-    designs = [found.best.design, *(s.design for s in sorted(plain, key=lambda s: rank(s, target, tune)))]
-    designs = [d for d in dict.fromkeys(designs) if len({r.model for r in d.rungs}) == len(d.rungs)][:task_designs]
-    per_task = task_search(tune, fitted.out_of_fold, tune_tasks, target, designs=designs, final=final)
-    evaluated = found.evaluated + per_task.evaluated
-    if not per_task.met or (found.met and per_task.cost >= found.best.cost):
-        routed.note = (f"not used: the best of {len(designs)} designs with per-task thresholds cost "
-                       f"${per_task.cost:.4f} on the tuned share")
+    designs = search_task_designs(tune, fitted.out_of_fold, tune_tasks, target, final=final, cheap=cheap,
+                                  tiers=tiers, max_voters=max_voters, designs=task_designs)
+    evaluated = found.evaluated + designs.evaluated
+    if not designs.met or (found.met and designs.cost >= found.best.cost):
+        routed.note = (f"not used: the best per-task designs cost ${designs.cost:.4f} on the tuned share"
+                       if designs.met else "not used: no per-task designs met the target")
         routed.found = replace(found, evaluated=evaluated)
         return routed
-    best = task_scored(tune, per_task, fitted.out_of_fold, tune_tasks)
-    none = tuple(Thresholds() for _ in per_task.design.rungs)  # a prompt of no known task: the plain cascade
-    routed.found = JointResult(best, none, True, evaluated, found.frontier)
-    routed.tasks, routed.task_of, routed.patterns = per_task, tasks, patterns
-    routed.note = (f"the cheapest of the {len(designs)} best plain designs with each task's thresholds over "
-                   f"{len(rung_options())} choices per rung, pooled accuracy >= target + {MARGIN:g} x the reference's "
-                   f"(joint search without tasks: ${found.best.cost:.4f})")
+    best = scored_whole(tune, fitted.out_of_fold, tune_tasks, designs.picks, found.best.design)
+    routed.found = JointResult(best, found.thresholds, True, evaluated, found.frontier)
+    routed.designs, routed.task_of, routed.patterns = designs, tasks, patterns
+    routed.note = (f"per task, the {designs.designs} best plain designs at each of several accuracy levels, every "
+                   f"single cheap model and the final one alone, each with its thresholds; the cheapest mix of one "
+                   f"per task with pooled accuracy >= target + {designs.margin:g} x the reference's "
+                   f"(joint search with one cascade: ${found.best.cost:.4f})")
     return routed
 
 

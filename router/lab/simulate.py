@@ -188,7 +188,9 @@ def bind_dataset(policy: Policy, dataset: Dataset) -> Policy:
 def _check_recorded(policy: Policy, dataset: Dataset) -> None:
     """A recorded model of the cascade that the dataset never saw is a mistake, not a model that
     is merely unavailable: say so before running anything."""
-    unknown = sorted({spec.model or name for name in policy.policy.cascade
+    tasks = policy.routing.tasks if policy.routing is not None else ()
+    cascades = [*policy.policy.cascade, *(m for t in tasks for m in t.cascade or ())]  # and each task's own
+    unknown = sorted({spec.model or name for name in cascades
                       if (spec := policy.models[name]).provider == "recorded"
                       and (spec.model or name) not in dataset.models})
     if unknown:

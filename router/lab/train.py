@@ -9,6 +9,13 @@ the same records give the same artifact bytes' weights (folds are seeded, solver
 
 Needs scikit-learn (the ``lab`` extra); the artifact it writes is applied with numpy only.
 
+``bagged=True`` (what ``calibrate --routing`` uses) ships the *mean of the k fold fits* (their
+weights averaged: still one linear model per model) instead of a refit on every record. The
+routing thresholds are tuned on the fold fits' out-of-fold estimates; a refit on all records is
+more confident than any fold fit (more data, same C), so absolute thresholds such as
+``skip_below: 0.6`` would act differently on its estimates than they did in the search. The mean
+of the fold fits sees every record and predicts on a scale like the estimates the search used.
+
 Example:
     >>> fitted = train_estimator(load_dataset("data/routerbench-sample/mbpp.jsonl").records)
     >>> fitted.estimator.save("mbpp.estimator.npz")
@@ -112,8 +119,10 @@ def _fit(texts: list[str], records_y: tuple[np.ndarray, np.ndarray, np.ndarray],
 
 
 def out_of_fold(records: Sequence[Record], models: Sequence[str], spec: FeatureSpec, c: float, *,
-                folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's P(correct) and cost predicted by a fit that did not see it: (models, records)."""
+                folds: int = 5, seed: int = 0,
+                fits: list[QualityEstimator] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's P(correct) and cost predicted by a fit that did not see it: (models, records).
+    ``fits``: a list that receives the fold estimators."""
     texts = [r.prompt for r in records]
     labels = _labels(records, models)
     order = np.random.default_rng(seed).permutation(len(records))
@@ -124,6 +133,8 @@ def out_of_fold(records: Sequence[Record], models: Sequence[str], spec: FeatureS
         keep = np.setdiff1d(np.arange(len(records)), held)
         est = _fit([texts[i] for i in keep], tuple(a[:, keep] for a in labels), models, spec, c, {})
         p[:, held], c_hat[:, held] = est.predict_matrix([texts[i] for i in held])
+        if fits is not None:
+            fits.append(est)
     return p, c_hat
 
 
@@ -143,10 +154,22 @@ def _figures(p: np.ndarray, c_hat: np.ndarray, labels: tuple[np.ndarray, np.ndar
     return float(np.mean(losses)), float(np.mean(briers)), float(np.mean(aucs)) if aucs else 0.5, float(np.mean(maes))
 
 
+def _mean_of(fits: Sequence[QualityEstimator], meta: dict[str, Any]) -> QualityEstimator:
+    """One estimator whose weights are the mean of ``fits``' (same models and features)."""
+    first = fits[0]
+    quality_w = np.mean([f._quality.T for f in fits], axis=0)
+    cost_w = np.mean([f._cost.T for f in fits], axis=0)
+    quality_b = np.mean([f._quality_b for f in fits], axis=0)
+    cost_b = np.mean([f._cost_b for f in fits], axis=0)
+    return QualityEstimator(first.models, first.spec, quality_w, quality_b, cost_w, cost_b, meta=meta,
+                            digest="(unsaved)")
+
+
 def train_estimator(records: Sequence[Record], models: Sequence[str] | None = None, *,
                     grid: Sequence[FeatureSpec] = FEATURE_GRID, c_grid: Sequence[float] = C_GRID,
-                    folds: int = 5, seed: int = 0, source: str = "") -> Fitted:
-    """Pick features and C by ``folds``-fold log loss, then fit on all ``records``.
+                    folds: int = 5, seed: int = 0, source: str = "", bagged: bool = False) -> Fitted:
+    """Pick features and C by ``folds``-fold log loss, then fit on all ``records`` (``bagged``:
+    ship the mean of the chosen configuration's fold fits instead; see the module doc).
     :class:`CalibrationError` without scikit-learn or records."""
     try:
         import sklearn  # noqa: F401
@@ -160,19 +183,24 @@ def train_estimator(records: Sequence[Record], models: Sequence[str] | None = No
     rates = np.array([correct[i, present[i]].mean() if present[i].any() else 0.5 for i in range(len(names))])
     base = np.repeat(rates[:, None], len(records), axis=1)
     baseline = _figures(base, np.zeros_like(base), labels)[0]
-    trials, oof = [], []
+    trials, oof, fold_fits = [], [], []
     for spec in grid:
         for c in c_grid:
-            p, c_hat = out_of_fold(records, names, spec, c, folds=folds, seed=seed)
+            fits: list[QualityEstimator] = []
+            p, c_hat = out_of_fold(records, names, spec, c, folds=folds, seed=seed, fits=fits)
             trials.append(Trial(spec, c, *_figures(p, c_hat, labels)))
             oof.append(p)
+            fold_fits.append(fits)
     pick = min(range(len(trials)), key=lambda i: (trials[i].log_loss, trials[i].spec.char_ngrams,
                                                   trials[i].spec.word_ngrams, -trials[i].c))
     chosen = trials[pick]
     meta = {"trained_on": source, "n_records": len(records), "folds": folds, "seed": seed, "C": chosen.c,
             "chosen": chosen.to_dict(), "trials": [t.to_dict() for t in trials],
-            "baseline_log_loss": round(baseline, 5)}
-    estimator = _fit([r.prompt for r in records], labels, names, chosen.spec, chosen.c, meta)
+            "baseline_log_loss": round(baseline, 5), "fit": f"mean of the {folds} fold fits" if bagged else "all records"}
+    if bagged:
+        estimator = _mean_of(fold_fits[pick], meta)
+    else:
+        estimator = _fit([r.prompt for r in records], labels, names, chosen.spec, chosen.c, meta)
     return Fitted(estimator, chosen, trials, baseline, oof[pick])
 
 

@@ -40,7 +40,13 @@ from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
 from router.policy.issues import closest, from_validation, issue
-from router.policy.routing_block import RoutingBlock
+from router.policy.routing_block import (
+    RoutingBlock,
+    routing_allowed_keys,
+    routing_problems,
+    task_blocks,
+    task_settings_blocks,
+)
 from router.policy.values import (
     StrictNonNegativeFloat,
     StrictPositiveInt,
@@ -306,6 +312,7 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
                                      f"unknown policy field {key!r} in rule", prefer_key=True,
                                      suggestion=closest(key, PolicySettings.model_fields)))
         blocks.append((("rules", i, "set", "confidence"), rule["set"].get("confidence")))
+    blocks += task_settings_blocks(data)
     for prefix, entries in blocks:
         if not isinstance(entries, list):
             continue
@@ -355,6 +362,7 @@ def _semantic_problems(policy: Policy,
     settings_blocks: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [
         (("policy",), policy.policy.model_dump())]
     settings_blocks += [(("rules", i, "set"), rule.set_) for i, rule in enumerate(policy.rules)]
+    settings_blocks += task_blocks(policy.routing)  # routing.tasks[i] with its own cascade/confidence
     for prefix, block in settings_blocks:
         tier = block.get("quality_tier")
         if tier is not None and tier not in policy.tiers:
@@ -391,12 +399,15 @@ def _semantic_problems(policy: Policy,
             problems.append((("rules", i, "set", "privacy"), "privacy cannot be relaxed by a rule", None))
         if rule.set_.get("offline") in (False, "auto") and policy.policy.offline is True:
             problems.append((("rules", i, "set", "offline"), "offline cannot be relaxed by a rule", None))
+    problems += routing_problems(policy.routing, policy.models)
     problems += budget_problems(policy.budgets)
     return problems
 
 
 def _allowed_keys(path: tuple[str | int, ...]) -> list[str]:
     """The keys a mapping at ``path`` may hold, for "did you mean"."""
+    if path[:1] == ("routing",):
+        return routing_allowed_keys(path)
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Policy, ("policy",): PolicySettings, ("models", "*"): ModelSpec,
         ("models", "*", "price"): Price, ("rules", "*"): Rule, ("rules", "*", "when"): RuleWhen,

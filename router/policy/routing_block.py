@@ -27,16 +27,36 @@ Example (YAML):
 
 ``skip_below: 1`` skips a rung always and ``trust_gap: 1`` trusts it always, so a task can
 start the cascade at a different rung than another.
+
+A task may also run its **own cascade and checks** (``cascade:`` and ``confidence:``, validated
+like ``policy:``'s: catalog models, each once, weaker to stronger tiers, checks by name):
+
+      tasks:
+      - name: mbpp
+        match: '(?i)\\bpython\\b'
+        cascade: [gpt-3.5-turbo, gpt-4]
+        confidence: [{check: refusal}]
+        rungs: {gpt-3.5-turbo: {trust_gap: 1}}
+
+The task's cascade replaces the request's cascade before selection, so privacy, offline, the
+tier floor, context windows and the ceiling exclude its models exactly as they would the
+policy's (:func:`router.estimators.route.route`). It applies only while the request runs the
+policy's own ``cascade``/``confidence``: a rule, ``configurable`` or ``--set`` that changes
+either wins, and so does a pinned model; the decision record says which task matched and
+whether its cascade ran.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
+
+from router.checks import CheckSpec, build_check
 
 
 class Thresholds(BaseModel):
@@ -80,6 +100,23 @@ class TaskRules(RungRules):
 
     name: str = Field(min_length=1)
     match: Annotated[str, Field(min_length=1), AfterValidator(_regex)]
+    # This task's own cascade and checks (None: the request's); see the module doc.
+    cascade: tuple[StrictStr, ...] | None = Field(None, min_length=1)
+    confidence: tuple[Any, ...] | None = None
+
+    @field_validator("confidence", mode="after")
+    @classmethod
+    def _checks(cls, entries: tuple[Any, ...] | None, info: ValidationInfo) -> tuple[Any, ...] | None:
+        # As PolicySettings.confidence: the loader reports bad entries with locations first.
+        if entries is None:
+            return None
+        allow_code = bool((info.context or {}).get("allow_code"))
+        return tuple(e if isinstance(e, CheckSpec) else build_check(e, allow_code=allow_code) for e in entries)
+
+    @property
+    def designs(self) -> bool:
+        """Whether this task names its own cascade or checks."""
+        return self.cascade is not None or self.confidence is not None
 
     def matches(self, prompt: str) -> bool:
         return re.search(self.match, prompt) is not None
@@ -94,6 +131,10 @@ class RoutingBlock(RungRules):
     # Catalog name -> the estimator's model name (default: the entry's ``model:``, else its name).
     models: Mapping[str, str] = Field(default_factory=dict)
 
+    def task_for(self, prompt: str) -> TaskRules | None:
+        """The first task whose ``match`` finds something in ``prompt`` (None: no task)."""
+        return next((t for t in self.tasks if t.matches(prompt)), None)
+
     def rules_for(self, prompt: str) -> tuple[str | None, RungRules]:
         """The task ``prompt`` belongs to (``None``: none matched) and the rules that apply.
 
@@ -101,7 +142,7 @@ class RoutingBlock(RungRules):
             >>> block.rules_for("Write a python function to reverse a list.")[0]
             'mbpp'
         """
-        task = next((t for t in self.tasks if t.matches(prompt)), None)
+        task = self.task_for(prompt)
         return (task.name, task) if task is not None else (None, self)
 
     def estimator_path(self, policy_source: str) -> Path:
@@ -115,4 +156,57 @@ class RoutingBlock(RungRules):
         return base / path
 
 
-__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds"]
+def routing_allowed_keys(path: tuple[str | int, ...]) -> list[str]:
+    """The keys a mapping at ``path`` (inside ``routing:``) may hold, for "did you mean"."""
+    shapes: dict[tuple[str, ...], type[BaseModel]] = {
+        ("routing",): RoutingBlock, ("routing", "rungs", "*"): Thresholds, ("routing", "tasks", "*"): TaskRules,
+        ("routing", "tasks", "*", "rungs", "*"): Thresholds}
+    generic = tuple("*" if isinstance(p, int) or (i > 0 and path[i - 1] == "rungs") else str(p)
+                    for i, p in enumerate(path))
+    model = shapes.get(generic)
+    return [f.alias or k for k, f in model.model_fields.items()] if model else []
+
+
+def task_settings_blocks(data: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], Any]]:
+    """``(path, confidence entries)`` of every ``routing.tasks[i].confidence`` in raw policy
+    data, for the loader to validate with locations like ``policy.confidence``."""
+    routing = data.get("routing")
+    tasks = routing.get("tasks") if isinstance(routing, Mapping) else None
+    return [(("routing", "tasks", i, "confidence"), task.get("confidence"))
+            for i, task in enumerate(tasks if isinstance(tasks, list) else ()) if isinstance(task, Mapping)]
+
+
+def task_blocks(block: RoutingBlock | None) -> list[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """``(path, {"cascade": ..., "confidence": [...]})`` of every task that names its own, for the
+    loader's semantic checks (catalog models, tier order), as for ``policy:`` and rules."""
+    out: list[tuple[tuple[str | int, ...], dict[str, Any]]] = []
+    for i, task in enumerate(block.tasks if block is not None else ()):
+        entry: dict[str, Any] = {}
+        if task.cascade is not None:
+            entry["cascade"] = task.cascade
+        if task.confidence is not None:
+            entry["confidence"] = [c.model_dump() for c in task.confidence]
+        if entry:
+            out.append((("routing", "tasks", i), entry))
+    return out
+
+
+def routing_problems(block: RoutingBlock | None,
+                     models: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str | None]]:
+    """``(path, message, did-you-mean)`` for every ``rungs:`` key (of the block or a task) and
+    ``models:`` key that is not a catalog model: a misspelt rung would silently get no thresholds."""
+    if block is None:
+        return []
+    named: list[tuple[tuple[str | int, ...], str]] = [(("routing", "rungs", m), m) for m in block.rungs]
+    named += [(("routing", "models", m), m) for m in block.models]
+    named += [(("routing", "tasks", i, "rungs", m), m) for i, t in enumerate(block.tasks) for m in t.rungs]
+    out: list[tuple[tuple[str | int, ...], str, str | None]] = []
+    for path, model in named:
+        if model not in models:
+            close = difflib.get_close_matches(model, list(models), n=1, cutoff=0.6)
+            out.append((path, f"{model!r} is not in models:", close[0] if close else None))
+    return out
+
+
+__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "routing_allowed_keys", "routing_problems",
+           "task_blocks", "task_settings_blocks"]

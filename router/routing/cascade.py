@@ -29,7 +29,7 @@ from router.errors import ModelUnavailableError, ProviderError
 from router.policy.policy_file import PolicySettings
 from router.routing.catalog import Catalog
 from router.routing.completeness import completeness
-from router.routing.decision import Attempt, Decision, Estimate, Exclusion
+from router.routing.decision import Attempt, Decision, Estimate, Exclusion, TaskRoute
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.selection import Selection, format_usd
 from router.routing.tokens import message_text
@@ -52,6 +52,7 @@ class Plan:
     trusted: frozenset[str] = frozenset()
     estimator: str | None = None
     estimates: tuple[Estimate, ...] = ()
+    task: TaskRoute | None = None
 
     @property
     def policy_name(self) -> str:
@@ -61,7 +62,7 @@ class Plan:
         return Decision(policy=self.catalog.policy.name, effective=self.settings.summary(),
                         candidates=list(self.selection.candidates),
                         excluded=list(self.selection.excluded), rule=self.rule,
-                        estimator=self.estimator, estimates=list(self.estimates))
+                        estimator=self.estimator, estimates=list(self.estimates), task=self.task)
 
 
 @dataclass

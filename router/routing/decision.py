@@ -49,6 +49,20 @@ class Estimate:
                 "action": self.action, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class TaskRoute:
+    """Which ``routing.tasks`` entry matched the prompt and, when it names its own, the cascade
+    the request ran (``cascade``: None when the task's cascade did not apply; ``note`` says why)."""
+
+    name: str
+    cascade: tuple[str, ...] | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "cascade": list(self.cascade) if self.cascade is not None else None,
+                "note": self.note}
+
+
 @dataclass
 class Attempt:
     """One call of one cascade rung, with its checks."""
@@ -112,6 +126,7 @@ class Decision:
     rule: str | None = None
     estimator: str | None = None  # the routing estimator's digest (or "unavailable: ..."), when the policy routes
     estimates: list[Estimate] = field(default_factory=list)
+    task: TaskRoute | None = None  # the routing task the prompt matched, when the policy routes by task
 
     @property
     def truncated(self) -> bool:
@@ -141,6 +156,8 @@ class Decision:
         if self.estimator is not None:
             out["estimator"] = self.estimator
             out["estimates"] = [e.to_dict() for e in self.estimates]
+        if self.task is not None:
+            out["task"] = self.task.to_dict()
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -156,6 +173,10 @@ class Decision:
             f"candidates: {', '.join(self.candidates) or '(none)'}",
         ]
         lines += [f"  excluded {e.model}: {e.reason}" for e in self.excluded]
+        if self.task is not None:
+            lines.append(f"task {self.task.name!r}: " + (f"cascade {', '.join(self.task.cascade)}"
+                                                          if self.task.cascade is not None else "policy cascade")
+                         + (f" ({self.task.note})" if self.task.note else ""))
         if self.estimator is not None:
             lines.append(f"routing estimates ({self.estimator}):")
             lines += [f"  {e.model}: P(correct) {e.p_correct:.2f}, expected ${e.cost_usd:.6f} -> {e.action}: {e.reason}"
@@ -227,4 +248,12 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
                     estimated_cost_usd=data.get("estimated_cost_usd", 0.0),
                     status=data.get("status", "failed"), rule=data.get("rule"),
                     estimator=data.get("estimator"),
-                    estimates=[Estimate(**e) for e in data.get("estimates", [])])
+                    estimates=[Estimate(**e) for e in data.get("estimates", [])],
+                    task=_task_from_dict(data.get("task")))
+
+
+def _task_from_dict(data: dict[str, Any] | None) -> TaskRoute | None:
+    if not isinstance(data, dict):
+        return None
+    cascade = data.get("cascade")
+    return TaskRoute(data["name"], tuple(cascade) if cascade is not None else None, data.get("note", ""))

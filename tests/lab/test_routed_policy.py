@@ -41,9 +41,12 @@ def test_calibrate_with_routing_writes_policy_estimator_and_frontier_that_replay
     assert report.tuned.agrees and report.held_out is not None and report.held_out.agrees
     assert set(report.held_out.per_task) == {"arc-challenge", "winogrande", "mbpp"}
     assert report.met
-    # Three known tasks: per-task thresholds were searched and (cheaper on the tuned share) kept.
+    # Three known tasks: a cascade per task was searched and (cheaper on the tuned share) kept,
+    # its design count and margin chosen by cross-validation on the tuned share.
     assert [t.name for t in policy.routing.tasks] == ["arc-challenge", "winogrande", "mbpp"]
-    assert "thresholds per task (routing.tasks" in text
+    assert all(t.cascade and t.confidence is not None for t in policy.routing.tasks)
+    assert "a cascade per task (routing.tasks" in text
+    assert "chosen by 5-fold cross-validation on the tuned share only" in text
     points = score_frontier(policy, combine(FILES))
     assert frontier_path(out).is_file() and len(points) >= 2
 
@@ -68,6 +71,17 @@ def test_shipped_routed_policy_never_costs_more_than_gpt4_alone_on_a_task(task_f
     record = PolicyRouter(policy=load_policy(ROUTED)).explain(first.prompt)
     assert record.estimator == read_estimator(ROUTED.with_name("routed-routerbench.estimator.npz")).digest
     assert record.estimates and all(e.reason.startswith(f"task {first.task}: ") for e in record.estimates)
+    task = next(t for t in load_policy(ROUTED).routing.tasks if t.name == first.task)
+    assert record.task is not None and record.task.name == first.task and record.task.cascade == task.cascade
+
+
+def test_the_frontier_keeps_each_tasks_own_designs_for_a_one_task_dataset():
+    mixed = score_frontier(load_policy(ROUTED), combine(FILES))
+    code = score_frontier(load_policy(ROUTED), combine([FILES[2]]))
+    assert mixed and not any(label.startswith("mbpp: ") for *_, label in mixed)
+    own = [label for *_, label in code if label.startswith("mbpp: ")]
+    assert own and any("gpt-3.5-turbo -> gpt-4" in label for label in own)
+    assert len(code) == len(mixed) + len(own)
 
 
 def test_simulate_plot_draws_the_searched_designs(tmp_path, capsys):
@@ -90,8 +104,18 @@ def test_shipped_routed_policy_held_out_figures_are_reproduced_by_the_real_route
     assert report.accuracy == pytest.approx(float(header.group(2)), abs=1e-4)
     assert report.cost_usd == pytest.approx(float(header.group(3)), abs=1e-4)
     gpt4 = score_model(subset.records, GPT4)
+    held_line = ROUTED.read_text().split("# held-out: ", 1)[1].split("\n", 2)[1]
+    claimed = {t: (float(a), float(c)) for t, a, c in re.findall(r"([a-z-]+) ([0-9.]+)x, ([0-9.]+)%", held_line)}
+    assert set(claimed) == {"arc-challenge", "winogrande", "mbpp"}
     for task in ("arc-challenge", "winogrande", "mbpp"):
         rows = [row for row, rec in zip(report.rows, subset.records, strict=True) if rec.task == task]
-        cap = sum(rec.outcomes[GPT4].cost_usd for rec in subset.records if rec.task == task and GPT4 in rec.outcomes)
-        assert sum(r.cost_usd for r in rows) <= cap
+        recs = [rec for rec in subset.records if rec.task == task]
+        cap = sum(rec.outcomes[GPT4].cost_usd for rec in recs if GPT4 in rec.outcomes)
+        spent = sum(r.cost_usd for r in rows)
+        assert spent <= cap  # no task costs more than gpt-4 alone
+        ratio = (sum(bool(r.correct) for r in rows)
+                 / sum(bool(rec.outcomes[GPT4].correct) for rec in recs if GPT4 in rec.outcomes))
+        assert (round(ratio, 3), round(100 * spent / cap, 1)) == pytest.approx(claimed[task], abs=1e-3)
+    # The header's mixed figures, whatever they are (the goal of 0.97x at <= 30% is stated in the
+    # closing report, met or not); accuracy at least the target's on these prompts.
     assert report.accuracy >= 0.97 * gpt4.accuracy

@@ -1,0 +1,312 @@
+"""Per-task cascade designs (``routing.tasks[*]`` with its own ``cascade:``/``confidence:``).
+
+Each task (a kind of prompt the policy recognises by a regular expression) gets its own design:
+first rung, agreement models guarding each rung, and per-rung ``skip``/``trust`` thresholds.
+The search, on the tuned share's *out-of-fold* estimates:
+
+1. per task, the plain agreement search (:func:`router.lab.calibrate_search.staged`) on that
+   task's prompts; the ``designs`` best for each of several accuracy levels (:data:`LEVELS` x
+   the reference), every single cheap model before the final one, and the final model alone;
+2. per design, routing thresholds: every combination of :func:`router.lab.task_routing.rung_options`
+   for a two-rung design, coordinate descent toward each level for longer ones; every point
+   costing at most :data:`COST_CAP` of the final model alone on the task (or that model alone) is
+   kept, reduced to the task's Pareto frontier (cost, accuracy);
+3. one frontier point per task, the cheapest mix whose pooled accuracy reaches the target plus a
+   ``margin`` (x the reference's accuracy).
+
+The margin and how many designs step 1 keeps per level are chosen by ``folds``-fold
+cross-validation *inside the tuned share* (:func:`cv_margin`): steps 1-3 on four fifths, the pick
+scored on the last fifth, for every margin of :data:`MARGINS` and every design count of
+:func:`design_counts`; the cheapest pair whose cross-validated accuracy meets the target with no
+task costing more than the final model alone is kept (the most accurate when none does). More
+designs fit the tuned share better and generalise worse; the margin pays for the rest of the
+selection optimism. No held-out prompt is used.
+
+Example:
+    >>> found = search_task_designs(tune, p_oof, tasks, target, final="gpt-4", cheap=cheap, tiers=tiers)
+    >>> {t: str(pt.design) for t, pt in found.picks.items()}
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from router.checks.builtin import CheckSpec
+from router.checks.consulting import ConsultingCheck
+from router.lab.calibrate_search import rank, staged
+from router.lab.cascade_table import Design, OutcomeTable, Rung, RungCache, Scored, evaluate, routing_masks
+from router.lab.joint import Point, pareto, tune_thresholds
+from router.lab.targets import Constraint, Target
+from router.lab.task_routing import rung_options
+from router.policy.routing_block import Thresholds
+
+LEVELS: tuple[float, ...] = (0.85, 0.9, 0.95, 0.97, 1.0)
+# A task's point may cost at most this share of the final model alone on the task's tuned prompts
+# (the final model alone, exactly 100%, is always allowed): a design that escalates most prompts
+# after paying for cheap rungs and their checks is close to gpt-4's cost on the tuned share and
+# can exceed it on new prompts; the goal is never to cost more than the final model on a task.
+COST_CAP: float = 0.9
+MARGINS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02)
+
+
+@dataclass(frozen=True)
+class CVRow:
+    """One (design count, margin)'s cross-validated figures on the tuned share (ratios to the reference)."""
+
+    designs: int
+    margin: float
+    accuracy_ratio: float
+    cost_ratio: float
+    worst_task_cost_ratio: float
+    met: bool
+
+    def __str__(self) -> str:
+        return (f"{self.designs} designs, margin {self.margin:g}: {self.accuracy_ratio:.3f}x, {self.cost_ratio:.1%} "
+                f"(worst task {self.worst_task_cost_ratio:.1%}){'' if self.met else ' (not met)'}")
+
+
+def design_counts(most: int) -> tuple[int, ...]:
+    """The design counts cross-validation compares: 1, about a quarter and half of ``most``, ``most``."""
+    return tuple(sorted({1, max(1, most // 4), max(1, most // 2), max(1, most)}))
+
+
+@dataclass
+class TaskDesigns:
+    """The chosen point (design, thresholds, tuned-share figures) of each task."""
+
+    picks: dict[str, Point]
+    margin: float
+    designs: int
+    accuracy: float
+    cost: float
+    met: bool
+    evaluated: int
+    cv: list[CVRow] = field(default_factory=list)
+    fronts: dict[str, list[Point]] = field(default_factory=dict)
+
+
+def _accuracy_constraint(target: Target) -> Constraint:
+    found = next((c for c in target.constraints if c.metric == "accuracy" and c.op == ">="), None)
+    if found is None:
+        from router.lab.cascade_table import CalibrationError
+
+        raise CalibrationError("per-task designs need an accuracy>=... target")
+    return found
+
+
+def _level(target: Target, ratio: float) -> Target:
+    c = _accuracy_constraint(target)
+    return Target((Constraint("accuracy", ">=", ratio, c.relative_to),))
+
+
+def task_candidates(sub: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str],
+                    tiers: dict[str, int], max_voters: int, designs: int, cache: RungCache) -> tuple[list[Design], int]:
+    """Step 1 of the module doc on one task's table: candidate designs, and how many were scored."""
+    plain = staged(sub, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters, cache=cache)
+    picked: list[Design] = [Design((Rung(final),))]
+    for ratio in LEVELS:
+        level = _level(target, ratio)
+        picked += [s.design for s in sorted(plain, key=lambda s: rank(s, level, sub))[:designs]]
+    picked += [Design((Rung(m), Rung(final))) for m in cheap]
+    unique = [d for d in dict.fromkeys(picked) if len({r.model for r in d.rungs}) == len(d.rungs)]
+    return unique, len(plain)
+
+
+def task_front(sub: OutcomeTable, p: np.ndarray, target: Target, *, final: str, cheap: Sequence[str],
+               tiers: dict[str, int], max_voters: int = 3, designs: int = 4) -> tuple[list[Point], int]:
+    """Steps 1-2 of the module doc: one task's Pareto frontier of (design, thresholds) points."""
+    cache: RungCache = {}
+    candidates, evaluated = task_candidates(sub, target, final=final, cheap=cheap, tiers=tiers,
+                                            max_voters=max_voters, designs=designs, cache=cache)
+    cap = float(sub.cost[sub.model_index(final)].sum())
+    seen: list[Point] = []
+    options = rung_options()
+    for design in candidates:
+        if len(design.rungs) == 1:
+            s = evaluate(sub, design, cache=cache)
+            seen.append(Point(s.accuracy, s.cost, design, (Thresholds(),)))
+            evaluated += 1
+        elif len(design.rungs) == 2:
+            for option in options:
+                rules = (option, Thresholds())
+                s = evaluate(sub, design, cache=cache, routing=routing_masks(sub, design, p, rules))
+                seen.append(Point(s.accuracy, s.cost, design, rules))
+            evaluated += len(options)
+        else:
+            for ratio in LEVELS:
+                _, _, count = tune_thresholds(sub, design, p, _level(target, ratio), final=final, tasks=None,
+                                              cache=cache, seen=seen)
+                evaluated += count
+    alone = Design((Rung(final),))
+    return pareto([pt for pt in seen if pt.cost <= COST_CAP * cap + 1e-12 or pt.design == alone]), evaluated
+
+
+def task_fronts(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
+                cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3,
+                designs: int = 4) -> tuple[dict[str, list[Point]], dict[str, int], int]:
+    """Every task's frontier, its prompt count, and how many points were scored."""
+    fronts, sizes, evaluated = {}, {}, 0
+    for task in sorted(set(tasks.tolist())):
+        cols = np.flatnonzero(tasks == task)
+        fronts[task], n = task_front(table.take(cols), p[:, cols], target, final=final, cheap=cheap, tiers=tiers,
+                                     max_voters=max_voters, designs=designs)
+        sizes[task] = len(cols)
+        evaluated += n
+    return fronts, sizes, evaluated
+
+
+def choose(fronts: Mapping[str, Sequence[Point]], sizes: Mapping[str, int],
+           need: float) -> tuple[dict[str, Point], float, float] | None:
+    """Step 3: the cheapest choice of one point per task whose pooled accuracy is at least
+    ``need`` (the last task by bisection on its frontier, cheapest first and rising in accuracy)."""
+    names = list(fronts)
+    total = sum(sizes.values())
+    if not names or any(not fronts[t] for t in names):
+        return None
+    last = names[-1]
+    tail = list(fronts[last])
+    tail_acc = [pt.accuracy * sizes[last] for pt in tail]
+    best: tuple[dict[str, Point], float, float] | None = None
+
+    def walk(i: int, chosen: list[Point], hits: float, cost: float) -> None:
+        nonlocal best
+        if best is not None and cost >= best[2]:
+            return
+        if i == len(names) - 1:
+            k = bisect.bisect_left(tail_acc, need * total - hits - 1e-9)
+            if k < len(tail):
+                pick = [*chosen, tail[k]]
+                cost_k = cost + tail[k].cost
+                if best is None or cost_k < best[2]:
+                    best = (dict(zip(names, pick, strict=True)), (hits + tail_acc[k]) / total, cost_k)
+            return
+        for pt in fronts[names[i]]:
+            walk(i + 1, [*chosen, pt], hits + pt.accuracy * sizes[names[i]], cost + pt.cost)
+
+    walk(0, [], 0.0, 0.0)
+    return best
+
+
+def score_picks(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray,
+                picks: Mapping[str, Point]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Each prompt's correctness and cost under its task's pick (the table's order), and how
+    many prompts each model accepted. Every task of ``tasks`` must have a pick."""
+    right, spent = np.zeros(table.n, bool), np.zeros(table.n)
+    accepted: dict[str, int] = {}
+    for task, pt in picks.items():
+        cols = np.flatnonzero(tasks == task)
+        if not len(cols):
+            continue
+        sub = table.take(cols)
+        s = evaluate(sub, pt.design, routing=routing_masks(sub, pt.design, p[:, cols], pt.thresholds))
+        right[cols], spent[cols] = s.correct, s.cost_each
+        for rung, count in zip(pt.design.rungs, s.accepted, strict=True):
+            accepted[rung.model] = accepted.get(rung.model, 0) + count
+    return right, spent, accepted
+
+
+def _need(table: OutcomeTable, target: Target, margin: float) -> float:
+    c = _accuracy_constraint(target)
+    return c.bound(table) * (1 + margin / c.value)
+
+
+def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
+              cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
+              folds: int = 5, seed: int = 0,
+              margins: Sequence[float] = MARGINS) -> tuple[int, float, list[CVRow], int]:
+    """The design count and margin chosen by ``folds``-fold cross-validation on ``table`` (the
+    tuned share), the figures of every pair, and how many points were scored (see the module doc)."""
+    c = _accuracy_constraint(target)
+    ref = table.model_index(c.relative_to or final)
+    top = table.model_index(final)
+    order = np.random.default_rng(seed).permutation(table.n)
+    names = sorted(set(tasks.tolist()))
+    grid = [(k, m) for k in design_counts(designs) for m in margins]
+    hits = dict.fromkeys(grid, 0.0)
+    spent = {g: dict.fromkeys(names, 0.0) for g in grid}
+    failed: set[tuple[int, float]] = set()
+    evaluated = 0
+    for k in range(folds):
+        test = np.sort(order[k::folds])
+        train = np.setdiff1d(np.arange(table.n), test)
+        part, held = table.take(train), table.take(test)
+        for count in design_counts(designs):
+            fronts, sizes, n = task_fronts(part, p[:, train], tasks[train], target, final=final, cheap=cheap,
+                                           tiers=tiers, max_voters=max_voters, designs=count)
+            evaluated += n
+            for margin in margins:
+                chosen = choose(fronts, sizes, _need(part, target, margin))
+                if chosen is None:
+                    failed.add((count, margin))
+                    continue
+                right, cost, _ = score_picks(held, p[:, test], tasks[test], chosen[0])
+                hits[count, margin] += float(right.sum())
+                for t in names:
+                    spent[count, margin][t] += float(cost[tasks[test] == t].sum())
+    ref_acc = float(table.correct[ref].mean())
+    ref_cost = float(table.cost[ref].sum())
+    caps = {t: float(table.cost[top, tasks == t].sum()) for t in names}
+    rows = []
+    for count, margin in grid:
+        if (count, margin) in failed:
+            continue
+        acc_ratio = hits[count, margin] / table.n / ref_acc if ref_acc else 0.0
+        worst = max((spent[count, margin][t] / caps[t] for t in names if caps[t] > 0), default=0.0)
+        cost = sum(spent[count, margin].values())
+        met = acc_ratio >= c.value - 1e-12 and worst <= 1.0 + 1e-12
+        rows.append(CVRow(count, margin, acc_ratio, cost / ref_cost if ref_cost else 0.0, worst, met))
+    if not rows:
+        return designs, max(margins), rows, evaluated
+    meeting = [r for r in rows if r.met]
+    pick = (min(meeting, key=lambda r: (r.cost_ratio, r.margin, r.designs)) if meeting
+            else max(rows, key=lambda r: (r.accuracy_ratio, -r.cost_ratio)))
+    return pick.designs, pick.margin, rows, evaluated
+
+
+def search_task_designs(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
+                        cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
+                        folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS) -> TaskDesigns:
+    """The design count and margin by cross-validation, then every task's pick on the whole of ``table``."""
+    count, margin, rows, evaluated = cv_margin(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
+                                        max_voters=max_voters, designs=designs, folds=folds, seed=seed,
+                                        margins=margins)
+    fronts, sizes, n = task_fronts(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
+                                   max_voters=max_voters, designs=count)
+    evaluated += n
+    chosen = choose(fronts, sizes, _need(table, target, margin))
+    if chosen is None:
+        return TaskDesigns({}, margin, count, 0.0, 0.0, False, evaluated, rows, fronts)
+    picks, accuracy, cost = chosen
+    return TaskDesigns(picks, margin, count, accuracy, cost, True, evaluated, rows, fronts)
+
+
+def design_checks(design: Design, base_checks: Sequence[CheckSpec], extract: str) -> list[dict[str, Any]]:
+    """The ``confidence:`` entries of ``design``: the base checks (those that consult no model),
+    then one agreement check per guarded rung, ``apply_to`` that rung."""
+    checks: list[dict[str, Any]] = [{"check": c.check} | c.model_dump(exclude_defaults=True)
+                                    for c in base_checks if not isinstance(c, ConsultingCheck)]
+    for rung in design.rungs:
+        if rung.voters:
+            entry: dict[str, Any] = {"check": "agreement", "models": list(rung.voters), "extract": extract}
+            if rung.min_agree is not None:
+                entry["min_agree"] = rung.min_agree
+            checks.append(entry | {"apply_to": [rung.model]})
+    return checks
+
+
+def scored_whole(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, picks: Mapping[str, Point],
+                 fallback: Design) -> Scored:
+    """``picks`` on ``table`` as one :class:`Scored` (``design``: ``fallback``, for display)."""
+    right, spent, accepted = score_picks(table, p, tasks, picks)
+    return Scored(fallback, float(right.mean()) if table.n else 0.0, float(spent.sum()), right, spent,
+                  tuple(accepted.get(r.model, 0) for r in fallback.rungs))
+
+
+__all__ = ["COST_CAP", "LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "design_counts",
+           "score_picks",
+           "scored_whole", "search_task_designs", "task_candidates", "task_front", "task_fronts"]

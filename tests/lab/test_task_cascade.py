@@ -1,0 +1,283 @@
+"""``routing.tasks[*]`` with its own ``cascade:`` and ``confidence:``: validated like ``policy:``
+(typed PolicyError at file:line:col with did-you-mean), applied by the router through the same
+selection as the policy's cascade (privacy, offline, tier floor and ceiling still exclude the
+task's models), shown in the record, mirrored by the calibration table, and searched per task by
+:mod:`router.lab.task_designs`. Recorded models over the shipped RouterBench sample."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from router import PolicyRouter, load_policy
+from router.errors import PolicyError, RoutingError
+from router.estimators import FeatureSpec, read_estimator
+from router.lab.calibrate import combine
+from router.lab.cascade_table import Design, Rung, build_table
+from router.lab.joint import Point
+from router.lab.simulate import simulate
+from router.lab.task_designs import choose, design_checks, score_picks
+from router.lab.task_routing import TASK_PATTERNS
+from router.lab.train import train_estimator
+from router.policy.routing_block import Thresholds
+from router.routing.decision import decision_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "policies" / "cascade-routerbench.yaml"
+SAMPLE = ROOT / "data" / "routerbench-sample"
+FILES = [SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl", SAMPLE / "mbpp.jsonl"]
+DATASET_VAR = "${ROUTERBENCH_DATASET:-data/routerbench-sample/arc_challenge.jsonl}"
+MAIN = ["mistral-7b", "gpt-3.5-turbo", "gpt-4"]
+MBPP = {"name": "mbpp", "match": TASK_PATTERNS["mbpp"], "cascade": ["gpt-3.5-turbo", "gpt-4"],
+        "confidence": [{"check": "refusal"}]}
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return combine(FILES)
+
+
+@pytest.fixture(scope="module")
+def artifact(sample, tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("tasks") / "sample.estimator.npz"
+    fitted = train_estimator(sample.records, grid=(FeatureSpec(n_features=2048, word_ngrams=2),), c_grid=(1.0,),
+                             folds=2)
+    fitted.estimator.save(where)
+    return where
+
+
+def raw_policy(tasks: list[dict[str, Any]], *, estimator: str = "sample.estimator.npz",
+               dataset: Path | None = None) -> dict[str, Any]:
+    """The shipped recorded catalog, cascade ``MAIN`` guarded by an agreement check, and ``tasks``."""
+    text = SHIPPED.read_text()
+    if dataset is not None:
+        text = text.replace(DATASET_VAR, str(dataset))
+    raw = yaml.safe_load(text)
+    raw["policy"]["cascade"] = list(MAIN)
+    raw["policy"]["confidence"] = [{"check": "refusal"},
+                                   {"check": "agreement", "models": ["mixtral-8x7b"], "extract": "choice",
+                                    "apply_to": ["mistral-7b", "gpt-3.5-turbo"]}]
+    raw["routing"] = {"estimator": estimator, "tasks": tasks}
+    return raw
+
+
+def write(where: Path, raw: dict[str, Any], name: str = "p.yaml") -> Path:
+    path = where / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def router_for(artifact: Path, tasks: list[dict[str, Any]], dataset: Path = FILES[2],
+               edit: Any = None) -> PolicyRouter:
+    raw = raw_policy(tasks, dataset=dataset)
+    if edit is not None:
+        edit(raw)
+    return PolicyRouter(policy=load_policy(write(artifact.parent, raw, f"p{abs(hash(repr(raw))) % 10**8}.yaml")))
+
+
+def mbpp_prompt(sample) -> str:
+    return next(r.prompt for r in sample.records if r.task == "mbpp")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(("task", "key", "message", "suggestion"), [
+    ({"cascadee": ["gpt-4"]}, "routing.tasks.0.cascadee", "unknown key 'cascadee'", "cascade"),
+    ({"cascade": ["gpt4"]}, "routing.tasks.0.cascade.0", "'gpt4' is not in models:", "gpt-4"),
+    ({"cascade": ["gpt-4", "yi-34b"]}, "routing.tasks.0.cascade", "weaker to stronger tiers", None),
+    ({"cascade": ["yi-34b", "yi-34b"]}, "routing.tasks.0.cascade.1", "named twice", None),
+    ({"cascade": []}, "routing.tasks.0.cascade", "at least 1 item", None),
+    ({"confidence": [{"check": "refusl"}]}, "routing.tasks.0.confidence.0.check", "unknown check 'refusl'",
+     "refusal"),
+    ({"confidence": [{"check": "agreement", "models": ["mixtrl-8x7b"]}]}, "routing.tasks.0.confidence.0",
+     "'mixtrl-8x7b' is not in models:", "mixtral-8x7b"),
+    ({"confidence": [{"check": "agreement", "modls": ["yi-34b"]}]}, "routing.tasks.0.confidence.0.modls",
+     "unknown key 'modls'", "models"),
+    ({"rungs": {"yi-34b": {"skip_gapp": 0.1}}}, "routing.tasks.0.rungs.yi-34b.skip_gapp", "unknown key", "skip_gap"),
+    ({"rungs": {"yi-34": {"skip_gap": 0.1}}}, "routing.tasks.0.rungs.yi-34", "'yi-34' is not in models:", "yi-34b"),
+])
+def test_a_task_cascade_is_validated_like_the_policy_block(tmp_path, task, key, message, suggestion):
+    path = write(tmp_path, raw_policy([{"name": "t", "match": "x", **task}], estimator="x.npz"))
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    issue = next(i for i in err.value.issues if i.key == key)
+    assert message in issue.message
+    assert issue.suggestion == suggestion
+    assert issue.file == str(path) and issue.line > 0 and issue.column > 0
+    assert f"{path}:{issue.line}:{issue.column}" in str(err.value)
+
+
+def test_a_task_check_naming_code_needs_allow_code(tmp_path):
+    path = write(tmp_path, raw_policy([{"name": "t", "match": "x", "confidence": [{"check": "os:system"}]}],
+                                      estimator="x.npz"))
+    with pytest.raises(PolicyError, match="allow") as err:
+        load_policy(path)
+    assert err.value.issues[0].key == "routing.tasks.0.confidence.0.check"
+
+
+def test_a_valid_task_cascade_loads_with_built_checks(tmp_path):
+    policy = load_policy(write(tmp_path, raw_policy([MBPP], estimator="x.npz")))
+    assert policy.routing is not None
+    task = policy.routing.tasks[0]
+    assert task.cascade == ("gpt-3.5-turbo", "gpt-4") and [c.check for c in task.confidence] == ["refusal"]
+
+
+# --------------------------------------------------------------------------- the router
+
+
+def test_a_task_cascade_changes_which_model_answers_an_mbpp_prompt(artifact, sample):
+    prompt = mbpp_prompt(sample)
+    plain = router_for(artifact, [{k: v for k, v in MBPP.items() if k in ("name", "match")}])
+    own = router_for(artifact, [MBPP])
+    before = plain.invoke(prompt).response_metadata["routing"]
+    after = own.invoke(prompt).response_metadata["routing"]
+    assert before["attempts"][0]["model"] == "mistral-7b"  # the policy's cascade, whatever the thresholds
+    assert before["task"] == {"name": "mbpp", "cascade": None, "note": ""}
+    assert after["candidates"] == ["gpt-3.5-turbo", "gpt-4"]
+    assert [a["model"] for a in after["attempts"]] == ["gpt-3.5-turbo"]
+    assert after["final_model"] == "gpt-3.5-turbo" and after["status"] == "accepted"
+    assert [c["check"] for c in after["attempts"][0]["checks"]] == ["refusal"]  # the task's checks
+    assert after["task"] == {"name": "mbpp", "cascade": ["gpt-3.5-turbo", "gpt-4"], "note": ""}
+    assert after["total_cost_usd"] < before["total_cost_usd"]
+    # A prompt of no listed task keeps the policy's cascade.
+    choice = next(r.prompt for r in sample.records if r.task == "arc-challenge")
+    other = own.explain(choice)
+    assert other.candidates[0] == "mistral-7b" and other.task is None
+
+
+def test_explain_shows_the_task_and_its_cascade(artifact, sample):
+    record = router_for(artifact, [MBPP]).explain(mbpp_prompt(sample))
+    assert record.task is not None and record.task.name == "mbpp"
+    assert record.task.cascade == ("gpt-3.5-turbo", "gpt-4")
+    assert "task 'mbpp': cascade gpt-3.5-turbo, gpt-4" in record.summary()
+    assert decision_from_dict(record.to_dict()).task == record.task
+    assert [e.model for e in record.estimates] == ["gpt-3.5-turbo", "gpt-4"]
+
+
+def _network(raw: dict[str, Any]) -> None:
+    raw["models"]["gpt-3.5-turbo"]["local"] = False  # a model that leaves the machine
+
+
+@pytest.mark.parametrize("override", [{"privacy": True}, {"offline": True}], ids=lambda o: next(iter(o)))
+def test_privacy_and_offline_exclude_a_network_model_of_the_task_cascade(artifact, sample, override):
+    router = router_for(artifact, [MBPP], edit=_network)
+    prompt = mbpp_prompt(sample)
+    assert router.explain(prompt).candidates == ["gpt-3.5-turbo", "gpt-4"]
+    record = router.invoke(prompt, config={"configurable": override}).response_metadata["routing"]
+    reason = "not local: privacy" if "privacy" in override else "not local: offline"
+    assert {e["model"]: e["reason"] for e in record["excluded"]}["gpt-3.5-turbo"] == reason
+    assert "gpt-3.5-turbo" not in [a["model"] for a in record["attempts"]]
+    assert record["candidates"] == ["gpt-4"] and record["final_model"] == "gpt-4"
+
+
+def test_a_privacy_rule_also_binds_the_task_cascade(artifact, sample):
+    def edit(raw: dict[str, Any]) -> None:
+        _network(raw)
+        raw["rules"] = [{"name": "pii", "when": {"metadata": {"data_class": "pii"}}, "set": {"privacy": True}}]
+
+    record = router_for(artifact, [MBPP], edit=edit).explain(mbpp_prompt(sample),
+                                                            config={"metadata": {"data_class": "pii"}})
+    assert record.candidates == ["gpt-4"] and record.task is not None and record.task.cascade is not None
+
+
+def test_the_tier_floor_and_the_ceiling_apply_to_the_task_cascade(artifact, sample):
+    router = router_for(artifact, [MBPP])
+    prompt = mbpp_prompt(sample)
+    premium = router.explain(prompt, config={"configurable": {"quality_tier": "premium"}})
+    assert premium.candidates == ["gpt-4"]
+    assert {e.model: e.reason for e in premium.excluded}["gpt-3.5-turbo"].startswith("below tier floor")
+    with pytest.raises(RoutingError, match="no eligible model") as err:
+        router.invoke(prompt, config={"configurable": {"cost_ceiling": 1e-9}})
+    poor = err.value.decision
+    assert poor.candidates == [] and poor.attempts == [] and poor.task is not None
+    assert {e.model: e.reason.split(":")[0] for e in poor.excluded} == {
+        "gpt-3.5-turbo": "over ceiling", "gpt-4": "over ceiling"}
+
+
+def test_a_rule_or_override_that_sets_the_cascade_wins_over_the_task(artifact, sample):
+    router = router_for(artifact, [MBPP])
+    prompt = mbpp_prompt(sample)
+    record = router.explain(prompt, config={"configurable": {"cascade": ["yi-34b", "gpt-4"]}})
+    assert "yi-34b" in [*record.candidates, *(e.model for e in record.excluded)]
+    assert record.task is not None and record.task.cascade is None and "not used" in record.task.note
+    plain = router.explain(prompt)
+    assert plain.task is not None and plain.task.cascade == ("gpt-3.5-turbo", "gpt-4")
+
+
+def test_a_pinned_model_wins_over_the_task_cascade(artifact, sample):
+    router = router_for(artifact, [MBPP])
+    record = router.invoke(mbpp_prompt(sample), model="mistral-7b").response_metadata["routing"]
+    assert [a["model"] for a in record["attempts"]] == ["mistral-7b"]
+    assert record["task"]["cascade"] is None and "pins" in record["task"]["note"]
+
+
+def test_the_table_scores_per_task_designs_exactly_as_the_real_router_replays_them(artifact, sample, tmp_path):
+    picks = {
+        "arc-challenge": Point(0, 0, Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-4"))),
+                               (Thresholds(trust_gap=0.1), Thresholds())),
+        "winogrande": Point(0, 0, Design((Rung("mixtral-8x7b", ("yi-34b", "gpt-3.5-turbo"), 1),
+                                          Rung("gpt-3.5-turbo", ("yi-34b",)), Rung("gpt-4"))),
+                            (Thresholds(skip_gap=0.2), Thresholds(skip_below=0.6), Thresholds())),
+        "mbpp": Point(0, 0, Design((Rung("gpt-3.5-turbo"), Rung("gpt-4"))), (Thresholds(skip_gap=0.1), Thresholds())),
+    }
+    base = load_policy(SHIPPED)
+    refusal = [c for c in base.policy.confidence if c.check != "agreement"]
+    tasks = [{"name": t, "match": TASK_PATTERNS[t], "cascade": [r.model for r in pt.design.rungs],
+              "confidence": design_checks(pt.design, refusal, "choice"),
+              "rungs": {r.model: x.model_dump(exclude_defaults=True)
+                        for r, x in zip(pt.design.rungs, pt.thresholds, strict=True)}}
+             for t, pt in picks.items()]
+    text = yaml.safe_dump(raw_policy([tasks[0], tasks[1], tasks[2]], estimator=str(artifact)), sort_keys=False)
+    policy = load_policy(write(tmp_path, yaml.safe_load(text)))
+    estimator = read_estimator(artifact)
+    table = build_table(policy, sample.records, refusal, "choice")
+    raw, _ = estimator.predict_matrix([r.prompt for r in sample.records])
+    p = raw[[estimator.models.index(m) for m in table.recorded]]
+    task_of = np.array([r.task for r in sample.records])
+    right, spent, _ = score_picks(table, p, task_of, picks)
+    real = simulate(policy, sample, progress=False)
+    assert [bool(c) for c in right] == [bool(r.correct) for r in real.rows]
+    assert spent == pytest.approx(np.array([r.cost_usd for r in real.rows]), rel=1e-9, abs=1e-12)
+
+
+def test_choose_finds_the_cheapest_mix_that_meets_the_pooled_accuracy():
+    rng = np.random.default_rng(1)
+    design = Design((Rung("gpt-4"),))
+    fronts = {}
+    for task in ("a", "b", "c"):
+        cost = np.sort(rng.random(7))
+        acc = np.sort(rng.random(7))
+        fronts[task] = [Point(float(a), float(c), design, ()) for a, c in zip(acc, cost, strict=True)]
+    sizes = {"a": 5, "b": 9, "c": 3}
+    for need in (0.2, 0.5, 0.7, 0.9):
+        got = choose(fronts, sizes, need)
+        brute = [(sum(p.cost for p in pick), pick) for pick in itertools.product(*fronts.values())
+                 if sum(p.accuracy * sizes[t] for p, t in zip(pick, fronts, strict=True)) / 17 >= need - 1e-9]
+        if not brute:
+            assert got is None
+            continue
+        assert got is not None and got[2] == pytest.approx(min(b[0] for b in brute))
+
+
+def test_a_bagged_estimator_is_the_mean_of_its_fold_fits(sample):
+    from router.lab.train import out_of_fold
+
+    spec = FeatureSpec(n_features=1024, word_ngrams=1)
+    bagged = train_estimator(sample.records, grid=(spec,), c_grid=(1.0,), folds=3, bagged=True)
+    refit = train_estimator(sample.records, grid=(spec,), c_grid=(1.0,), folds=3)
+    assert bagged.estimator.meta["fit"] == "mean of the 3 fold fits" and refit.estimator.meta["fit"] == "all records"
+    fits: list = []
+    models = list(bagged.estimator.models)
+    out_of_fold(sample.records, models, spec, 1.0, folds=3, fits=fits)
+    text = sample.records[0].prompt
+    logits = [np.log(p / (1 - p)) for p in (np.array([f.predict(text)[m].p_correct for m in models]) for f in fits)]
+    mean = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+    got = np.array([bagged.estimator.predict(text)[m].p_correct for m in models])
+    assert got == pytest.approx(mean, abs=1e-9)
+    assert bagged.out_of_fold == pytest.approx(refit.out_of_fold)  # the search sees the same estimates
