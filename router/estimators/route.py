@@ -33,9 +33,6 @@ from router.routing.decision import Estimate, Exclusion, TaskRoute
 from router.routing.selection import select_candidates
 from router.routing.tokens import message_text
 
-# How router.langchain.request.CallParams.pin marks the models a pinned request dropped.
-PIN_REASON = "not the requested model"
-
 
 def prompt_of(plan: Plan) -> str:
     """The text estimates are made from: the last human message (the whole request if none)."""
@@ -90,7 +87,7 @@ def with_task(plan: Plan, task: TaskRules) -> Plan:
     if settings.cascade != policy.policy.cascade or settings.confidence != policy.policy.confidence:
         why = f"rule {plan.rule!r}" if plan.rule else "an override"
         return replace(plan, task=TaskRoute(task.name, note=f"task cascade not used: {why} set the cascade or checks"))
-    if any(e.reason.startswith(PIN_REASON) for e in plan.selection.excluded):
+    if plan.selection.pinned is not None:
         return replace(plan, task=TaskRoute(task.name, note="task cascade not used: the request pins a model"))
     update: dict[str, object] = {}
     if task.cascade is not None:

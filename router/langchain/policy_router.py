@@ -27,7 +27,7 @@ from uuid import uuid4
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableConfig
@@ -39,15 +39,14 @@ from router.estimators.route import route
 from router.langchain import run_context, serialization, structured
 from router.langchain.answer import clean, closing, finish
 from router.langchain.callbacks import child_manager
-from router.langchain.request import CURRENT, CallParams, Request, bounded_policy
+from router.langchain.request import CURRENT, CallParams, Request, bounded_policy, to_messages
 from router.langchain.streaming import ChunkSink, astream_cascade, stream_cascade
-from router.langchain.tracing import tracing_mark
+from router.langchain.tracing import name_answering_model, tracing_mark
 from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
 from router.policy.sources import (
     PolicySource,
-    default_policy_source,
     policy_from_dict,
     policy_from_string,
     policy_path,
@@ -59,25 +58,6 @@ from router.routing.catalog import Catalog
 from router.routing.decision import Decision
 from router.routing.selection import select_candidates
 from router.spend.guard import BudgetGuard
-
-DEFAULT_POLICY = "policies/default.yaml"
-
-
-def default_policy_path() -> str:
-    """``$ROUTER_POLICY``, else ``policies/default.yaml`` when it exists here, else the packaged
-    ``default`` (see :mod:`router.policy.sources`)."""
-    return default_policy_source()
-
-
-def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
-    """Accept what a chat model accepts: a string, a PromptValue or a list of messages."""
-    if isinstance(value, str):
-        return [HumanMessage(value)]
-    if isinstance(value, PromptValue):
-        return value.to_messages()
-    if isinstance(value, Sequence):
-        return convert_to_messages(value)
-    raise InputError(type(value).__name__)
 
 
 class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
@@ -245,9 +225,10 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
                 for key in sorted(FIELDS)]
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        """LangSmith's fields. The model is the pinned ``model`` when the call names one, else the
-        first rung of the policy's cascade (the one that answers when its checks pass) (the answering model is known only afterwards and is
-        on the message: ``response_metadata["model_name"]``)."""
+        """LangSmith's fields, fixed before the call: the model is the pinned ``model``, else the
+        cascade's first rung; tracers' record of the run is renamed to the answering model when
+        the cascade ends (:func:`name_answering_model`), and the message says it too
+        (``response_metadata["model_name"]``)."""
         cascade = self.policy.policy.cascade
         name = kwargs.get("model") or (cascade[0] if cascade else "policy-router")
         params = LangSmithParams(ls_provider="policy-router", ls_model_type="chat", ls_model_name=str(name))
@@ -292,18 +273,24 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
                         guard=self.spend_guard, sink=sink, params=params.extra)
         return request, plan, sink, caller
 
-    def _result(self, result: CascadeResult, request: Request) -> ChatResult:
+    def _name_model(self, request: Request, result: CascadeResult) -> None:
+        name_answering_model(request.run_id, result.decision.final_model, request.config.get("callbacks"),
+                             self.callbacks)
+
+    def _result(self, result: CascadeResult, request: Request, run_manager: Any) -> ChatResult:
+        if run_manager is not None:
+            name_answering_model(run_manager.run_id, result.decision.final_model, run_manager.handlers)
         return ChatResult(generations=[ChatGeneration(message=finish(result, tracing_mark(request.config)))])
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         request, plan, _, caller = self._setup(messages, stop, run_manager, kwargs, streaming=False)
-        return self._result(drive(run_cascade(plan), caller), request)
+        return self._result(drive(run_cascade(plan), caller), request, run_manager)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         request, plan, _, caller = self._setup(messages, stop, run_manager, kwargs, streaming=False)
-        return self._result(await adrive(run_cascade(plan), caller.acall), request)
+        return self._result(await adrive(run_cascade(plan), caller.acall), request, run_manager)
 
     def _closing(self, result: CascadeResult, request: Request, sink: ChunkSink) -> Iterator[ChatGenerationChunk]:
         final = finish(result, tracing_mark(request.config))
@@ -315,6 +302,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         request, plan, sink, caller = self._setup(messages, stop, run_manager, kwargs, streaming=True)
         for item in stream_cascade(run_cascade(plan), caller, sink):
             if isinstance(item, CascadeResult):
+                self._name_model(request, item)
                 yield from self._closing(item, request, sink)
             else:
                 yield ChatGenerationChunk(message=clean(item))
@@ -325,6 +313,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         request, plan, sink, caller = self._setup(messages, stop, run_manager, kwargs, streaming=True)
         async for item in astream_cascade(run_cascade(plan), caller.acall, sink):
             if isinstance(item, CascadeResult):
+                self._name_model(request, item)
                 for chunk in self._closing(item, request, sink):
                     yield chunk
             else:

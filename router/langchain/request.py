@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -19,8 +20,12 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig
 
+from router.errors import InputError
 from router.policy.policy_file import Policy, PolicySettings
 from router.routing.selection import Exclusion, Selection
 
@@ -31,6 +36,17 @@ PASSED_THROUGH = ("stop", "top_p", "seed", "frequency_penalty", "presence_penalt
 KNOWN = ("max_tokens", "temperature", "model", *PASSED_THROUGH)
 #: Keys LangChain itself adds to the call kwargs; accepted and not sent to the models.
 IGNORED = ("ls_structured_output_format", "structured_output_format", "stream", "tools", "tool_choice")
+
+
+def to_messages(value: LanguageModelInput) -> list[BaseMessage]:
+    """Accept what a chat model accepts: a string, a PromptValue or a list of messages."""
+    if isinstance(value, str):
+        return [HumanMessage(value)]
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, Sequence):
+        return convert_to_messages(value)
+    raise InputError(type(value).__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ class CallParams:
         dropped = [Exclusion(name, f"not the requested model {self.model!r}")
                    for name in selection.candidates if name != self.model]
         return replace(selection, candidates=[n for n in selection.candidates if n == self.model],
-                       excluded=[*selection.excluded, *dropped])
+                       excluded=[*selection.excluded, *dropped], pinned=self.model)
 
     def apply(self, settings: PolicySettings) -> PolicySettings:
         """``settings`` with this request's ``max_tokens`` (capped at the policy's

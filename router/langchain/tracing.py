@@ -145,3 +145,26 @@ def tracing_mark(config: Mapping[str, Any] | None) -> str | None:
         if isinstance(handler, RedactedTracer) and handler.replaced:
             return "redacted"
     return None
+
+
+def name_answering_model(run_id: Any, model: str | None, *sources: Any) -> None:
+    """Set ``ls_model_name`` on the tracers' record of the router's run ``run_id`` to the model
+    that answered. LangChain fixes the run's metadata at its start, before the cascade has chosen;
+    a tracer's run is still open here and is sent (LangSmith: patched) when the run ends.
+    ``sources``: handler lists or callback managers (a stream's ``_stream`` gets no run manager,
+    so the request's configured callbacks are searched)."""
+    if not model or run_id is None:
+        return
+    handlers: list[Any] = []
+    for source in sources:
+        if isinstance(source, BaseCallbackManager):
+            handlers += [*source.handlers, *source.inheritable_handlers]
+        else:
+            handlers += list(source or ())
+    for handler in handlers:
+        run_map = getattr(handler, "run_map", None) if isinstance(handler, BaseTracer) else None
+        run = run_map.get(str(run_id)) if run_map is not None else None
+        if run is not None:
+            metadata = run.extra.setdefault("metadata", {})
+            if "ls_model_name" in metadata:
+                metadata["ls_model_name"] = model

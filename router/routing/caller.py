@@ -33,9 +33,19 @@ from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.tokens import count_text_tokens, message_text, usage_overrun
 
 
+class CallAbandoned(BaseException):
+    """The consumer closed the stream: the call in progress stops and no later call is made.
+
+    A ``BaseException``, so no handler of provider errors turns it into a failed attempt (the
+    cascade would go on to the next rung for nobody). The call's reservation is settled at its
+    worst case: a provider may bill the whole answer of a request the client left."""
+
+
 class ChunkSink(Protocol):
     """Plug-in point for live streaming (see :mod:`router.langchain.streaming`): which answer
     calls stream live, where their chunks go, and the callbacks each child run gets."""
+
+    closed: bool  # the consumer has gone: raise CallAbandoned at the next chunk or call
 
     def wants(self, call: ModelCall) -> bool: ...
 
@@ -154,7 +164,21 @@ class Caller:
                 self.guard.settle(reservation, outcome.cost_usd)
         return outcome
 
+    def _check_open(self) -> None:
+        if self.sink is not None and self.sink.closed:
+            raise CallAbandoned
+
+    def _abandon(self, reservation: Any, call: ModelCall, exc: BaseException, started: bool) -> None:
+        """Give back (nothing spent) or, for a call the consumer left mid-way, charge its worst case."""
+        if self.guard is None or reservation is None:
+            return
+        if started and isinstance(exc, (CallAbandoned, asyncio.CancelledError)):
+            self.guard.settle(reservation, call.worst_case_usd)
+        else:
+            self.guard.release(reservation)
+
     def __call__(self, call: ModelCall) -> CallOutcome:
+        self._check_open()
         prepared = self._prepare(call)
         if isinstance(prepared, CallOutcome):
             return prepared
@@ -172,13 +196,13 @@ class Caller:
                 time.sleep(wait)
             outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
             return self._settle(reservation, outcome)
-        except BaseException:
+        except BaseException as exc:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            if self.guard is not None and reservation is not None:
-                self.guard.release(reservation)
+            self._abandon(reservation, call, exc, started=True)
             raise
 
     async def acall(self, call: ModelCall) -> CallOutcome:
+        self._check_open()
         # Building a provider's client the first time imports it (seconds): not on the loop.
         loop = asyncio.get_running_loop()
         prepared = (self._prepare(call, loop) if self.plan.catalog.is_built(call.model, loop)
@@ -191,9 +215,11 @@ class Caller:
         reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
+        calling = False
         try:
             started, notes = time.perf_counter(), []
             while True:
+                calling = True
                 outcome = await self._aperform(call, *prepared)
                 wait = (await asyncio.to_thread(self._retry, gate, outcome, notes) if gate.blocking
                         else self._retry(gate, outcome, notes))
@@ -203,10 +229,9 @@ class Caller:
             outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
             return (await asyncio.to_thread(self._settle, reservation, outcome)
                     if self.guard is not None else outcome)
-        except BaseException:
+        except BaseException as exc:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            if self.guard is not None and reservation is not None:
-                self.guard.release(reservation)
+            self._abandon(reservation, call, exc, started=calling)
             raise
 
     def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
@@ -216,6 +241,7 @@ class Caller:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
                 for chunk in model.stream(list(call.messages), self._child_config(call), **kwargs):
+                    self._check_open()
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]
@@ -234,6 +260,7 @@ class Caller:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
                 async for chunk in model.astream(list(call.messages), self._child_config(call), **kwargs):
+                    self._check_open()
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]

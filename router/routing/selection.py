@@ -36,6 +36,7 @@ class Selection:
     excluded: list[Exclusion] = field(default_factory=list)
     input_tokens: dict[str, int] = field(default_factory=dict)
     worst_case_usd: dict[str, float] = field(default_factory=dict)
+    pinned: str | None = None  # the request named this one candidate (``model=...``)
 
 
 def format_usd(value: float) -> str:

@@ -111,3 +111,47 @@ def test_bind_tools_returns_a_binding(router: PolicyRouter):
 
     bound = router.bind_tools([add], tool_choice="add")
     assert bound.kwargs["tool_choice"] == "add" and bound.kwargs["tools"][0]["function"]["name"] == "add"
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream", "ainvoke", "astream"])
+def test_tracers_see_the_answering_model_as_ls_model_name(entry: str):
+    """``ls_model_name`` is fixed before the call (the offline policy's first rung, ``tinyllama``,
+    which is not even installed here); tracers' record of the run names the model that answered
+    by the time the run ends."""
+    import asyncio
+
+    from langchain_core.tracers.base import BaseTracer
+
+    class Names(BaseTracer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.at_start: list[str] = []
+            self.at_end: list[str] = []
+
+        def _persist_run(self, run) -> None:
+            pass
+
+        def _on_llm_start(self, run) -> None:
+            if run.parent_run_id is None:
+                self.at_start.append(run.extra["metadata"]["ls_model_name"])
+
+        def _on_llm_end(self, run) -> None:
+            if run.parent_run_id is None:
+                self.at_end.append(run.extra["metadata"]["ls_model_name"])
+
+    router = PolicyRouter(policy=PolicyRouter.from_policy("offline").policy, max_tokens=8)
+    names = Names()
+    config = {"callbacks": [names]}
+    if entry == "invoke":
+        message = router.invoke(QUESTION, config=config)
+    elif entry == "ainvoke":
+        message = asyncio.run(router.ainvoke(QUESTION, config=config))
+    elif entry == "stream":
+        message = list(router.stream(QUESTION, config=config))[-1]
+    else:
+        async def chunks():
+            return [c async for c in router.astream(QUESTION, config=config)]
+        message = asyncio.run(chunks())[-1]
+    final = message.response_metadata["routing"]["final_model"]
+    assert names.at_start == ["tinyllama"] and final != "tinyllama"
+    assert names.at_end == [final]

@@ -170,3 +170,25 @@ def test_v3_streams_run_under_the_request_config(unchecked: PolicyRouter):
         routing = message.response_metadata["routing"]
         assert got == text and "paris" in got.lower()
         assert routing["effective"]["privacy"] is True and routing["final_model"] == "gemma"
+
+
+def test_leaving_a_stream_stops_the_model():
+    """Breaking out of ``router.stream`` stops the live rung at its next token: no worker goes on
+    generating (and, on a paid model, spending) for nobody, and the local model is free at once."""
+    import time
+
+    text = NO_CHECKS.replace("max_output_tokens: 16", "max_output_tokens: 240")
+    assert text != NO_CHECKS
+    unchecked = PolicyRouter(policy=loads_policy(text))
+    stream = unchecked.stream("Count from 1 to 200, separated by commas.")
+    first = next(chunk for chunk in stream if chunk.content)
+    started = time.perf_counter()
+    stream.close()
+    closing_s = time.perf_counter() - started
+    assert first.content
+    lock = unchecked.catalog.chat_model("gemma")._loaded().lock
+    assert lock.acquire(timeout=0), "the abandoned generation still holds the model"
+    lock.release()
+    assert closing_s < 1.0, f"closing waited {closing_s:.2f} s: the model ran on"
+    # The model answers the next request at once (the abandoned generation released its lock).
+    assert "paris" in "".join(str(c.content) for c in unchecked.stream(QUESTION)).lower()

@@ -160,6 +160,20 @@ async def test_streaming_settles_to_the_actual_cost(ledger_url: str):
     assert router.spend_guard.status()[0].reserved_usd == 0
 
 
+def test_a_stream_left_mid_way_is_charged_its_worst_case(ledger_url: str):
+    """The consumer breaks after the first chunk: the live rung stops, nothing is left reserved,
+    and the budget is charged the call's worst case (a paid provider may bill the whole answer of
+    a request the client left), never nothing."""
+    text = policy_text(ledger_url, budget("daily", 1.0), checks="    []")
+    router = PolicyRouter(policy=loads_policy(text))
+    stream = router.stream("Count from 1 to 100, separated by commas.")
+    assert next(c for c in stream if c.content).content
+    stream.close()
+    [entry] = open_ledger(ledger_url).entries()
+    assert entry.cost_usd == pytest.approx(entry.worst_case_usd) == pytest.approx(WORST_CHEAP)
+    assert router.spend_guard.status()[0].reserved_usd == 0
+
+
 def test_cost_callback_totals_every_router_call_in_a_block_once(ledger_url: str):
     router = PolicyRouter(policy=loads_policy(policy_text(ledger_url, budget("daily", 1.0))))
     chain = ChatPromptTemplate.from_template("{q}") | router | StrOutputParser()
