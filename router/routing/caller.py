@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -190,7 +190,8 @@ class Caller:
             started, notes = time.perf_counter(), []
             while True:
                 outcome = self._perform(call, *prepared)
-                wait = self._retry(gate, outcome, notes)
+                # A live answer that failed part-way is not retried: its tokens were shown.
+                wait = None if outcome.shown else self._retry(gate, outcome, notes)
                 if wait is None:
                     break
                 time.sleep(wait)
@@ -221,7 +222,8 @@ class Caller:
             while True:
                 calling = True
                 outcome = await self._aperform(call, *prepared)
-                wait = (await asyncio.to_thread(self._retry, gate, outcome, notes) if gate.blocking
+                wait = (None if outcome.shown
+                        else await asyncio.to_thread(self._retry, gate, outcome, notes) if gate.blocking
                         else self._retry(gate, outcome, notes))
                 if wait is None:
                     break
@@ -237,6 +239,7 @@ class Caller:
     def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
         started = time.perf_counter()
         chunks: list[AIMessageChunk] = []
+        shown = False  # some of this answer already reached the caller (a live rung)
         try:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
@@ -245,17 +248,19 @@ class Caller:
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]
+                        shown = True
                 message = _merge(chunks)
             else:
                 message = model.invoke(list(call.messages), self._child_config(call), **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
-            return self._failed(call, exc, started)
-        return self._noted(call, self._finished(call, message, chunks, started))
+            return replace(self._failed(call, exc, started), shown=shown)
+        return self._noted(call, replace(self._finished(call, message, chunks, started), shown=shown))
 
     async def _aperform(self, call: ModelCall, model: Runnable[Any, Any],
                         kwargs: dict[str, Any]) -> CallOutcome:
         started = time.perf_counter()
         chunks: list[AIMessageChunk] = []
+        shown = False  # some of this answer already reached the caller (a live rung)
         try:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
@@ -264,12 +269,13 @@ class Caller:
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]
+                        shown = True
                 message = _merge(chunks)
             else:
                 message = await model.ainvoke(list(call.messages), self._child_config(call), **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
-            return self._failed(call, exc, started)
-        return self._noted(call, self._finished(call, message, chunks, started))
+            return replace(self._failed(call, exc, started), shown=shown)
+        return self._noted(call, replace(self._finished(call, message, chunks, started), shown=shown))
 
     def _noted(self, call: ModelCall, outcome: CallOutcome) -> CallOutcome:
         if self.sink is not None:

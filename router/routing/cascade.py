@@ -158,6 +158,9 @@ def run_cascade(plan: Plan) -> Cascade:
         if outcome.error is not None or outcome.message is None:
             last_error = outcome.error
             attempt.error = outcome.error.to_dict() if outcome.error else {"kind": "empty"}
+            if outcome.shown:
+                _stop_after_shown(decision, plan, rank)
+                break
             continue
         answer = Answer(model=name, text=answer_text(outcome.message), message=outcome.message,
                         token_logprobs=outcome.token_logprobs, prompt=plan.messages)
@@ -186,6 +189,10 @@ def run_cascade(plan: Plan) -> Cascade:
                  attempt.mean_logprob if attempt.mean_logprob is not None else -math.inf, rank)
         if best is None or score > best[0]:
             best = (score, outcome)
+        if outcome.shown:  # its tokens reached the caller: no later rung may follow them
+            best = (score, outcome)
+            _stop_after_shown(decision, plan, rank)
+            break
     if best is None:
         decision.status = "failed"
         return CascadeResult(decision, None, [], last_error)
@@ -194,6 +201,14 @@ def run_cascade(plan: Plan) -> Cascade:
         return CascadeResult(decision, None, [], last_error)
     decision.final_model = best[1].model
     return CascadeResult(decision, best[1].message, best[1].chunks, last_error)
+
+
+def _stop_after_shown(decision: Decision, plan: Plan, rank: int) -> None:
+    """A live attempt that was not accepted ends the cascade: the caller has seen its tokens, and
+    a later rung's answer would follow them in the same stream (LangChain's fallbacks, too, only
+    fall back before the first chunk)."""
+    for name in plan.selection.candidates[rank + 1:]:
+        decision.excluded.append(Exclusion(name, "not tried: the live answer before it was already shown"))
 
 
 def _run_check(check: CheckSpec, answer: Answer, plan: Plan,

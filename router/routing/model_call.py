@@ -53,6 +53,7 @@ class CallOutcome:
     reused: bool = False  # answered from an identical call this request already paid for
     retries: tuple[RetryNote, ...] = ()  # what was decided after each failed try
     overrun: str | None = None  # reported usage above the bound the worst case assumed
+    shown: bool = False  # streamed live: the caller has seen (part of) this answer already
 
     @property
     def ok(self) -> bool:

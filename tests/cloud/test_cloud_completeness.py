@@ -17,7 +17,8 @@ QUESTION = "What is the capital of France?"
 
 
 def router(cascade: str, *, max_tokens: int = 24, on_exhausted: str = "best",
-           openai_price: str = "{input: 0.50, output: 1.50}") -> PolicyRouter:
+           openai_price: str = "{input: 0.50, output: 1.50}",
+           checks: str = "[{check: min_length, chars: 2}]") -> PolicyRouter:
     text = f"""
 version: 1
 name: completeness
@@ -38,7 +39,7 @@ policy:
   cost_ceiling: 1.0
   max_output_tokens: {max_tokens}
   cascade: {cascade}
-  confidence: [{{check: min_length, chars: 2}}]
+  confidence: {checks}
   on_exhausted: {on_exhausted}
 """
     return PolicyRouter(policy=loads_policy(text, "completeness.yaml"))
@@ -114,3 +115,23 @@ def test_a_truncated_last_answer_raises_under_on_exhausted_raise(cloud_env: None
         r.invoke("Count from one to twenty.")
     (attempt,) = raised.value.decision.attempts
     assert attempt.truncated is True and attempt.finish_reason == "length" and not attempt.accepted
+
+
+def test_a_live_answer_cut_off_ends_the_stream_instead_of_escalating(cloud_env: None, gemini_server: GeminiTestServer,
+                                                                     openai_server: LlamaOpenAIServer):
+    """Without answer checks every rung streams live. When the Gemini stream ends without its
+    final marker, its tokens have already reached the caller: a second rung's answer must not
+    follow them in the same stream (the fallback bug LiteLLM's router is known for), so the
+    request ends there, ``exhausted`` and ``truncated``; invoked, the same request escalates."""
+    r = router("[gemini-flash, gpt-3.5-turbo]", checks="[]")
+    gemini_server.fail("no_final")
+    chunks = list(r.stream(QUESTION))
+    routing = chunks[-1].response_metadata["routing"]
+    shown = "".join(str(c.content) for c in chunks)
+    assert [a["model"] for a in routing["attempts"]] == ["gemini-flash"] and openai_server.count() == 0
+    assert routing["status"] == "exhausted" and routing["truncated"] is True and shown
+    assert {"model": "gpt-3.5-turbo", "reason": "not tried: the live answer before it was already shown"} in \
+        routing["excluded"]
+    gemini_server.fail("no_final")
+    invoked = r.invoke(QUESTION).response_metadata["routing"]
+    assert [a["model"] for a in invoked["attempts"]] == ["gemini-flash", "gpt-3.5-turbo"]
