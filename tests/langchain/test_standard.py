@@ -50,12 +50,16 @@ class _Offline:
         return True
 
 
-class TestOfflineUnit(_Offline, ChatModelUnitTests):
+class _Unit(ChatModelUnitTests):
     @pytest.mark.xfail(reason="langchain-core's load(allowed_objects='all') admits only the classes in its "
                               "own serialization mapping, never a third-party class; the round trip with "
                               "allowed_objects=[PolicyRouter] is tested in test_chat_model.py", strict=True)
     def test_serdes(self, model: Any, snapshot: Any) -> None:
         super().test_serdes(model, snapshot)
+
+
+class TestOfflineUnit(_Offline, _Unit):
+    pass
 
 
 #: Tests that run grammar-constrained tool passes on the bundled local models (about 3 minutes on
@@ -139,12 +143,8 @@ class _Served(_Offline):
         return False
 
 
-class TestServedUnit(_Served, ChatModelUnitTests):
-    @pytest.mark.xfail(reason="langchain-core's load(allowed_objects='all') admits only the classes in its "
-                              "own serialization mapping, never a third-party class; the round trip with "
-                              "allowed_objects=[PolicyRouter] is tested in test_chat_model.py", strict=True)
-    def test_serdes(self, model: Any, snapshot: Any) -> None:
-        super().test_serdes(model, snapshot)
+class TestServedUnit(_Served, _Unit):
+    pass
 
 
 class TestServedIntegration(_Served, ChatModelIntegrationTests):
