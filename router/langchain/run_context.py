@@ -24,7 +24,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 
 from router.langchain.callbacks import active_usage_handlers
 from router.langchain.request import CURRENT, Request
-from router.langchain.tracing import private_config
+from router.langchain.tracing import private_config, with_environment_tracer
 from router.policy.policy_file import Policy
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ def enter(policy: Policy, config: RunnableConfig | None) -> tuple[RunnableConfig
     """The config and context one public call runs in: privacy covers tracing
     (:func:`private_config`), the run id is fixed so child runs can nest under it, and
     usage handlers see the child runs only (the router's run repeats their usage)."""
-    config = private_config(policy, config)
+    config = with_environment_tracer(private_config(policy, config))
     config = {**config, "run_id": config.get("run_id") or uuid4()}
     context = copy_context()
     # The enclosing chain's config is already in ``config``; left in the context, a child's

@@ -136,6 +136,29 @@ def private_config(policy: Policy, config: RunnableConfig | None) -> RunnableCon
     return {**config, "callbacks": new_callbacks}
 
 
+def with_environment_tracer(config: RunnableConfig) -> RunnableConfig:
+    """``config`` with the tracer environment tracing would add (``tracing_v2_enabled()``'s, or
+    LangSmith's for ``LANGSMITH_TRACING=true``) already in its callbacks, so the router holds the
+    same instance LangChain traces its run with (:func:`name_answering_model` renames the run
+    there; a stream's ``_stream`` has no other way to it). Unchanged when tracing is off or a
+    ``LangChainTracer`` (a private request's :class:`RedactedTracer` too) is already present."""
+    if not _environment_tracing():
+        return config
+    callbacks = config.get("callbacks")
+    handlers = ([*callbacks.handlers, *callbacks.inheritable_handlers] if isinstance(callbacks, BaseCallbackManager)
+                else list(callbacks or []))
+    if any(isinstance(h, LangChainTracer) for h in handlers):
+        return config
+    from langchain_core.tracers.context import _get_tracer_kwargs, tracing_v2_callback_var
+
+    tracer = tracing_v2_callback_var.get() or LangChainTracer(**_get_tracer_kwargs())
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(tracer, inherit=True)
+        return {**config, "callbacks": manager}
+    return {**config, "callbacks": [*handlers, tracer]}
+
+
 def tracing_mark(config: Mapping[str, Any] | None) -> str | None:
     """``"redacted"`` when this run's config came from :func:`private_config` and a remote tracer
     was dropped or environment tracing was on; else ``None``."""

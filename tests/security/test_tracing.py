@@ -143,3 +143,45 @@ def test_a_tracer_passed_as_a_callback_is_dropped_for_a_private_request(policy_f
     tracer.wait_for_futures()
     client.flush()
     assert PUBLIC.encode() in tracer_sink.received()
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream"])
+def test_the_traced_run_names_the_answering_model(tracer_sink: TracerSink, monkeypatch: pytest.MonkeyPatch,
+                                                  entry: str):
+    """Under ``tracing_v2_enabled()`` the router's run starts as ``ls_model_name: missing`` (the
+    first rung, not installed) and is uploaded, when it ends, as the model that answered."""
+    from langchain_core.tracers.context import tracing_v2_enabled
+
+    from tests.conftest import LOCAL_POLICY
+
+    for var in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    text = LOCAL_POLICY.replace("  cascade: [gemma, gemma-strong]", "  cascade: [missing, gemma, gemma-strong]") \
+        .replace("models:\n", "models:\n  missing:\n    provider: llamacpp\n    gguf: ''\n    local: true\n", 1)
+    router = PolicyRouter(policy=loads_policy(text))
+    client = Client(api_url=tracer_sink.origin, api_key="ls-dummy-key", auto_batch_tracing=False)
+    with tracing_v2_enabled(project_name="names", client=client) as tracer:
+        if entry == "invoke":
+            final = router.invoke(PUBLIC).response_metadata["routing"]["final_model"]
+        else:
+            final = list(router.stream(PUBLIC))[-1].response_metadata["routing"]["final_model"]
+    tracer.wait_for_futures()
+    client.flush()
+    assert final in ("gemma", "gemma-strong")
+    router_runs = [body for body in _run_bodies(tracer_sink) if body.get("name") == "PolicyRouter"
+                   or body.get("serialized", {}).get("name") == "PolicyRouter"]
+    names = [b.get("extra", {}).get("metadata", {}).get("ls_model_name") for b in router_runs]
+    assert names and names[-1] == final, names  # the last upload of the router's run
+
+
+def _run_bodies(sink: TracerSink) -> list[dict]:
+    bodies = []
+    for request in sink.requests:
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            continue
+        for item in body if isinstance(body, list) else body.get("post", []) + body.get("patch", []) or [body]:
+            if isinstance(item, dict):
+                bodies.append(item)
+    return bodies
