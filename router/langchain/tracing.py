@@ -136,6 +136,13 @@ def private_config(policy: Policy, config: RunnableConfig | None) -> RunnableCon
     return {**config, "callbacks": new_callbacks}
 
 
+def handlers_of(callbacks: Any) -> list[Any]:
+    """The handlers of a config's ``callbacks``: a list, or a manager's own and inheritable ones."""
+    if isinstance(callbacks, BaseCallbackManager):
+        return [*callbacks.handlers, *callbacks.inheritable_handlers]
+    return list(callbacks or ())
+
+
 def with_environment_tracer(config: RunnableConfig) -> RunnableConfig:
     """``config`` with the tracer environment tracing would add (``tracing_v2_enabled()``'s, or
     LangSmith's for ``LANGSMITH_TRACING=true``) already in its callbacks, so the router holds the
@@ -145,8 +152,7 @@ def with_environment_tracer(config: RunnableConfig) -> RunnableConfig:
     if not _environment_tracing():
         return config
     callbacks = config.get("callbacks")
-    handlers = ([*callbacks.handlers, *callbacks.inheritable_handlers] if isinstance(callbacks, BaseCallbackManager)
-                else list(callbacks or []))
+    handlers = handlers_of(callbacks)
     if any(isinstance(h, LangChainTracer) for h in handlers):
         return config
     from langchain_core.tracers.context import _get_tracer_kwargs, tracing_v2_callback_var
@@ -178,13 +184,7 @@ def name_answering_model(run_id: Any, model: str | None, *sources: Any) -> None:
     so the request's configured callbacks are searched)."""
     if not model or run_id is None:
         return
-    handlers: list[Any] = []
-    for source in sources:
-        if isinstance(source, BaseCallbackManager):
-            handlers += [*source.handlers, *source.inheritable_handlers]
-        else:
-            handlers += list(source or ())
-    for handler in handlers:
+    for handler in [h for source in sources for h in handlers_of(source)]:
         run_map = getattr(handler, "run_map", None) if isinstance(handler, BaseTracer) else None
         run = run_map.get(str(run_id)) if run_map is not None else None
         if run is not None:

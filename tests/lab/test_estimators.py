@@ -15,18 +15,12 @@ import pytest
 
 from router.cli.main import main
 from router.estimators import EstimatorError, FeatureSpec, featurize, load_estimator, read_estimator
-from router.lab.calibrate import combine
 from router.lab.train import train_estimator
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "routerbench-sample"
 FILES = [SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl", SAMPLE / "mbpp.jsonl"]
 SMALL_GRID = (FeatureSpec(n_features=1024, word_ngrams=1), FeatureSpec(n_features=1024, word_ngrams=2))
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return combine(FILES)
 
 
 @pytest.fixture(scope="module")

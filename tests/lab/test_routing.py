@@ -5,6 +5,7 @@ Recorded models over the shipped RouterBench sample; the estimator is trained he
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,10 @@ import yaml
 
 from router import PolicyRouter, load_policy
 from router.errors import PolicyError
-from router.estimators import FeatureSpec, read_estimator
-from router.lab.calibrate import combine, policy_yaml
+from router.estimators import read_estimator
+from router.lab.calibrate import policy_yaml
 from router.lab.cascade_table import Design, Rung, build_table, evaluate, routing_masks
 from router.lab.simulate import simulate
-from router.lab.train import train_estimator
 from router.policy.routing_block import Thresholds
 from router.routing.decision import decision_from_dict
 
@@ -29,16 +29,10 @@ D0 = Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-3.5-turbo", ("mixtral-
 
 
 @pytest.fixture(scope="module")
-def sample():
-    return combine(FILES)
-
-
-@pytest.fixture(scope="module")
-def artifact(sample, tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("routing") / "sample.estimator.npz"
-    fitted = train_estimator(sample.records, grid=(FeatureSpec(n_features=2048, word_ngrams=2),), c_grid=(1.0,),
-                             folds=2)
-    fitted.estimator.save(where)
+def artifact(sample_estimator: Path, tmp_path_factory) -> Path:
+    """The session's sample estimator, in this module's own folder (its policies are written beside it)."""
+    where = tmp_path_factory.mktemp("routing") / sample_estimator.name
+    shutil.copyfile(sample_estimator, where)
     return where
 
 

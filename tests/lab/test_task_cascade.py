@@ -7,6 +7,7 @@ task's models), shown in the record, mirrored by the calibration table, and sear
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ import yaml
 from router import PolicyRouter, load_policy
 from router.errors import PolicyError, RoutingError
 from router.estimators import FeatureSpec, read_estimator
-from router.lab.calibrate import combine
 from router.lab.cascade_table import Design, Rung, build_table
 from router.lab.joint import Point
 from router.lab.simulate import simulate
@@ -38,16 +38,10 @@ MBPP = {"name": "mbpp", "match": TASK_PATTERNS["mbpp"], "cascade": ["gpt-3.5-tur
 
 
 @pytest.fixture(scope="module")
-def sample():
-    return combine(FILES)
-
-
-@pytest.fixture(scope="module")
-def artifact(sample, tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("tasks") / "sample.estimator.npz"
-    fitted = train_estimator(sample.records, grid=(FeatureSpec(n_features=2048, word_ngrams=2),), c_grid=(1.0,),
-                             folds=2)
-    fitted.estimator.save(where)
+def artifact(sample_estimator: Path, tmp_path_factory) -> Path:
+    """The session's sample estimator, in this module's own folder (its policies are written beside it)."""
+    where = tmp_path_factory.mktemp("tasks") / sample_estimator.name
+    shutil.copyfile(sample_estimator, where)
     return where
 
 
