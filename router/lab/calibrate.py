@@ -13,7 +13,11 @@ Targets (``accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview``) are
 :mod:`router.lab.targets`.
 
 ``holdout`` guards against overfitting: a seeded share of the prompts is kept out of the search
-and the chosen policy is measured on it too.
+and the chosen policy is measured on it too. With an accuracy target the report (and the written
+policy's header) also gives :mod:`router.lab.bound`'s figure: the cheapest that *any* cascade
+deciding from the kind of prompt and the answers it bought could reach the target on the tuned
+prompts, chosen in hindsight. A target cheaper than that is out of reach of agreement checks on
+these models; only a per-prompt estimate within a task could get there.
 
 Example:
     >>> report = calibrate("policies/cascade-routerbench.yaml",
@@ -39,6 +43,7 @@ import yaml
 
 from router.checks.builtin import CheckSpec
 from router.checks.consulting import ConsultingCheck
+from router.lab.bound import Bound, answer_bound
 from router.lab.calibrate_search import SearchResult, candidate_designs, rank, search
 from router.lab.cascade_table import (
     CalibrationError,
@@ -54,6 +59,8 @@ from router.lab.routed import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
 from router.lab.task_designs import design_checks
 from router.policy.policy_file import Policy, load_policy, loads_policy
+
+BOUND_DEPTH = 3  # cheap models per prompt in the bound's trees (4 takes ~10x longer; see router.lab.bound)
 
 # --------------------------------------------------------------------------- the whole run
 
@@ -113,11 +120,15 @@ class CalibrationReport:
     wall_s: float
     policy_text: str
     out: str | None = None
+    bound: Bound | None = None  # the cheapest any answer-based cascade could reach the target (tuned share)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": str(self.target), "design": str(self.design), "met": self.met,
                 "tuned": self.tuned.to_dict(), "held_out": self.held_out.to_dict() if self.held_out else None,
-                "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out}
+                "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out,
+                "bound": None if self.bound is None else {
+                    "reachable": self.bound.reachable, "cost_ratio": round(self.bound.cost_ratio, 6),
+                    "accuracy_ratio": round(self.bound.accuracy_ratio, 6), "depth": self.bound.depth}}
 
     def __str__(self) -> str:
         lines = [f"target {self.target}: {'met' if self.met else 'NOT met'} on the tuned prompts",
@@ -131,6 +142,8 @@ class CalibrationReport:
             lines.append(f"{m.label:18} {m.n:>5} {m.accuracy:>9.4f} ${m.cost_usd:>8.4f} "
                          f"{m.accuracy_ratio:>10.3f}x acc {m.cost_ratio:>8.1%} cost  {replay:>20}")
         lines.append(f"accepted by each rung (tuned): {_rung_counts(self.tuned)}")
+        if self.bound is not None:
+            lines.append(f"bound (tuned): {self.bound}")
         if self.out:
             lines.append(f"policy written to {self.out}")
         return "\n".join(lines)
@@ -195,6 +208,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     raises = base_policy.policy.on_exhausted == "raise"
     tasks = np.array([r.task or "" for r in data.records]) if any(r.task for r in data.records) else None
     reference = next((c.relative_to for c in goal.constraints if c.relative_to), top)
+    bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols))
     routed: Routed | None = None
     if routing:
         if out is None:
@@ -217,7 +231,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         measured.append(_replayed(compare, data, held_cols, table.recorded[table.model_index(reference)], tasks))
     text = policy_yaml(policy, design, base_checks=base_policy.policy.confidence,
                        extract=extract, name=Path(out).stem if out else base_policy.name,
-                       header=_header(goal, found.met, measured, data, command, routed),
+                       header=_header(goal, found.met, measured, data, command, routed, bound),
                        routing=routed.block(base_policy.policy.confidence, extract) if routed else None)
     tuned_policy = loads_policy(text, str(out or "<calibrated>"))
     if verify:
@@ -238,7 +252,16 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
                                f"designs); `router simulate --plot` re-scores them")
     return CalibrationReport(goal, found.best.design, found.met, measured[0],
                              measured[1] if len(measured) > 1 else None, found.evaluated,
-                             time.perf_counter() - started, text, os.fspath(out) if out else None)
+                             time.perf_counter() - started, text, os.fspath(out) if out else None, bound)
+
+
+def _bound(tune: OutcomeTable, goal: Target, *, final: str, cheap: Sequence[str],
+           tasks: np.ndarray | None) -> Bound | None:
+    """The bound of :mod:`router.lab.bound` at the goal's accuracy (``None``: no accuracy constraint)."""
+    needed = [c.bound(tune) * tune.n for c in goal.constraints if c.metric == "accuracy" and c.op == ">="]
+    if not needed or not tune.n:
+        return None
+    return answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH)
 
 
 def _eligible(policy: Policy, table: OutcomeTable) -> list[str]:
@@ -297,13 +320,19 @@ def _rung_counts(m: Measured) -> str:
 
 
 def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None,
-            routed: Routed | None = None) -> str:
+            routed: Routed | None = None, bound: Bound | None = None) -> str:
     lines = [f"Calibrated by `router calibrate` on {datetime.date.today().isoformat()}"
              + (f":\n  {command}" if command else "."),
              f"Dataset: {os.path.basename(data.name)} ({len(data)} prompts).",
              f"Target {goal}: {'met' if met else 'NOT met'} on the tuned prompts."]
     if routed is not None:
         lines += routed.describe()
+    if bound is not None:
+        lines.append(f"Bound: on the tuned prompts no cascade deciding from the task and its answers reaches the target below "
+                     f"{bound.cost_ratio:.1%} of {measured[0].reference if measured else 'the reference'}'s cost"
+                     if bound.reachable else f"Bound: {bound}")
+        lines.append(f"  (in-sample optimum of decision trees over up to {bound.depth} cheap models' answers, agreements "
+                     "and check verdicts, one per task, mixed; optimistic: new prompts do worse)")
     for m in measured:
         lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
                      f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")

@@ -29,7 +29,7 @@ from router.lab.joint import JointResult, joint_search
 from router.lab.targets import Target
 from router.lab.task_designs import TaskDesigns, design_checks, score_picks, scored_whole, search_task_designs
 from router.lab.task_routing import task_patterns
-from router.lab.train import Fitted, train_estimator
+from router.lab.train import Fitted, describe_task_auc, train_estimator
 from router.policy.routing_block import Thresholds
 
 
@@ -107,6 +107,9 @@ class Routed:
             f"{chosen.spec.to_dict()} C={chosen.c:g}: log loss {chosen.log_loss:.4f} (base rates "
             f"{self.fitted.baseline_log_loss:.4f}), AUC {chosen.auc:.3f}.",
         ]
+        if self.fitted.task_auc:
+            lines.append(f"  AUC within one task (mean over models; 0.5 is chance, so the pooled AUC above is mostly "
+                         f"telling tasks apart): {describe_task_auc(self.fitted.task_auc)}.")
         lines.append(("  policy cascade (prompts of no listed task) and its thresholds" if self.designs else
                       "  thresholds") + " searched with the design on out-of-fold estimates of the tuned share: "
                      + "; ".join(f"{r.model}: {t}" for r, t in zip(self.found.best.design.rungs,

@@ -66,6 +66,7 @@ class Fitted:
     trials: list[Trial] = field(default_factory=list)
     baseline_log_loss: float = 0.0   # predicting each model's base rate
     out_of_fold: np.ndarray | None = None  # the chosen configuration's k-fold P(correct), (models, records)
+    task_auc: dict[str, float] = field(default_factory=dict)  # see within_task_auc
 
     def report(self) -> str:
         lines = [f"{'features':36} {'C':>5} {'log loss':>9} {'brier':>7} {'AUC':>6} {'cost MAE':>10}"]
@@ -74,7 +75,35 @@ class Fitted:
             lines.append(f"{_describe(t.spec):36} {t.c:>5g} {t.log_loss:>9.4f} {t.brier:>7.4f} {t.auc:>6.3f} "
                          f"${t.cost_mae:>9.6f}{mark}")
         lines.append(f"base rate only: log loss {self.baseline_log_loss:.4f}")
+        if self.task_auc:
+            lines.append(f"within-task AUC (chosen; 0.5: no better than chance at telling a task's easy prompts "
+                         f"from its hard ones): {describe_task_auc(self.task_auc)}")
         return "\n".join(lines)
+
+
+def describe_task_auc(task_auc: dict[str, float]) -> str:
+    return ", ".join(f"{task} {auc:.3f}" for task, auc in task_auc.items())
+
+
+def within_task_auc(p: np.ndarray, labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    tasks: Sequence[str | None]) -> dict[str, float]:
+    """Per task, the mean over models of the AUC of ``p`` among that task's prompts only.
+
+    The pooled AUC rewards telling tasks apart (a model right on 90% of ARC and 40% of MBPP is
+    ranked well by a task detector alone); routing inside a task needs this one, and a value near
+    0.5 says the estimator knows the task and nothing more."""
+    from sklearn.metrics import roc_auc_score
+
+    present, correct, _ = labels
+    names = np.array([t or "" for t in tasks])
+    out: dict[str, float] = {}
+    for task in sorted(set(names) - {""}):
+        in_task = names == task
+        aucs = [float(roc_auc_score(correct[i, m], p[i, m])) for i in range(len(present))
+                if 0 < (y := correct[i, (m := present[i] & in_task)]).sum() < len(y)]
+        if aucs:
+            out[task] = float(np.mean(aucs))
+    return out
 
 
 def _describe(spec: FeatureSpec) -> str:
@@ -194,14 +223,17 @@ def train_estimator(records: Sequence[Record], models: Sequence[str] | None = No
     pick = min(range(len(trials)), key=lambda i: (trials[i].log_loss, trials[i].spec.char_ngrams,
                                                   trials[i].spec.word_ngrams, -trials[i].c))
     chosen = trials[pick]
+    task_auc = within_task_auc(oof[pick], labels, [r.task for r in records]) if len({r.task for r in records}) > 1 else {}
     meta = {"trained_on": source, "n_records": len(records), "folds": folds, "seed": seed, "C": chosen.c,
+            "within_task_auc": {t: round(a, 4) for t, a in task_auc.items()},
             "chosen": chosen.to_dict(), "trials": [t.to_dict() for t in trials],
             "baseline_log_loss": round(baseline, 5), "fit": f"mean of the {folds} fold fits" if bagged else "all records"}
     if bagged:
         estimator = _mean_of(fold_fits[pick], meta)
     else:
         estimator = _fit([r.prompt for r in records], labels, names, chosen.spec, chosen.c, meta)
-    return Fitted(estimator, chosen, trials, baseline, oof[pick])
+    return Fitted(estimator, chosen, trials, baseline, oof[pick], task_auc)
 
 
-__all__ = ["C_GRID", "FEATURE_GRID", "Fitted", "Trial", "out_of_fold", "train_estimator"]
+__all__ = ["C_GRID", "FEATURE_GRID", "Fitted", "Trial", "describe_task_auc", "out_of_fold", "train_estimator",
+           "within_task_auc"]

@@ -107,3 +107,36 @@ def test_router_train_command_writes_the_artifact_beside_the_policy(tmp_path, ca
     assert shown["out"] == str(out) and out.is_file()
     assert shown["digest"] == read_estimator(out).digest
     assert len(shown["trials"]) >= 2 and shown["chosen"] in shown["trials"]
+
+
+def _synthetic(kind_of_prompt: str) -> list:
+    """Two tasks; model "m" is right on 80% of task "easy" and 20% of "hard". With
+    ``kind_of_prompt == "keyword"`` it is right exactly on the prompts that say "plainly", in
+    either task; with "noise" which prompts it gets right is random."""
+    from router.lab.datasets import Outcome, Record
+
+    rng = np.random.default_rng(7)
+    words = ["river", "stone", "cloud", "metal", "glass", "seed", "orbit", "salt", "wave", "flame"]
+    out = []
+    for i in range(240):
+        task = "easy" if i % 2 else "hard"
+        right = bool(rng.random() < (0.8 if task == "easy" else 0.2))
+        filler = " ".join(rng.choice(words, 6))
+        marker = ("plainly " if right else "") if kind_of_prompt == "keyword" else ""
+        prompt = f"{'Explain' if task == 'easy' else 'Prove'} {marker}{filler} #{i}"
+        out.append(Record(f"p{i}", prompt, outcomes={"m": Outcome("x", right, 0.001)}, task=task))
+    return out
+
+
+def test_within_task_auc_tells_knowing_the_task_from_knowing_the_prompt():
+    """A task detector alone scores a high pooled AUC; the within-task AUC shows it knows nothing
+    more (about 0.5), and rises when the prompt text does say which prompts the model gets right."""
+    grid, c_grid = (FeatureSpec(n_features=1024, word_ngrams=1),), (1.0,)
+    noise = train_estimator(_synthetic("noise"), grid=grid, c_grid=c_grid, folds=4)
+    assert noise.chosen.auc > 0.75
+    assert set(noise.task_auc) == {"easy", "hard"}
+    assert all(0.35 < auc < 0.65 for auc in noise.task_auc.values()), noise.task_auc
+    keyword = train_estimator(_synthetic("keyword"), grid=grid, c_grid=c_grid, folds=4)
+    assert all(auc > 0.9 for auc in keyword.task_auc.values()), keyword.task_auc
+    assert "within-task AUC" in keyword.report()
+    assert keyword.estimator.meta["within_task_auc"] == {t: round(a, 4) for t, a in keyword.task_auc.items()}

@@ -1,0 +1,190 @@
+"""How cheap any answer-based cascade could be on recorded outcomes: a bound for ``calibrate``.
+
+A cascade that decides from the kind of prompt and from the answers it has bought (which models
+agree with which, whose answer to take) is a decision tree: at each step it accepts one of the
+answers so far, asks one more cheap model, or asks the final model and takes one of the answers
+it then has. Every design :mod:`router.lab.calibrate_search` scores (rungs, agreement voters,
+votes needed, the best-of fallback) is such a tree, and so is any other agreement, voting or
+tie-break scheme over the same models.
+
+:func:`answer_bound` finds, *in-sample* on the recorded outcomes, the cheapest mix of such trees
+(one per task, up to ``depth`` cheap models each, every leaf choosing the answer that was most
+often right on the prompts that reached it) whose pooled accuracy reaches a given number of
+correct answers: a Lagrangian dynamic programme over the trees (``correct - lam * cost``, solved
+exactly per task, the same ``lam`` for all tasks), bisected on ``lam``, and the two trees around
+the target mixed. A tree sees what a cascade sees of each answer: whom it agrees with, whether it
+passed the base checks, whether one was extracted, whether the record exists. Choosing every leaf
+on the very prompts it is scored on makes this optimistic: no such cascade reaches the target more
+cheaply on these prompts, and on new prompts it does worse. What the bound does not cover is a
+decision from the prompt itself within a task (the ``routing:`` estimator's); ``router train``'s
+per-task AUC says how much of that there is to have.
+
+Example:
+    >>> b = answer_bound(table, final="gpt-4", cheap=["mixtral-8x7b", "yi-34b"], needed=0.97 * 845,
+    ...                  tasks=task_of_each_prompt)
+    >>> f"{b.cost_ratio:.1%} of gpt-4 at {b.accuracy_ratio:.3f}x"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from router.lab.cascade_table import CalibrationError, OutcomeTable
+
+_BISECTIONS = 40
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The cheapest in-sample mix of answer-based trees that reaches ``needed`` correct answers."""
+
+    cost: float                 # USD on the table's prompts
+    correct: float              # expected correct answers of the mix (>= needed when reachable)
+    needed: float
+    reference_cost: float       # the final model alone, same prompts
+    reference_correct: float
+    depth: int
+    reachable: bool             # False: even the most accurate tree falls short
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.cost / self.reference_cost if self.reference_cost else 0.0
+
+    @property
+    def accuracy_ratio(self) -> float:
+        return self.correct / self.reference_correct if self.reference_correct else 0.0
+
+    def __str__(self) -> str:
+        if not self.reachable:
+            return (f"no tree of up to {self.depth} cheap models reaches the target in-sample "
+                    f"(best {self.accuracy_ratio:.3f}x at {self.cost_ratio:.1%})")
+        return (f"{self.cost_ratio:.1%} of the final model's cost at {self.accuracy_ratio:.3f}x its accuracy "
+                f"(in-sample optimum of trees over up to {self.depth} cheap models' answers, per task, mixed)")
+
+
+@dataclass(frozen=True)
+class _Value:
+    value: float
+    correct: float
+    cost: float
+
+    def __add__(self, other: _Value) -> _Value:
+        return _Value(self.value + other.value, self.correct + other.correct, self.cost + other.cost)
+
+
+_ZERO = _Value(0.0, 0.0, 0.0)
+
+
+@dataclass
+class _Node:
+    """Prompts that reached one state of a tree (the same models asked, the same agreements),
+    reduced to the sums every ``lam`` needs: built once, solved for many ``lam``."""
+
+    accept: float | None                      # most correct answers of one model asked so far
+    final_paid: float                         # asking the final model, then the best answer
+    final_right: float
+    asks: list[tuple[float, list[_Node]]]     # per cheap model to ask: cost, the states it leads to
+
+    def solve(self, lam: float) -> _Value:
+        best = _Value(self.final_right - lam * self.final_paid, self.final_right, self.final_paid)
+        if self.accept is not None and self.accept > best.value:
+            best = _Value(self.accept, self.accept, 0.0)
+        for paid, children in self.asks:
+            total = _Value(-lam * paid, 0.0, paid)
+            for child in children:
+                total = total + child.solve(lam)
+            if total.value > best.value:
+                best = total
+        return best
+
+
+class _Tree:
+    """Every state of every tree on one task's prompts (see :class:`_Node`)."""
+
+    def __init__(self, table: OutcomeTable, columns: np.ndarray, final: int, cheap: Sequence[int], depth: int) -> None:
+        self.final, self.cheap, self.depth = final, tuple(cheap), depth
+        self.correct = table.correct[:, columns].astype(float)
+        self.cost = np.where(table.present[:, columns], table.cost[:, columns], 0.0)
+        self.answer = table.answer[:, columns]
+        self.present = table.present[:, columns]
+        self.ok = table.base_ok[:, columns]
+        self.root = self._node(np.arange(len(columns)), ())
+
+    def solve(self, lam: float) -> _Value:
+        return self.root.solve(lam)
+
+    def _right(self, rows: np.ndarray, asked: tuple[int, ...]) -> float:
+        return max(float(self.correct[m, rows].sum()) for m in asked)
+
+    def _split(self, rows: np.ndarray, asked: tuple[int, ...], model: int) -> list[np.ndarray]:
+        """``rows`` by what ``model``'s answer shows: the first of ``asked`` it agrees with (or
+        none) and whether it passed the base checks; or that nothing was extracted; or no record."""
+        n = len(asked) + 1
+        mine = self.answer[model, rows]
+        agrees = np.full(len(rows), len(asked))
+        for k in reversed(range(len(asked))):
+            agrees[(mine >= 0) & self.present[asked[k], rows] & (self.answer[asked[k], rows] == mine)] = k
+        ok = self.ok[model, rows].astype(int)
+        label = np.where(mine >= 0, agrees + n * ok, 2 * n + ok)
+        label[~self.present[model, rows]] = 2 * n + 2
+        return [rows[label == k] for k in np.unique(label)]
+
+    def _node(self, rows: np.ndarray, asked: tuple[int, ...]) -> _Node:
+        with_final = (*asked, self.final)
+        final_right = sum(self._right(part, with_final) for part in self._split(rows, asked, self.final))
+        asks = []
+        if len(asked) < self.depth:
+            for m in self.cheap:
+                if m not in asked:
+                    children = [self._node(part, (*asked, m)) for part in self._split(rows, asked, m)]
+                    asks.append((float(self.cost[m, rows].sum()), children))
+        return _Node(self._right(rows, asked) if asked else None, float(self.cost[self.final, rows].sum()),
+                     final_right, asks)
+
+
+def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], needed: float,
+                 tasks: np.ndarray | None = None, depth: int = 3) -> Bound:
+    """The bound of the module doc. ``needed``: correct answers the mix must reach on the
+    table's prompts; ``tasks``: each prompt's task (``None``: one task); ``depth``: at most this
+    many cheap models asked per prompt before the final model."""
+    if depth < 0:
+        raise CalibrationError(f"depth must be >= 0, not {depth}")
+    f = table.model_index(final)
+    others = [table.model_index(m) for m in cheap if table.model_index(m) != f]
+    groups = [np.arange(table.n)] if tasks is None else [np.flatnonzero(tasks == t) for t in np.unique(tasks)]
+    trees = [_Tree(table, g, f, others, depth) for g in groups]
+    ref_correct = float(table.correct[f].sum())
+    ref_cost = float(np.where(table.present[f], table.cost[f], 0.0).sum())
+
+    def at(lam: float) -> _Value:
+        total = _ZERO
+        for tree in trees:
+            total = total + tree.solve(lam)
+        return total
+
+    # lam = 0 buys the most accurate tree; a lam above any answer's worth per dollar the cheapest.
+    rich = at(0.0)
+    if rich.correct < needed - 1e-9:
+        return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False)
+    lo, hi = 0.0, 1.0
+    while at(hi).correct >= needed and hi < 1e12:
+        lo, hi = hi, hi * 4
+    meets, short = at(lo), at(hi)
+    for _ in range(_BISECTIONS):
+        mid = (lo + hi) / 2
+        value = at(mid)
+        if value.correct >= needed:
+            lo, meets = mid, value
+        else:
+            hi, short = mid, value
+    if short.correct >= needed or meets.correct <= short.correct:
+        return Bound(meets.cost, meets.correct, needed, ref_cost, ref_correct, depth, reachable=True)
+    share = (needed - short.correct) / (meets.correct - short.correct)  # of prompts on the richer tree
+    cost = short.cost + share * (meets.cost - short.cost)
+    return Bound(cost, needed, needed, ref_cost, ref_correct, depth, reachable=True)
+
+
+__all__ = ["Bound", "answer_bound"]
