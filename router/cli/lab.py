@@ -93,13 +93,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report = calibrate(args.policy, args.dataset, args.target, out=args.out, holdout=args.holdout,
                            seed=args.seed, extract=args.extract, final=args.final,
                            max_voters=args.max_voters, verify=not args.no_verify, command=command,
-                           routing=args.routing, compare=args.compare, task_designs=args.task_designs)
+                           routing=args.routing, compare=args.compare, task_designs=args.task_designs,
+                           tail_features=args.tail_features)
     except (CalibrationError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     replays = [m.agrees for m in (report.tuned, report.held_out) if m is not None]
     return 0 if report.met and all(a is not False for a in replays) else 1
+
+
+TAIL_HELP = ("also try features from the prompts' last 300 and 1,000 characters, where a few-shot prompt's "
+             "question is (chosen only if they win the k-fold log loss)")
 
 
 def add_calibrate(sub: SubParsers) -> None:
@@ -129,6 +134,7 @@ def add_calibrate(sub: SubParsers) -> None:
                              "5-fold cross-validation on the tuned share (default 4; 0: none)")
     parser.add_argument("--compare", default=None, metavar="POLICY",
                         help="another policy to replay on the same held-out prompts; its figures go in the header")
+    parser.add_argument("--tail-features", action="store_true", help=TAIL_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_calibrate)
 
@@ -138,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from router.errors import PolicyError
     from router.lab.calibrate import CalibrationError, combine
-    from router.lab.train import train_estimator
+    from router.lab.train import FEATURE_GRID, TAIL_GRID, train_estimator
     from router.policy.policy_file import load_policy
 
     try:
@@ -155,6 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.policy).with_name(Path(args.policy).stem + ".estimator.npz")
     try:
         fitted = train_estimator(data.records, folds=args.folds,
+                                 grid=FEATURE_GRID + TAIL_GRID if args.tail_features else FEATURE_GRID,
                                  source=", ".join(Path(d).name for d in args.dataset))
     except CalibrationError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -182,6 +189,7 @@ def add_train(sub: SubParsers) -> None:
                         help="where to write (default: the policy's routing.estimator, else "
                              "<policy stem>.estimator.npz beside the policy)")
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold feature selection (default 5)")
+    parser.add_argument("--tail-features", action="store_true", help=TAIL_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_train)
 

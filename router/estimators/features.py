@@ -7,6 +7,13 @@ version (``hash()`` is salted per process; crc32 is not). Counts are log-scaled 
 is L2-normalised; two dense columns (log length in characters and in lines) follow the hashed
 block.
 
+A long prompt is featurised on ``max_chars`` of it: its first ones, or with ``tail`` its last
+ones. A few-shot prompt (RouterBench's ARC-Challenge and Winogrande prompts: about 1,700 and 1,300
+characters of examples shared by every prompt, then the question) is mostly its examples; from
+the head the question is a small part of a vector L2-normalised over all of it, from the tail it
+is most of it (within-task AUC on ARC-Challenge 0.48 from the whole prompt, 0.54-0.58 from
+its last 300-1,000 characters, on the tuned share of the train files).
+
 Example:
     >>> spec = FeatureSpec(n_features=4096, word_ngrams=2, char_ngrams=0)
     >>> index, value = featurize("Write a python function to add two numbers.", spec)
@@ -34,14 +41,18 @@ class FeatureSpec:
     n_features: int = 4096
     word_ngrams: int = 2        # 1: words; 2: words and word pairs
     char_ngrams: int = 0        # 0: none; k: character k-grams inside words
-    max_chars: int = 4000       # longer prompts are featurised on their first max_chars
+    max_chars: int = 4000       # longer prompts are featurised on max_chars of them:
+    tail: bool = False          # their last ones (where a few-shot prompt's question is), else their first
 
     @property
     def width(self) -> int:
         return self.n_features + N_DENSE
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, int | bool]:
+        out = asdict(self)
+        if not self.tail:
+            del out["tail"]  # the artifacts written before ``tail`` existed read the same
+        return out
 
 
 def _grams(text: str, spec: FeatureSpec) -> list[str]:
@@ -59,7 +70,7 @@ def _grams(text: str, spec: FeatureSpec) -> list[str]:
 
 def featurize(text: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Sparse feature vector of ``text``: column indices (sorted, unique) and values."""
-    clipped = text[: spec.max_chars]
+    clipped = text[-spec.max_chars:] if spec.tail else text[: spec.max_chars]
     counts: dict[int, float] = {}
     for gram in _grams(clipped, spec):
         h = zlib.crc32(gram.encode("utf-8"))

@@ -5,7 +5,8 @@ agree with which, whose answer to take) is a decision tree: at each step it acce
 answers so far, asks one more cheap model, or asks the final model and takes one of the answers
 it then has. Every design :mod:`router.lab.calibrate_search` scores (rungs, agreement voters,
 votes needed, the best-of fallback) is such a tree, and so is any other agreement, voting or
-tie-break scheme over the same models.
+tie-break scheme over the same models, as long as it asks at most ``depth`` cheap models per
+prompt.
 
 :func:`answer_bound` finds, *in-sample* on the recorded outcomes, the cheapest mix of such trees
 (one per task, up to ``depth`` cheap models each, every leaf choosing the answer that was most

@@ -58,6 +58,7 @@ from router.lab.datasets import Dataset, load_dataset, register_dataset
 from router.lab.routed import Routed, calibrate_routing
 from router.lab.targets import Constraint, Target, parse_target
 from router.lab.task_designs import design_checks
+from router.lab.train import FEATURE_GRID, TAIL_GRID
 from router.policy.policy_file import Policy, load_policy, loads_policy
 
 BOUND_DEPTH = 3  # cheap models per prompt in the bound's trees (4 takes ~10x longer; see router.lab.bound)
@@ -175,7 +176,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
               target: str | Target, *, out: str | os.PathLike[str] | None = None, holdout: float = 0.5,
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
               verify: bool = True, command: str | None = None, routing: bool = False,
-              compare: str | os.PathLike[str] | None = None, task_designs: int = 4) -> CalibrationReport:
+              compare: str | os.PathLike[str] | None = None, task_designs: int = 4,
+              tail_features: bool = False) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
@@ -185,7 +187,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     same held-out prompts, its figures written beside the tuned ones in the header.
     ``task_designs``: at most how many of each task's best plain designs (per accuracy level) the
     per-task cascade search tries (:mod:`router.lab.task_designs`; the count used and the margin
-    are chosen by cross-validation on the tuned share; 0: no per-task search)."""
+    are chosen by cross-validation on the tuned share; 0: no per-task search). ``tail_features``:
+    the estimator may also be trained on the prompts' last characters (:data:`router.lab.train.TAIL_GRID`)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -215,7 +218,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
             raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
         routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
                                    tasks=tasks, max_voters=max_voters, raises=raises, out=out,
-                                   task_designs=task_designs)
+                                   task_designs=task_designs,
+                                   feature_grid=FEATURE_GRID + TAIL_GRID if tail_features else FEATURE_GRID)
         found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
     else:
         found = search(tune, goal, final=top, cheap=cheap, tiers=tiers, max_voters=max_voters,

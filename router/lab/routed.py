@@ -23,13 +23,14 @@ import numpy as np
 
 from router.checks.builtin import CheckSpec
 from router.estimators.estimator import QualityEstimator, read_estimator
+from router.estimators.features import FeatureSpec
 from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Scored, evaluate, routing_masks
 from router.lab.datasets import Dataset
 from router.lab.joint import JointResult, joint_search
 from router.lab.targets import Target
 from router.lab.task_designs import TaskDesigns, design_checks, score_picks, scored_whole, search_task_designs
 from router.lab.task_routing import task_patterns
-from router.lab.train import Fitted, describe_task_auc, train_estimator
+from router.lab.train import FEATURE_GRID, Fitted, describe_task_auc, train_estimator
 from router.policy.routing_block import Thresholds
 
 
@@ -139,14 +140,15 @@ def _rungs(design: Design, rules: Sequence[Thresholds]) -> dict[str, Any]:
 def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray, tune: OutcomeTable,
                       target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
                       tasks: np.ndarray | None, max_voters: int, raises: bool,
-                      out: str | os.PathLike[str], task_designs: int = 4) -> Routed:
+                      out: str | os.PathLike[str], task_designs: int = 4,
+                      feature_grid: Sequence[FeatureSpec] = FEATURE_GRID) -> Routed:
     """Train on the tuned share, write ``<out stem>.estimator.npz`` beside ``out``, search jointly;
     with several known tasks also search a cascade design per task (:mod:`router.lab.task_designs`,
     ``task_designs`` best plain designs per accuracy level) and keep them when they cost less on
-    the tuned share."""
+    the tuned share. ``feature_grid``: the feature sets the estimator's training chooses among."""
     records = [data.records[i] for i in tune_cols]
     fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)",
-                             bagged=True)
+                             bagged=True, grid=feature_grid)
     artifact = Path(out).with_name(Path(out).stem + ".estimator.npz")
     fitted.estimator.save(artifact)
     estimator = read_estimator(artifact)  # the float32 weights the router will apply

@@ -140,3 +140,35 @@ def test_within_task_auc_tells_knowing_the_task_from_knowing_the_prompt():
     assert all(auc > 0.9 for auc in keyword.task_auc.values()), keyword.task_auc
     assert "within-task AUC" in keyword.report()
     assert keyword.estimator.meta["within_task_auc"] == {t: round(a, 4) for t, a in keyword.task_auc.items()}
+
+
+def test_tail_features_see_the_question_after_a_long_shared_prefix():
+    """A few-shot prompt: the same long examples, then the question. Featurised from its head
+    the question is cut off; from its tail the keyword that decides correctness is seen."""
+    prefix = "Example: which is heavier, a stone or a feather? Answer: a stone.\n" * 70  # ~4,700 chars
+    records = _synthetic("keyword")
+    few_shot = [type(r)(r.id, prefix + r.prompt, outcomes=r.outcomes, task=r.task) for r in records]
+    head = FeatureSpec(n_features=1024, word_ngrams=1)
+    tail = FeatureSpec(n_features=1024, word_ngrams=1, max_chars=300, tail=True)
+    assert featurize(few_shot[0].prompt, head)[0].tolist() == featurize(few_shot[1].prompt, head)[0].tolist()
+    fitted = train_estimator(few_shot, grid=(head, tail), c_grid=(1.0,), folds=4)
+    assert fitted.chosen.spec == tail, fitted.report()
+    assert all(auc > 0.9 for auc in fitted.task_auc.values()), fitted.task_auc
+    assert "last 300 chars" in fitted.report()
+    # The spec round-trips through an artifact; a head spec is written as before ``tail`` existed.
+    assert FeatureSpec(**tail.to_dict()) == tail and "tail" not in head.to_dict()
+
+
+def test_router_train_tail_features_adds_the_tail_grid(tmp_path, capsys):
+    from router.lab.train import FEATURE_GRID, TAIL_GRID
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text((ROOT / "policies" / "cascade-routerbench.yaml").read_text())
+    args = ["train", "--policy", str(policy), "--dataset", str(FILES[0]), "--folds", "2", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--tail-features"]) == 0
+    tails = json.loads(capsys.readouterr().out)
+    assert [t["features"] for t in plain["trials"][::2]] == [s.to_dict() for s in FEATURE_GRID]
+    assert [t["features"] for t in tails["trials"][::2]] == [s.to_dict() for s in (*FEATURE_GRID, *TAIL_GRID)]
+    assert read_estimator(tmp_path / "p.estimator.npz").spec in (*FEATURE_GRID, *TAIL_GRID)
