@@ -49,6 +49,7 @@ class Bound:
     reference_correct: float
     depth: int
     reachable: bool             # False: even the most accurate tree falls short
+    final: str = "the final model"
 
     @property
     def cost_ratio(self) -> float:
@@ -61,8 +62,8 @@ class Bound:
     def __str__(self) -> str:
         if not self.reachable:
             return (f"no tree of up to {self.depth} cheap models reaches the target in-sample "
-                    f"(best {self.accuracy_ratio:.3f}x at {self.cost_ratio:.1%})")
-        return (f"{self.cost_ratio:.1%} of the final model's cost at {self.accuracy_ratio:.3f}x its accuracy "
+                    f"(best {self.accuracy_ratio:.3f}x {self.final}'s accuracy at {self.cost_ratio:.1%} of its cost)")
+        return (f"{self.cost_ratio:.1%} of {self.final}'s cost at {self.accuracy_ratio:.3f}x its accuracy "
                 f"(in-sample optimum of trees over up to {self.depth} cheap models' answers, per task, mixed)")
 
 
@@ -169,7 +170,7 @@ def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], neede
     # lam = 0 buys the most accurate tree; a lam above any answer's worth per dollar the cheapest.
     rich = at(0.0)
     if rich.correct < needed - 1e-9:
-        return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False)
+        return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False, final=final)
     lo, hi = 0.0, 1.0
     while at(hi).correct >= needed and hi < 1e12:
         lo, hi = hi, hi * 4
@@ -182,10 +183,10 @@ def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], neede
         else:
             hi, short = mid, value
     if short.correct >= needed or meets.correct <= short.correct:
-        return Bound(meets.cost, meets.correct, needed, ref_cost, ref_correct, depth, reachable=True)
+        return Bound(meets.cost, meets.correct, needed, ref_cost, ref_correct, depth, reachable=True, final=final)
     share = (needed - short.correct) / (meets.correct - short.correct)  # of prompts on the richer tree
     cost = short.cost + share * (meets.cost - short.cost)
-    return Bound(cost, needed, needed, ref_cost, ref_correct, depth, reachable=True)
+    return Bound(cost, needed, needed, ref_cost, ref_correct, depth, reachable=True, final=final)
 
 
 __all__ = ["Bound", "answer_bound"]

@@ -333,8 +333,7 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
         lines += routed.describe()
     if bound is not None:
         lines.append(f"Bound: on the tuned prompts no cascade deciding from the task and its answers reaches the target below "
-                     f"{bound.cost_ratio:.1%} of {measured[0].reference if measured else 'the reference'}'s cost"
-                     if bound.reachable else f"Bound: {bound}")
+                     f"{bound.cost_ratio:.1%} of {bound.final}'s cost" if bound.reachable else f"Bound: {bound}")
         lines.append(f"  (in-sample optimum of decision trees over up to {bound.depth} cheap models' answers, agreements "
                      "and check verdicts, one per task, mixed; optimistic: new prompts do worse)")
     for m in measured:
