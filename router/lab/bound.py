@@ -50,6 +50,12 @@ class Bound:
     depth: int
     reachable: bool             # False: even the most accurate tree falls short
     final: str = "the final model"
+    cost_cap: float | None = None   # USD: the target's own cost constraint on these prompts, if any
+
+    @property
+    def within_cap(self) -> bool:
+        """Whether the target's cost constraint is at or above the bound (else no tree meets both)."""
+        return self.reachable and (self.cost_cap is None or self.cost <= self.cost_cap + 1e-12)
 
     @property
     def cost_ratio(self) -> float:
@@ -63,8 +69,16 @@ class Bound:
         if not self.reachable:
             return (f"no tree of up to {self.depth} cheap models reaches the target in-sample "
                     f"(best {self.accuracy_ratio:.3f}x {self.final}'s accuracy at {self.cost_ratio:.1%} of its cost)")
-        return (f"{self.cost_ratio:.1%} of {self.final}'s cost at {self.accuracy_ratio:.3f}x its accuracy "
+        text = (f"{self.cost_ratio:.1%} of {self.final}'s cost at {self.accuracy_ratio:.3f}x its accuracy "
                 f"(in-sample optimum of trees over up to {self.depth} cheap models' answers, per task, mixed)")
+        return text + ("" if self.within_cap else f"; {self.cap_note}")
+
+    @property
+    def cap_note(self) -> str:
+        assert self.cost_cap is not None
+        share = self.cost_cap / self.reference_cost if self.reference_cost else 0.0
+        return (f"the target's cost cap (${self.cost_cap:.4f}, {share:.1%}) is below it: "
+                "no cascade deciding from the answers meets both on these prompts")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ class CalibrationReport:
                 "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out,
                 "bound": None if self.bound is None else {
                     "reachable": self.bound.reachable, "cost_ratio": round(self.bound.cost_ratio, 6),
-                    "accuracy_ratio": round(self.bound.accuracy_ratio, 6), "depth": self.bound.depth}}
+                    "accuracy_ratio": round(self.bound.accuracy_ratio, 6), "depth": self.bound.depth,
+                    "within_cost_cap": self.bound.within_cap}}
 
     def __str__(self) -> str:
         lines = [f"target {self.target}: {'met' if self.met else 'NOT met'} on the tuned prompts",
@@ -265,7 +266,9 @@ def _bound(tune: OutcomeTable, goal: Target, *, final: str, cheap: Sequence[str]
     needed = [c.bound(tune) * tune.n for c in goal.constraints if c.metric == "accuracy" and c.op == ">="]
     if not needed or not tune.n:
         return None
-    return answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH)
+    bound = answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH)
+    caps = [c.bound(tune) for c in goal.constraints if c.metric == "cost" and c.op == "<="]
+    return replace(bound, cost_cap=min(caps)) if caps else bound
 
 
 def _eligible(policy: Policy, table: OutcomeTable) -> list[str]:
@@ -334,6 +337,8 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
     if bound is not None:
         lines.append(f"Bound: on the tuned prompts no cascade deciding from the task and its answers reaches the target below "
                      f"{bound.cost_ratio:.1%} of {bound.final}'s cost" if bound.reachable else f"Bound: {bound}")
+        if bound.reachable and not bound.within_cap:
+            lines.append(f"  {bound.cap_note}")
         lines.append(f"  (in-sample optimum of decision trees over up to {bound.depth} cheap models' answers, agreements "
                      "and check verdicts, one per task, mixed; optimistic: new prompts do worse)")
     for m in measured:

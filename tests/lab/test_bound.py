@@ -156,3 +156,17 @@ def test_calibrate_reports_the_bound(tmp_path):
     assert "bound" in str(report)
     header = out.read_text(encoding="utf-8").split("\nversion:")[0]
     assert f"{report.bound.cost_ratio:.1%}" in header and "in-sample" in header
+
+
+def test_calibrate_says_when_the_cost_cap_is_below_the_bound(tmp_path):
+    files = [SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl"]
+    policy = ROOT / "tests" / "lab" / "recorded-cascade.yaml"
+    tight = calibrate(policy, files, "accuracy>=0.97*gpt-4-1106-preview,cost<=0.05*gpt-4-1106-preview",
+                      out=tmp_path / "tight.yaml", verify=False)
+    assert tight.bound is not None and tight.bound.reachable and not tight.bound.within_cap
+    assert tight.bound.cost_cap == pytest.approx(0.05 * tight.tuned.reference_cost_usd)
+    assert "is below it" in str(tight) and tight.to_dict()["bound"]["within_cost_cap"] is False
+    assert "is below it" in (tmp_path / "tight.yaml").read_text(encoding="utf-8")
+    loose = calibrate(policy, files, "accuracy>=0.97*gpt-4-1106-preview,cost<=2*gpt-4-1106-preview",
+                      out=tmp_path / "loose.yaml", verify=False)
+    assert loose.bound is not None and loose.bound.within_cap and "is below it" not in str(loose)
