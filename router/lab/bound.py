@@ -186,9 +186,10 @@ def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], neede
     if rich.correct < needed - 1e-9:
         return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False, final=final)
     lo, hi = 0.0, 1.0
-    while at(hi).correct >= needed and hi < 1e12:
-        lo, hi = hi, hi * 4
-    meets, short = at(lo), at(hi)
+    meets, short = rich, at(hi)
+    while short.correct >= needed and hi < 1e12:
+        lo, hi, meets = hi, hi * 4, short
+        short = at(hi)
     for _ in range(_BISECTIONS):
         mid = (lo + hi) / 2
         value = at(mid)
