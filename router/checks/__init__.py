@@ -2,7 +2,8 @@
 
 ``builtin`` holds the check protocol, the registry and the checks that need no other model;
 ``consulting`` the checks that ask other models (agreement, verifier, self_consistency);
-``extractors`` pull a comparable answer (a choice, a number, code) out of free text.
+``extractors`` pull a comparable answer (a choice, a number, code) out of free text;
+``answer_in`` accepts an answer only when its extracted value is one of a few.
 Importing this package registers all of them.
 
 Example:
@@ -11,6 +12,7 @@ Example:
     True
 """
 
+from router.checks import answer_in as _answer_in  # noqa: F401  (registers answer_in)
 from router.checks import consulting as _consulting  # noqa: F401  (registers the consulting checks)
 from router.checks.builtin import (
     Answer,

@@ -42,7 +42,6 @@ import numpy as np
 import yaml
 
 from router.checks.builtin import CheckSpec
-from router.checks.consulting import ConsultingCheck
 from router.lab.bound import Bound, answer_bound
 from router.lab.calibrate_search import SearchResult, candidate_designs, rank, search
 from router.lab.cascade_table import (
@@ -53,6 +52,7 @@ from router.lab.cascade_table import (
     Scored,
     build_table,
     evaluate,
+    is_design_check,
 )
 from router.lab.datasets import Dataset, load_dataset, register_dataset
 from router.lab.routed import Routed, calibrate_routing
@@ -196,7 +196,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         raise CalibrationError(f"holdout must be in [0, 1), got {holdout}")
     base_policy = load_policy(policy)
     data = combine(datasets)
-    base_checks = [c for c in base_policy.policy.confidence if not isinstance(c, ConsultingCheck)]
+    base_checks = [c for c in base_policy.policy.confidence if not is_design_check(c)]
     table = build_table(base_policy, data.records, base_checks, extract)
     tune_cols, held_cols = split(data, holdout, seed) if holdout else (np.arange(len(data)), np.arange(0))
     tune = table.take(tune_cols)

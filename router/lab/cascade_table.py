@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage
 
+from router.checks.answer_in import AnswerInCheck
 from router.checks.builtin import Answer, CheckSpec
+from router.checks.consulting import ConsultingCheck
 from router.checks.extractors import get_extractor
 from router.errors import RouterError
 from router.lab.datasets import Record
@@ -32,6 +34,12 @@ from router.policy.routing_block import Thresholds
 
 class CalibrationError(RouterError, ValueError):
     """Calibration cannot run: a bad target, no recorded models, a dataset that does not fit."""
+
+
+def is_design_check(check: CheckSpec) -> bool:
+    """Whether ``check`` is part of a cascade design the search chooses (an agreement or other
+    consulting check, an ``answer_in`` gate) rather than a base check every answer must pass."""
+    return isinstance(check, (ConsultingCheck, AnswerInCheck))
 
 
 @dataclass
@@ -47,6 +55,7 @@ class OutcomeTable:
     base_passed: np.ndarray     # base checks passed before the first failure
     base_ok: np.ndarray
     n_base: int = 0             # how many base checks there are
+    value: np.ndarray | None = None  # the extracted answers themselves (str or None), for answer_in gates
 
     @property
     def n(self) -> int:
@@ -62,7 +71,14 @@ class OutcomeTable:
     def take(self, columns: np.ndarray) -> OutcomeTable:
         return OutcomeTable(self.models, self.recorded, *(a[:, columns] for a in (
             self.present, self.answer, self.correct, self.cost, self.base_passed, self.base_ok)),
-            n_base=self.n_base)
+            n_base=self.n_base, value=self.value[:, columns] if self.value is not None else None)
+
+    def value_in(self, model: int, values: Sequence[str]) -> np.ndarray:
+        """Per prompt: whether ``model``'s extracted answer is one of ``values`` (an ``answer_in`` gate)."""
+        if self.value is None:
+            raise CalibrationError("this outcome table has no extracted answer values (answer_in gates need them)")
+        wanted = set(values)
+        return np.fromiter((v in wanted for v in self.value[model]), bool, self.n)
 
 
 def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence[CheckSpec],
@@ -75,6 +91,7 @@ def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence
     shape = (len(names), len(records))
     present, correct, ok = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool)
     answer, passed = np.full(shape, -1, np.int32), np.zeros(shape, np.int16)
+    values = np.full(shape, None, object)
     cost = np.zeros(shape)
     extractor = get_extractor(extract)
     for j, record in enumerate(records):
@@ -88,6 +105,7 @@ def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence
             value = extractor(outcome.response, record.prompt)
             if value is not None:
                 answer[i, j] = codes.setdefault(value, len(codes))
+                values[i, j] = value
             reply = Answer(model=names[i], text=outcome.response, message=AIMessage(outcome.response),
                            prompt=prompt)
             count = 0
@@ -97,7 +115,7 @@ def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence
                     break
                 count += 1
             passed[i, j], ok[i, j] = count, count == len(base_checks)
-    return OutcomeTable(names, recorded, present, answer, correct, cost, passed, ok, len(base_checks))
+    return OutcomeTable(names, recorded, present, answer, correct, cost, passed, ok, len(base_checks), values)
 
 
 # --------------------------------------------------------------------------- designs
@@ -105,17 +123,20 @@ def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence
 
 @dataclass(frozen=True)
 class Rung:
-    """A cascade rung and, unless it is the last, the agreement check that guards it."""
+    """A cascade rung and, unless it is the last, the agreement check that guards it; ``accept``:
+    the answers it may give (an ``answer_in`` gate; empty: any)."""
 
     model: str
     voters: tuple[str, ...] = ()
     min_agree: int | None = None
+    accept: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        head = self.model + (f"={'|'.join(self.accept)}" if self.accept else "")
         if not self.voters:
-            return self.model
+            return head
         need = self.min_agree or len(self.voters)
-        return f"{self.model}[{need}/{len(self.voters)} of {'+'.join(self.voters)}]"
+        return f"{head}[{need}/{len(self.voters)} of {'+'.join(self.voters)}]"
 
 
 @dataclass(frozen=True)
@@ -142,11 +163,12 @@ class RungRun:
 
     tried: np.ndarray       # the model has a record (else: an error, no cost, no checks)
     accepted: np.ndarray
+    own: np.ndarray         # passed the checks that consult no model (what a trusted rung needs)
     score: np.ndarray       # checks passed, for the best-of fallback
     calls: tuple[tuple[int, np.ndarray], ...]  # (model, prompts it was paid to answer on) per call
 
 
-RungCache = dict[tuple[Rung, int], RungRun]
+RungCache = dict[tuple[Rung, int, int, int], RungRun]
 
 
 @dataclass(frozen=True)
@@ -175,17 +197,24 @@ def routing_masks(table: OutcomeTable, design: Design, p_correct: np.ndarray,
     return RoutingMasks(skip, trust)
 
 
-def run_rung(table: OutcomeTable, rung: Rung, position: int) -> RungRun:
-    """``position``: the index of this rung's agreement check among the policy's (earlier
-    rungs' checks pass with "not applied" and count as passed)."""
+def run_rung(table: OutcomeTable, rung: Rung, position: int, gate: int = -1, gates: int = 0) -> RungRun:
+    """``position``: the index of this rung's agreement check among the policy's; ``gate``: of
+    its ``answer_in`` gate among the ``gates`` of the design. The policy lists base checks, then
+    the gates, then the agreement checks (:func:`router.lab.task_designs.design_checks`); other
+    rungs' checks pass with "not applied" and count as passed for the best-of fallback."""
     m = table.model_index(rung.model)
     tried = table.present[m]
     ok = tried & table.base_ok[m]
     score = table.base_passed[m].astype(int)
+    if rung.accept:
+        allowed = table.value_in(m, rung.accept)
+        score = np.where(ok & ~allowed, table.n_base + gate, score)
+        ok = ok & allowed
     if not rung.voters:
-        return RungRun(tried, ok, score, ((m, tried),))
+        return RungRun(tried, ok, ok, score, ((m, tried),))
     agreed, consulted = _agreement(table, m, rung, ok)
-    return RungRun(tried, ok & agreed, np.where(ok, table.n_base + position, score), ((m, tried), *consulted))
+    return RungRun(tried, ok & agreed, ok, np.where(ok, table.n_base + gates + position, score),
+                   ((m, tried), *consulted))
 
 
 def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = False,
@@ -201,11 +230,13 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
     paid = np.zeros(table.present.shape, bool)
     counts: list[int] = []
     guarded = [k for k, r in enumerate(design.rungs) if r.voters]  # order of agreement checks
+    gated = [k for k, r in enumerate(design.rungs) if r.accept]    # order of answer_in gates
     for rank, rung in enumerate(design.rungs):
-        key = (rung, guarded.index(rank) if rung.voters else -1)
+        key = (rung, guarded.index(rank) if rung.voters else -1, gated.index(rank) if rung.accept else -1,
+               len(gated))
         run = cache.get(key) if cache is not None else None
         if run is None:
-            run = run_rung(table, rung, key[1])
+            run = run_rung(table, rung, *key[1:])
             if cache is not None:
                 cache[key] = run
         m = table.model_index(rung.model)
@@ -214,7 +245,7 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
         if routing is not None:
             live = open_ & ~routing.skip[rank]
             trusted = routing.trust[rank]
-            verdict = np.where(trusted, run.tried & table.base_ok[m], run.accepted)
+            verdict = np.where(trusted, run.own, run.accepted)
         for i, (model, asked) in enumerate(run.calls):
             # A request pays once per model: a repeat (a voter that answered earlier, a rung a
             # voter already asked) is served from what it already bought, as the cascade does.

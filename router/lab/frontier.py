@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from router.checks.consulting import AgreementCheck, ConsultingCheck
+from router.checks.consulting import AgreementCheck
 from router.estimators.estimator import load_estimator
-from router.lab.cascade_table import Design, Rung, build_table, evaluate, routing_masks
+from router.lab.cascade_table import Design, Rung, build_table, evaluate, is_design_check, routing_masks
 from router.lab.datasets import Dataset
 from router.lab.joint import Point
 from router.policy.policy_file import Policy
@@ -43,7 +43,8 @@ def frontier_path(policy_path: str | os.PathLike[str]) -> Path:
 def _item(p: Point, task: str | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {
         "accuracy": round(p.accuracy, 6), "cost_usd": round(p.cost, 8),
-        "rungs": [{"model": r.model, "voters": list(r.voters), "min_agree": r.min_agree} for r in p.design.rungs],
+        "rungs": [{"model": r.model, "voters": list(r.voters), "min_agree": r.min_agree}
+                  | ({"accept": list(r.accept)} if r.accept else {}) for r in p.design.rungs],
         "thresholds": [t.model_dump(exclude_defaults=True) for t in p.thresholds]}
     return item | ({"task": task} if task is not None else {})
 
@@ -60,7 +61,8 @@ def load_frontier(path: str | os.PathLike[str]) -> list[tuple[Design, tuple[Thre
     data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
     out = []
     for item in data["points"]:
-        design = Design(tuple(Rung(r["model"], tuple(r["voters"]), r["min_agree"]) for r in item["rungs"]))
+        design = Design(tuple(Rung(r["model"], tuple(r["voters"]), r["min_agree"], tuple(r.get("accept", ())))
+                              for r in item["rungs"]))
         out.append((design, tuple(Thresholds(**t) for t in item["thresholds"]), item.get("task")))
     return out
 
@@ -76,7 +78,7 @@ def score_frontier(policy: Policy, dataset: Dataset, path: str | os.PathLike[str
     where = Path(path) if path is not None else frontier_path(policy.source)
     if not where.is_file():
         return []
-    base = [c for c in policy.policy.confidence if not isinstance(c, ConsultingCheck)]
+    base = [c for c in policy.policy.confidence if not is_design_check(c)]
     extract = next((c.extract for c in policy.policy.confidence if isinstance(c, AgreementCheck)), "choice")
     table = build_table(policy, dataset.records, base, extract)
     p = None

@@ -37,9 +37,17 @@ from typing import Any
 import numpy as np
 
 from router.checks.builtin import CheckSpec
-from router.checks.consulting import ConsultingCheck
 from router.lab.calibrate_search import rank, staged
-from router.lab.cascade_table import Design, OutcomeTable, Rung, RungCache, Scored, evaluate, routing_masks
+from router.lab.cascade_table import (
+    Design,
+    OutcomeTable,
+    Rung,
+    RungCache,
+    Scored,
+    evaluate,
+    is_design_check,
+    routing_masks,
+)
 from router.lab.joint import Point, pareto, tune_thresholds
 from router.lab.targets import Constraint, Target
 from router.lab.task_routing import rung_options
@@ -286,10 +294,13 @@ def search_task_designs(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, t
 
 
 def design_checks(design: Design, base_checks: Sequence[CheckSpec], extract: str) -> list[dict[str, Any]]:
-    """The ``confidence:`` entries of ``design``: the base checks (those that consult no model),
-    then one agreement check per guarded rung, ``apply_to`` that rung."""
+    """The ``confidence:`` entries of ``design``: the base checks (those that are no part of a
+    design), then one ``answer_in`` gate per gated rung, then one agreement check per guarded
+    rung, each ``apply_to`` its rung (the order :func:`router.lab.cascade_table.run_rung` mirrors)."""
     checks: list[dict[str, Any]] = [{"check": c.check} | c.model_dump(exclude_defaults=True)
-                                    for c in base_checks if not isinstance(c, ConsultingCheck)]
+                                    for c in base_checks if not is_design_check(c)]
+    checks += [{"check": "answer_in", "values": list(r.accept), "extract": extract, "apply_to": [r.model]}
+               for r in design.rungs if r.accept]
     for rung in design.rungs:
         if rung.voters:
             entry: dict[str, Any] = {"check": "agreement", "models": list(rung.voters), "extract": extract}

@@ -23,6 +23,7 @@ from router.lab.calibrate import (
     parse_target,
     policy_yaml,
 )
+from router.lab.cascade_table import is_design_check
 from router.lab.simulate import score_model, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +92,12 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
     Design((Rung("a", ("b", "c"), 1), Rung("c"))),
     Design((Rung("a", ("b",)), Rung("b", ("a",)), Rung("c"))),
     Design((Rung("c"),)),
+    # answer_in gates: with and without agreement, several in one design (their order in the
+    # policy decides how many checks a rejected answer passed, hence the best-of fallback).
+    Design((Rung("a", ("b",), accept=("A",)), Rung("c"))),
+    Design((Rung("a", accept=("B",)), Rung("b", ("a",), accept=("A",)), Rung("c"))),
+    Design((Rung("a", accept=("A",)), Rung("b", ("c",)), Rung("c", accept=("B",)))),
+    Design((Rung("a", ("b",)), Rung("b", accept=("B",)), Rung("c", accept=("B",)))),  # p2: a's answer is the best
 ], ids=str)
 def test_table_scores_equal_the_real_router_replay_on_edge_cases(design, on_exhausted, tiny):
     data, tmp = tiny
@@ -112,6 +119,8 @@ def test_table_scores_equal_the_real_router_replay_on_edge_cases(design, on_exha
     Design((Rung("mistral-7b", ("mixtral-8x7b", "yi-34b"), 1), Rung("gpt-3.5-turbo", ("claude-instant",)),
             Rung("gpt-4"))),
     Design((Rung("wizardlm-13b", ("mistral-7b", "mixtral-8x7b", "llama-2-70b"), 2), Rung("gpt-4"))),
+    Design((Rung("yi-34b", ("mixtral-8x7b",), accept=("B",)), Rung("gpt-3.5-turbo", accept=("A", "C")),
+            Rung("gpt-4"))),
 ], ids=str)
 def test_table_scores_equal_the_real_router_replay_on_the_sample(design, tmp_path):
     data = combine(SAMPLES)
@@ -119,7 +128,7 @@ def test_table_scores_equal_the_real_router_replay_on_the_sample(design, tmp_pat
     text = policy_yaml(SHIPPED, design, base_checks=shipped.policy.confidence, extract="choice", name="x")
     (tmp_path / "x.yaml").write_text(text)
     policy = load_policy(tmp_path / "x.yaml")
-    base = [c for c in policy.policy.confidence if c.check != "agreement"]
+    base = [c for c in policy.policy.confidence if not is_design_check(c)]
     fast = evaluate(build_table(policy, data.records, base, "choice"), design)
     real = simulate(policy, data, progress=False)
     assert real.n == 200

@@ -16,7 +16,7 @@ from router import PolicyRouter, load_policy
 from router.errors import PolicyError
 from router.estimators import read_estimator
 from router.lab.calibrate import policy_yaml
-from router.lab.cascade_table import Design, Rung, build_table, evaluate, routing_masks
+from router.lab.cascade_table import Design, Rung, build_table, evaluate, is_design_check, routing_masks
 from router.lab.simulate import simulate
 from router.policy.routing_block import Thresholds
 from router.routing.decision import decision_from_dict
@@ -26,6 +26,9 @@ SHIPPED = ROOT / "policies" / "cascade-routerbench.yaml"
 SAMPLE = ROOT / "data" / "routerbench-sample"
 FILES = [SAMPLE / "arc_challenge.jsonl", SAMPLE / "winogrande.jsonl", SAMPLE / "mbpp.jsonl"]
 D0 = Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-3.5-turbo", ("mixtral-8x7b", "yi-34b")), Rung("gpt-4")))
+# answer_in gates consult no model: a trusted rung still runs its gate.
+GATED = Design((Rung("yi-34b", ("mixtral-8x7b",), accept=("A", "B")), Rung("gpt-3.5-turbo", accept=("B", "C", "D")),
+                Rung("gpt-4")))
 
 
 @pytest.fixture(scope="module")
@@ -134,21 +137,25 @@ def test_without_its_estimator_a_routed_policy_runs_the_plain_cascade_and_says_w
     [Thresholds(skip_below=0.6), Thresholds(trust_gap=0.1), Thresholds()],
     [Thresholds(trust_gap=0.0), Thresholds(skip_gap=0.05), Thresholds()],
 ], ids=str)
-def test_table_scores_routed_designs_exactly_as_the_real_router_replays_them(artifact, sample, rules):
-    policy = load_policy(routed_policy(artifact, D0, rules))
+@pytest.mark.parametrize("design", [D0, GATED], ids=str)
+def test_table_scores_routed_designs_exactly_as_the_real_router_replays_them(artifact, sample, rules, design):
+    policy = load_policy(routed_policy(artifact, design, rules))
     estimator = read_estimator(artifact)
-    base = [c for c in policy.policy.confidence if c.check != "agreement"]
+    base = [c for c in policy.policy.confidence if not is_design_check(c)]
     table = build_table(policy, sample.records, base, "choice")
     raw, _ = estimator.predict_matrix([r.prompt for r in sample.records])
     p = raw[[estimator.models.index(m) for m in table.recorded]]
-    fast = evaluate(table, D0, routing=routing_masks(table, D0, p, rules))
+    fast = evaluate(table, design, routing=routing_masks(table, design, p, rules))
     real = simulate(policy, sample, progress=False)
     assert real.n == 260
     assert [bool(c) for c in fast.correct] == [bool(r.correct) for r in real.rows]
     assert fast.cost_each == pytest.approx(np.array([r.cost_usd for r in real.rows]), rel=1e-9, abs=1e-12)
     # Routing changed something, or this case would not test it.
-    plain = evaluate(table, D0)
+    plain = evaluate(table, design)
     assert (plain.cost_each != fast.cost_each).any()
+    if design is GATED:  # and so did the gates
+        ungated = Design(tuple(Rung(r.model, r.voters, r.min_agree) for r in design.rungs))
+        assert (evaluate(table, ungated, routing=routing_masks(table, ungated, p, rules)).correct != fast.correct).any()
 
 
 PER_TASK = {"arc-challenge": [Thresholds(trust_gap=0.1), Thresholds(skip_gap=0.1), Thresholds()],
