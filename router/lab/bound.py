@@ -6,15 +6,16 @@ answers so far, asks one more cheap model, or asks the final model and takes one
 it then has. Every design :mod:`router.lab.calibrate_search` scores (rungs, agreement voters,
 votes needed, the best-of fallback) is such a tree, and so is any other agreement, voting or
 tie-break scheme over the same models, as long as it asks at most ``depth`` cheap models per
-prompt.
+prompt; a design with ``answer_in`` gates is a tree that also sees the answers' values.
 
 :func:`answer_bound` finds, *in-sample* on the recorded outcomes, the cheapest mix of such trees
 (one per task, up to ``depth`` cheap models each, every leaf choosing the answer that was most
 often right on the prompts that reached it) whose pooled accuracy reaches a given number of
 correct answers: a Lagrangian dynamic programme over the trees (``correct - lam * cost``, solved
 exactly per task, the same ``lam`` for all tasks), bisected on ``lam``, and the two trees around
-the target mixed. A tree sees what a cascade sees of each answer: whom it agrees with, whether it
-passed the base checks, whether one was extracted, whether the record exists. Choosing every leaf
+the target mixed. A tree sees what a cascade of agreement checks sees of each answer: whom it agrees
+with, whether it passed the base checks, whether one was extracted, whether the record exists; with
+``values``, also which answer it is (``A``, ``B``..., what an ``answer_in`` gate looks at). Choosing every leaf
 on the very prompts it is scored on makes this optimistic: no such cascade reaches the target more
 cheaply on these prompts, and on new prompts it does worse. What the bound does not cover is a
 decision from the prompt itself within a task (the ``routing:`` estimator's); ``router train``'s
@@ -51,6 +52,7 @@ class Bound:
     reachable: bool             # False: even the most accurate tree falls short
     final: str = "the final model"
     cost_cap: float | None = None   # USD: the target's own cost constraint on these prompts, if any
+    values: bool = False            # the trees also saw which answer each model gave
 
     @property
     def within_cap(self) -> bool:
@@ -69,8 +71,9 @@ class Bound:
         if not self.reachable:
             return (f"no tree of up to {self.depth} cheap models reaches the target in-sample "
                     f"(best {self.accuracy_ratio:.3f}x {self.final}'s accuracy at {self.cost_ratio:.1%} of its cost)")
+        seen = "answers and their values" if self.values else "answers"
         text = (f"{self.cost_ratio:.1%} of {self.final}'s cost at {self.accuracy_ratio:.3f}x its accuracy "
-                f"(in-sample optimum of trees over up to {self.depth} cheap models' answers, per task, mixed)")
+                f"(in-sample optimum of trees over up to {self.depth} cheap models' {seen}, per task, mixed)")
         return text + ("" if self.within_cap else f"; {self.cap_note}")
 
     @property
@@ -120,11 +123,13 @@ class _Node:
 class _Tree:
     """Every state of every tree on one task's prompts (see :class:`_Node`)."""
 
-    def __init__(self, table: OutcomeTable, columns: np.ndarray, final: int, cheap: Sequence[int], depth: int) -> None:
+    def __init__(self, table: OutcomeTable, columns: np.ndarray, final: int, cheap: Sequence[int], depth: int,
+                 values: bool) -> None:
         self.final, self.cheap, self.depth = final, tuple(cheap), depth
         self.correct = table.correct[:, columns].astype(float)
         self.cost = np.where(table.present[:, columns], table.cost[:, columns], 0.0)
         self.answer = table.answer[:, columns]
+        self.value = _value_codes(table, columns) if values else np.zeros(self.answer.shape, np.int64)
         self.present = table.present[:, columns]
         self.ok = table.base_ok[:, columns]
         self.root = self._node(np.arange(len(columns)), ())
@@ -137,14 +142,15 @@ class _Tree:
 
     def _split(self, rows: np.ndarray, asked: tuple[int, ...], model: int) -> list[np.ndarray]:
         """``rows`` by what ``model``'s answer shows: the first of ``asked`` it agrees with (or
-        none) and whether it passed the base checks; or that nothing was extracted; or no record."""
+        none), whether it passed the base checks and (``values``) which answer it is; or that
+        nothing was extracted; or no record."""
         n = len(asked) + 1
         mine = self.answer[model, rows]
         agrees = np.full(len(rows), len(asked))
         for k in reversed(range(len(asked))):
             agrees[(mine >= 0) & self.present[asked[k], rows] & (self.answer[asked[k], rows] == mine)] = k
         ok = self.ok[model, rows].astype(int)
-        label = np.where(mine >= 0, agrees + n * ok, 2 * n + ok)
+        label = np.where(mine >= 0, agrees + n * ok + (2 * n + 3) * (1 + self.value[model, rows]), 2 * n + ok)
         label[~self.present[model, rows]] = 2 * n + 2
         return [rows[label == k] for k in np.unique(label)]
 
@@ -161,17 +167,28 @@ class _Tree:
                      final_right, asks)
 
 
+def _value_codes(table: OutcomeTable, columns: np.ndarray) -> np.ndarray:
+    """Each extracted answer as a small integer, the same for the same answer across models."""
+    if table.value is None:
+        raise CalibrationError("a bound that sees answer values needs a table with them (build_table's)")
+    values = table.value[:, columns]
+    codes: dict[str, int] = {}
+    return np.array([[codes.setdefault(v, len(codes)) if v is not None else 0 for v in row] for row in values],
+                    np.int64).reshape(values.shape)
+
+
 def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], needed: float,
-                 tasks: np.ndarray | None = None, depth: int = 3) -> Bound:
+                 tasks: np.ndarray | None = None, depth: int = 3, values: bool = False) -> Bound:
     """The bound of the module doc. ``needed``: correct answers the mix must reach on the
     table's prompts; ``tasks``: each prompt's task (``None``: one task); ``depth``: at most this
-    many cheap models asked per prompt before the final model."""
+    many cheap models asked per prompt before the final model; ``values``: the trees may also
+    decide from which answer each model gave (a lower, looser bound: more leaves fit more noise)."""
     if depth < 0:
         raise CalibrationError(f"depth must be >= 0, not {depth}")
     f = table.model_index(final)
     others = [table.model_index(m) for m in cheap if table.model_index(m) != f]
     groups = [np.arange(table.n)] if tasks is None else [np.flatnonzero(tasks == t) for t in np.unique(tasks)]
-    trees = [_Tree(table, g, f, others, depth) for g in groups]
+    trees = [_Tree(table, g, f, others, depth, values) for g in groups]
     ref_correct = float(table.correct[f].sum())
     ref_cost = float(np.where(table.present[f], table.cost[f], 0.0).sum())
 
@@ -184,7 +201,8 @@ def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], neede
     # lam = 0 buys the most accurate tree; a lam above any answer's worth per dollar the cheapest.
     rich = at(0.0)
     if rich.correct < needed - 1e-9:
-        return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False, final=final)
+        return Bound(rich.cost, rich.correct, needed, ref_cost, ref_correct, depth, reachable=False, final=final,
+                     values=values)
     lo, hi = 0.0, 1.0
     meets, short = rich, at(hi)
     while short.correct >= needed and hi < 1e12:
@@ -198,10 +216,11 @@ def answer_bound(table: OutcomeTable, *, final: str, cheap: Sequence[str], neede
         else:
             hi, short = mid, value
     if short.correct >= needed or meets.correct <= short.correct:
-        return Bound(meets.cost, meets.correct, needed, ref_cost, ref_correct, depth, reachable=True, final=final)
+        return Bound(meets.cost, meets.correct, needed, ref_cost, ref_correct, depth, reachable=True, final=final,
+                     values=values)
     share = (needed - short.correct) / (meets.correct - short.correct)  # of prompts on the richer tree
     cost = short.cost + share * (meets.cost - short.cost)
-    return Bound(cost, needed, needed, ref_cost, ref_correct, depth, reachable=True, final=final)
+    return Bound(cost, needed, needed, ref_cost, ref_correct, depth, reachable=True, final=final, values=values)
 
 
 __all__ = ["Bound", "answer_bound"]

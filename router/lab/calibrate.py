@@ -14,10 +14,11 @@ Targets (``accuracy>=0.97*gpt-4-1106-preview,cost<=0.4*gpt-4-1106-preview``) are
 
 ``holdout`` guards against overfitting: a seeded share of the prompts is kept out of the search
 and the chosen policy is measured on it too. With an accuracy target the report (and the written
-policy's header) also gives :mod:`router.lab.bound`'s figure: the cheapest that *any* cascade
-deciding from the kind of prompt and the answers it bought could reach the target on the tuned
-prompts, chosen in hindsight. A target cheaper than that is out of reach of agreement checks on
-these models; only a per-prompt estimate within a task could get there.
+policy's header) also gives :mod:`router.lab.bound`'s figures: the cheapest that *any* cascade
+deciding from the kind of prompt and which of the answers it bought agree could reach the target
+on the tuned prompts, chosen in hindsight, and the same for cascades that also look at which
+answer each model gave (``answer_in`` gates). A target cheaper than the first is out of reach of
+agreement checks on these models.
 
 Example:
     >>> report = calibrate("policies/cascade-routerbench.yaml",
@@ -121,16 +122,14 @@ class CalibrationReport:
     wall_s: float
     policy_text: str
     out: str | None = None
-    bound: Bound | None = None  # the cheapest any answer-based cascade could reach the target (tuned share)
+    bound: Bound | None = None  # the cheapest any agreement-based cascade could reach the target (tuned share)
+    value_bound: Bound | None = None  # the same for cascades that also look at which answer was given
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": str(self.target), "design": str(self.design), "met": self.met,
                 "tuned": self.tuned.to_dict(), "held_out": self.held_out.to_dict() if self.held_out else None,
                 "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out,
-                "bound": None if self.bound is None else {
-                    "reachable": self.bound.reachable, "cost_ratio": round(self.bound.cost_ratio, 6),
-                    "accuracy_ratio": round(self.bound.accuracy_ratio, 6), "depth": self.bound.depth,
-                    "within_cost_cap": self.bound.within_cap}}
+                "bound": _bound_dict(self.bound), "bound_with_values": _bound_dict(self.value_bound)}
 
     def __str__(self) -> str:
         lines = [f"target {self.target}: {'met' if self.met else 'NOT met'} on the tuned prompts",
@@ -146,6 +145,8 @@ class CalibrationReport:
         lines.append(f"accepted by each rung (tuned): {_rung_counts(self.tuned)}")
         if self.bound is not None:
             lines.append(f"bound (tuned): {self.bound}")
+        if self.value_bound is not None:
+            lines.append(f"bound (tuned, seeing answer values): {self.value_bound}")
         if self.out:
             lines.append(f"policy written to {self.out}")
         return "\n".join(lines)
@@ -178,7 +179,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
               verify: bool = True, command: str | None = None, routing: bool = False,
               compare: str | os.PathLike[str] | None = None, task_designs: int = 4,
-              tail_features: bool = False) -> CalibrationReport:
+              tail_features: bool = False, gates: bool = False) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
@@ -189,7 +190,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     ``task_designs``: at most how many of each task's best plain designs (per accuracy level) the
     per-task cascade search tries (:mod:`router.lab.task_designs`; the count used and the margin
     are chosen by cross-validation on the tuned share; 0: no per-task search). ``tail_features``:
-    the estimator may also be trained on the prompts' last characters (:data:`router.lab.train.TAIL_GRID`)."""
+    the estimator may also be trained on the prompts' last characters (:data:`router.lab.train.TAIL_GRID`).
+    ``gates``: the per-task search also tries ``answer_in`` gates (:mod:`router.checks.answer_in`)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -213,13 +215,14 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     tasks = np.array([r.task or "" for r in data.records]) if any(r.task for r in data.records) else None
     reference = next((c.relative_to for c in goal.constraints if c.relative_to), top)
     bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols))
+    value_bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols), values=True)
     routed: Routed | None = None
     if routing:
         if out is None:
             raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
         routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
                                    tasks=tasks, max_voters=max_voters, raises=raises, out=out,
-                                   task_designs=task_designs,
+                                   task_designs=task_designs, gates=gates,
                                    feature_grid=FEATURE_GRID + TAIL_GRID if tail_features else FEATURE_GRID)
         found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
     else:
@@ -236,7 +239,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
         measured.append(_replayed(compare, data, held_cols, table.recorded[table.model_index(reference)], tasks))
     text = policy_yaml(policy, design, base_checks=base_policy.policy.confidence,
                        extract=extract, name=Path(out).stem if out else base_policy.name,
-                       header=_header(goal, found.met, measured, data, command, routed, bound),
+                       header=_header(goal, found.met, measured, data, command, routed, bound, value_bound),
                        routing=routed.block(base_policy.policy.confidence, extract) if routed else None)
     tuned_policy = loads_policy(text, str(out or "<calibrated>"))
     if verify:
@@ -257,16 +260,26 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
                                f"designs); `router simulate --plot` re-scores them")
     return CalibrationReport(goal, found.best.design, found.met, measured[0],
                              measured[1] if len(measured) > 1 else None, found.evaluated,
-                             time.perf_counter() - started, text, os.fspath(out) if out else None, bound)
+                             time.perf_counter() - started, text, os.fspath(out) if out else None, bound,
+                             value_bound)
+
+
+def _bound_dict(bound: Bound | None) -> dict[str, Any] | None:
+    if bound is None:
+        return None
+    return {"reachable": bound.reachable, "cost_ratio": round(bound.cost_ratio, 6),
+            "accuracy_ratio": round(bound.accuracy_ratio, 6), "depth": bound.depth,
+            "within_cost_cap": bound.within_cap, "values": bound.values}
 
 
 def _bound(tune: OutcomeTable, goal: Target, *, final: str, cheap: Sequence[str],
-           tasks: np.ndarray | None) -> Bound | None:
+           tasks: np.ndarray | None, values: bool = False) -> Bound | None:
     """The bound of :mod:`router.lab.bound` at the goal's accuracy (``None``: no accuracy constraint)."""
     needed = [c.bound(tune) * tune.n for c in goal.constraints if c.metric == "accuracy" and c.op == ">="]
     if not needed or not tune.n:
         return None
-    bound = answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH)
+    bound = answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH,
+                         values=values)
     caps = [c.bound(tune) for c in goal.constraints if c.metric == "cost" and c.op == "<="]
     return replace(bound, cost_cap=min(caps)) if caps else bound
 
@@ -327,7 +340,7 @@ def _rung_counts(m: Measured) -> str:
 
 
 def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, command: str | None,
-            routed: Routed | None = None, bound: Bound | None = None) -> str:
+            routed: Routed | None = None, bound: Bound | None = None, value_bound: Bound | None = None) -> str:
     lines = [f"Calibrated by `router calibrate` on {datetime.date.today().isoformat()}"
              + (f":\n  {command}" if command else "."),
              f"Dataset: {os.path.basename(data.name)} ({len(data)} prompts).",
@@ -335,12 +348,15 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
     if routed is not None:
         lines += routed.describe()
     if bound is not None:
-        lines.append(f"Bound: on the tuned prompts no cascade deciding from the task and its answers reaches the target below "
-                     f"{bound.cost_ratio:.1%} of {bound.final}'s cost" if bound.reachable else f"Bound: {bound}")
+        lines.append(f"Bound: on the tuned prompts no cascade deciding from the task and whose answers agree reaches the "
+                     f"target below {bound.cost_ratio:.1%} of {bound.final}'s cost" if bound.reachable else f"Bound: {bound}")
         if bound.reachable and not bound.within_cap:
             lines.append(f"  {bound.cap_note}")
         lines.append(f"  (in-sample optimum of decision trees over up to {bound.depth} cheap models' answers, agreements "
                      "and check verdicts, one per task, mixed; optimistic: new prompts do worse)")
+    if value_bound is not None and value_bound.reachable:
+        lines.append(f"  one that also looks at which answer each model gave (answer_in gates) could get to "
+                     f"{value_bound.cost_ratio:.1%} in-sample: its trees have more leaves to fit the tuned prompts with")
     for m in measured:
         lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
                      f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")

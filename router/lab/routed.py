@@ -28,7 +28,14 @@ from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Sco
 from router.lab.datasets import Dataset
 from router.lab.joint import JointResult, joint_search
 from router.lab.targets import Target
-from router.lab.task_designs import TaskDesigns, design_checks, score_picks, scored_whole, search_task_designs
+from router.lab.task_designs import (
+    GATE_SHARE,
+    TaskDesigns,
+    design_checks,
+    score_picks,
+    scored_whole,
+    search_task_designs,
+)
 from router.lab.task_routing import task_patterns
 from router.lab.train import FEATURE_GRID, Fitted, describe_task_auc, train_estimator
 from router.policy.routing_block import Thresholds
@@ -141,11 +148,12 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
                       target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
                       tasks: np.ndarray | None, max_voters: int, raises: bool,
                       out: str | os.PathLike[str], task_designs: int = 4,
-                      feature_grid: Sequence[FeatureSpec] = FEATURE_GRID) -> Routed:
+                      feature_grid: Sequence[FeatureSpec] = FEATURE_GRID, gates: bool = False) -> Routed:
     """Train on the tuned share, write ``<out stem>.estimator.npz`` beside ``out``, search jointly;
     with several known tasks also search a cascade design per task (:mod:`router.lab.task_designs`,
     ``task_designs`` best plain designs per accuracy level) and keep them when they cost less on
-    the tuned share. ``feature_grid``: the feature sets the estimator's training chooses among."""
+    the tuned share. ``feature_grid``: the feature sets the estimator's training chooses among;
+    ``gates``: the per-task search also tries ``answer_in`` gates on each design's first rung."""
     records = [data.records[i] for i in tune_cols]
     fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)",
                              bagged=True, grid=feature_grid)
@@ -166,7 +174,7 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
         routed.note = f"not used: {err}"
         return routed
     designs = search_task_designs(tune, fitted.out_of_fold, tune_tasks, target, final=final, cheap=cheap,
-                                  tiers=tiers, max_voters=max_voters, designs=task_designs)
+                                  tiers=tiers, max_voters=max_voters, designs=task_designs, gates=gates)
     evaluated = found.evaluated + designs.evaluated
     if not designs.met or (found.met and designs.cost >= found.best.cost):
         routed.note = (f"not used: the best per-task designs cost ${designs.cost:.4f} on the tuned share"
@@ -174,10 +182,13 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
         routed.found = replace(found, evaluated=evaluated)
         return routed
     best = scored_whole(tune, fitted.out_of_fold, tune_tasks, designs.picks, found.best.design)
+    gated_note = (", each also with an answer_in gate on its first rung (every answer its model gives on at least "
+                  f"{GATE_SHARE:.0%} of the task's prompts, alone or all but it)")
     routed.found = JointResult(best, found.thresholds, True, evaluated, found.frontier)
     routed.designs, routed.task_of, routed.patterns = designs, tasks, patterns
     routed.note = (f"per task, the {designs.designs} best plain designs at each of several accuracy levels, every "
-                   f"single cheap model and the final one alone, each with its thresholds; the cheapest mix of one "
+                   f"single cheap model and the final one alone{gated_note if gates else ''}, each with its "
+                   f"thresholds; the cheapest mix of one "
                    f"per task with pooled accuracy >= target + {designs.margin:g} x the reference's "
                    f"(joint search with one cascade: ${found.best.cost:.4f})")
     return routed

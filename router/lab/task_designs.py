@@ -30,8 +30,9 @@ Example:
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,10 @@ LEVELS: tuple[float, ...] = (0.85, 0.9, 0.95, 0.97, 1.0)
 # after paying for cheap rungs and their checks is close to gpt-4's cost on the tuned share and
 # can exceed it on new prompts; the goal is never to cost more than the final model on a task.
 COST_CAP: float = 0.9
+# With gates (calibrate --gates), answer_in gates are tried on the first rung(s) of each candidate
+# (router.checks.answer_in), for every answer a model gives on at least this share of a task's prompts.
+GATED_RUNGS: int = 1
+GATE_SHARE: float = 0.1
 MARGINS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02)
 
 
@@ -113,8 +118,11 @@ def _level(target: Target, ratio: float) -> Target:
 
 
 def task_candidates(sub: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str],
-                    tiers: dict[str, int], max_voters: int, designs: int, cache: RungCache) -> tuple[list[Design], int]:
-    """Step 1 of the module doc on one task's table: candidate designs, and how many were scored."""
+                    tiers: dict[str, int], max_voters: int, designs: int, cache: RungCache,
+                    gates: bool = False) -> tuple[list[Design], int]:
+    """Step 1 of the module doc on one task's table: candidate designs, and how many were scored.
+    ``gates``: each candidate also with an ``answer_in`` gate on its first rung(s), for every
+    option of :func:`gate_options`."""
     plain = staged(sub, target, final=final, cheap=cheap, tiers=tiers, max_voters=max_voters, cache=cache)
     picked: list[Design] = [Design((Rung(final),))]
     for ratio in LEVELS:
@@ -122,15 +130,35 @@ def task_candidates(sub: OutcomeTable, target: Target, *, final: str, cheap: Seq
         picked += [s.design for s in sorted(plain, key=lambda s: rank(s, level, sub))[:designs]]
     picked += [Design((Rung(m), Rung(final))) for m in cheap]
     unique = [d for d in dict.fromkeys(picked) if len({r.model for r in d.rungs}) == len(d.rungs)]
-    return unique, len(plain)
+    gated = [Design((*d.rungs[:k], replace(rung, accept=values), *d.rungs[k + 1:]))
+             for d in unique for k, rung in enumerate(d.rungs[:GATED_RUNGS]) if gates and rung.model != final
+             for values in gate_options(sub, rung.model)]
+    return unique + gated, len(plain)
+
+
+def gate_options(sub: OutcomeTable, model: str) -> list[tuple[str, ...]]:
+    """The ``answer_in`` gates worth trying on ``model``'s rung: each answer it gives on at
+    least :data:`GATE_SHARE` of the prompts alone and, with three or more such answers, all but
+    each one (none when its answers were not extracted or it always gives the same one)."""
+    if sub.value is None:
+        return []
+    m = sub.model_index(model)
+    counts = Counter(v for v in sub.value[m] if v is not None)
+    common = sorted(v for v, k in counts.items() if k >= GATE_SHARE * sub.n)
+    if len(common) < 2:
+        return []
+    singles = [(v,) for v in common]
+    rest = [tuple(x for x in common if x != v) for v in common] if len(common) >= 3 else []
+    return singles + rest
 
 
 def task_front(sub: OutcomeTable, p: np.ndarray, target: Target, *, final: str, cheap: Sequence[str],
-               tiers: dict[str, int], max_voters: int = 3, designs: int = 4) -> tuple[list[Point], int]:
+               tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
+               gates: bool = False) -> tuple[list[Point], int]:
     """Steps 1-2 of the module doc: one task's Pareto frontier of (design, thresholds) points."""
     cache: RungCache = {}
     candidates, evaluated = task_candidates(sub, target, final=final, cheap=cheap, tiers=tiers,
-                                            max_voters=max_voters, designs=designs, cache=cache)
+                                            max_voters=max_voters, designs=designs, cache=cache, gates=gates)
     cap = float(sub.cost[sub.model_index(final)].sum())
     seen: list[Point] = []
     options = rung_options()
@@ -156,13 +184,13 @@ def task_front(sub: OutcomeTable, p: np.ndarray, target: Target, *, final: str, 
 
 def task_fronts(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
                 cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3,
-                designs: int = 4) -> tuple[dict[str, list[Point]], dict[str, int], int]:
+                designs: int = 4, gates: bool = False) -> tuple[dict[str, list[Point]], dict[str, int], int]:
     """Every task's frontier, its prompt count, and how many points were scored."""
     fronts, sizes, evaluated = {}, {}, 0
     for task in sorted(set(tasks.tolist())):
         cols = np.flatnonzero(tasks == task)
         fronts[task], n = task_front(table.take(cols), p[:, cols], target, final=final, cheap=cheap, tiers=tiers,
-                                     max_voters=max_voters, designs=designs)
+                                     max_voters=max_voters, designs=designs, gates=gates)
         sizes[task] = len(cols)
         evaluated += n
     return fronts, sizes, evaluated
@@ -225,8 +253,8 @@ def _need(table: OutcomeTable, target: Target, margin: float) -> float:
 
 def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
               cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
-              folds: int = 5, seed: int = 0,
-              margins: Sequence[float] = MARGINS) -> tuple[int, float, list[CVRow], int]:
+              folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS,
+              gates: bool = False) -> tuple[int, float, list[CVRow], int]:
     """The design count and margin chosen by ``folds``-fold cross-validation on ``table`` (the
     tuned share), the figures of every pair, and how many points were scored (see the module doc)."""
     c = _accuracy_constraint(target)
@@ -245,7 +273,7 @@ def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Tar
         part, held = table.take(train), table.take(test)
         for count in design_counts(designs):
             fronts, sizes, n = task_fronts(part, p[:, train], tasks[train], target, final=final, cheap=cheap,
-                                           tiers=tiers, max_voters=max_voters, designs=count)
+                                           tiers=tiers, max_voters=max_voters, designs=count, gates=gates)
             evaluated += n
             for margin in margins:
                 chosen = choose(fronts, sizes, _need(part, target, margin))
@@ -278,13 +306,14 @@ def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Tar
 
 def search_task_designs(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
                         cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
-                        folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS) -> TaskDesigns:
+                        folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS,
+                        gates: bool = False) -> TaskDesigns:
     """The design count and margin by cross-validation, then every task's pick on the whole of ``table``."""
     count, margin, rows, evaluated = cv_margin(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
                                         max_voters=max_voters, designs=designs, folds=folds, seed=seed,
-                                        margins=margins)
+                                        margins=margins, gates=gates)
     fronts, sizes, n = task_fronts(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
-                                   max_voters=max_voters, designs=count)
+                                   max_voters=max_voters, designs=count, gates=gates)
     evaluated += n
     chosen = choose(fronts, sizes, _need(table, target, margin))
     if chosen is None:
@@ -318,6 +347,6 @@ def scored_whole(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, picks: M
                   tuple(accepted.get(r.model, 0) for r in fallback.rungs))
 
 
-__all__ = ["COST_CAP", "LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin", "design_checks", "design_counts",
-           "score_picks",
+__all__ = ["COST_CAP", "GATED_RUNGS", "GATE_SHARE", "LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin",
+           "design_checks", "design_counts", "gate_options", "score_picks",
            "scored_whole", "search_task_designs", "task_candidates", "task_front", "task_fronts"]

@@ -5,6 +5,7 @@ sample with the real extractor and base checks."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,16 @@ SAMPLE = ROOT / "data" / "routerbench-sample"
 
 
 def table_of(answer, correct, cost, *, present=None, ok=None) -> OutcomeTable:
+    """``answer``: each model's answer per prompt as an integer (the same integer, the same answer;
+    -1: nothing extracted); its values are "v0", "v1"..."""
     answer = np.asarray(answer, np.int32)
     shape = answer.shape
     names = (*(f"m{i}" for i in range(shape[0] - 1)), "final")
     present = np.ones(shape, bool) if present is None else np.asarray(present, bool)
     ok = np.ones(shape, bool) if ok is None else np.asarray(ok, bool)
+    value = np.array([[f"v{a}" if a >= 0 else None for a in row] for row in answer], object)
     return OutcomeTable(names, names, present, answer, np.asarray(correct, bool), np.asarray(cost, float),
-                        ok.astype(np.int16), ok, 1)
+                        ok.astype(np.int16), ok, 1, value)
 
 
 # Two cheap models agree (and are right) on prompts 0 and 1; on 2 only m0 is right, on 3 only m1;
@@ -50,6 +54,18 @@ def test_bound_on_a_hand_worked_table(needed, cost):
     assert bound.cost == pytest.approx(cost)
     assert bound.correct >= needed - 1e-9
     assert bound.reference_cost == 40 and bound.reference_correct == 4
+
+
+def test_trees_that_see_answer_values_find_what_a_gate_finds():
+    # m0 is right whenever it says v1 and on one of its two v0 answers: agreements cannot tell
+    # them apart, but "accept m0's v1, else ask the final model" gets all 4 right for 4 + 2 * 10.
+    table = table_of(answer=[[1, 1, 0, 0], [0, 0, 0, 0]], correct=[[1, 1, 0, 1], [1, 1, 1, 1]],
+                     cost=[[1] * 4, [10] * 4])
+    assert answer_bound(table, final="final", cheap=["m0"], needed=4).cost == pytest.approx(40)
+    seeing = answer_bound(table, final="final", cheap=["m0"], needed=4, values=True)
+    assert seeing.cost == pytest.approx(24) and seeing.values and "their values" in str(seeing)
+    gated = evaluate(table, Design((Rung("m0", accept=("v1",)), Rung("final"))))
+    assert (gated.correct.sum(), gated.cost) == (4, 24)
 
 
 def test_depth_limits_the_trees():
@@ -115,21 +131,35 @@ def random_tables(draw):
     return table_of(a, correct, cost, present=present, ok=ok)
 
 
+def _cheapest(scored) -> dict[int, tuple[float, str]]:
+    """Correct answers: the cheapest design with that many."""
+    cheapest: dict[int, tuple[float, str]] = {}
+    for s in scored:
+        right = int(s.correct.sum())
+        if right not in cheapest or s.cost < cheapest[right][0]:
+            cheapest[right] = (s.cost, str(s.design))
+    return cheapest
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_tables())
 def test_no_scored_design_is_cheaper_than_the_bound_at_its_accuracy(table):
     cheap = ["m0", "m1", "m2"]
     target = parse_target("accuracy>=0.9*final")
-    cheapest: dict[int, tuple[float, str]] = {}  # correct answers: the cheapest design with that many
-    for scored in staged(table, target, final="final", cheap=cheap, tiers=dict.fromkeys([*cheap, "final"], 0),
-                         max_voters=2, beam=4):
-        right = int(scored.correct.sum())
-        if right not in cheapest or scored.cost < cheapest[right][0]:
-            cheapest[right] = (scored.cost, str(scored.design))
-    for right, (cost, design) in cheapest.items():
+    plain = staged(table, target, final="final", cheap=cheap, tiers=dict.fromkeys([*cheap, "final"], 0),
+                   max_voters=2, beam=4)
+    for right, (cost, design) in _cheapest(plain).items():
         bound = answer_bound(table, final="final", cheap=cheap, needed=right, depth=3)
         assert bound.reachable
         assert bound.cost <= cost + 1e-9, (design, bound.cost, cost)
+    # With answer_in gates on any rung: the trees that also see values bound those designs.
+    gated = [evaluate(table, Design((*s.design.rungs[:k], replace(r, accept=values), *s.design.rungs[k + 1:])))
+             for s in plain for k, r in enumerate(s.design.rungs[:-1])
+             for values in (("v0",), ("v1",), ("v2",), ("v0", "v1"))]
+    for right, (cost, design) in _cheapest(plain + gated).items():
+        seeing = answer_bound(table, final="final", cheap=cheap, needed=right, depth=3, values=True)
+        assert seeing.cost <= cost + 1e-9, (design, seeing.cost, cost)
+        assert seeing.cost <= answer_bound(table, final="final", cheap=cheap, needed=right, depth=3).cost + 1e-9
 
 
 def test_sample_designs_never_beat_the_bound():
@@ -156,6 +186,11 @@ def test_calibrate_reports_the_bound(tmp_path):
     assert "bound" in str(report)
     header = out.read_text(encoding="utf-8").split("\nversion:")[0]
     assert f"{report.bound.cost_ratio:.1%}" in header and "in-sample" in header
+    # Trees that also see which answer each model gave can only do better in-sample.
+    assert report.value_bound is not None and report.value_bound.values
+    assert report.value_bound.cost <= report.bound.cost + 1e-9
+    assert f"(answer_in gates) could get to {report.value_bound.cost_ratio:.1%} in-sample" in header
+    assert report.to_dict()["bound_with_values"]["values"] is True
 
 
 def test_calibrate_says_when_the_cost_cap_is_below_the_bound(tmp_path):

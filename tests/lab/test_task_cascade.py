@@ -21,7 +21,8 @@ from router.estimators import FeatureSpec, read_estimator
 from router.lab.cascade_table import Design, Rung, build_table
 from router.lab.joint import Point
 from router.lab.simulate import simulate
-from router.lab.task_designs import choose, design_checks, score_picks
+from router.lab.targets import parse_target
+from router.lab.task_designs import choose, design_checks, gate_options, score_picks, task_candidates, task_front
 from router.lab.task_routing import TASK_PATTERNS
 from router.lab.train import train_estimator
 from router.policy.routing_block import Thresholds
@@ -215,13 +216,15 @@ def test_the_table_scores_per_task_designs_exactly_as_the_real_router_replays_th
     picks = {
         "arc-challenge": Point(0, 0, Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-4"))),
                                (Thresholds(trust_gap=0.1), Thresholds())),
-        "winogrande": Point(0, 0, Design((Rung("mixtral-8x7b", ("yi-34b", "gpt-3.5-turbo"), 1),
+        "winogrande": Point(0, 0, Design((Rung("mixtral-8x7b", ("yi-34b", "gpt-3.5-turbo"), 1, ("B",)),
                                           Rung("gpt-3.5-turbo", ("yi-34b",)), Rung("gpt-4"))),
-                            (Thresholds(skip_gap=0.2), Thresholds(skip_below=0.6), Thresholds())),
+                            (Thresholds(skip_gap=0.3, trust_gap=0.3), Thresholds(skip_below=0.6), Thresholds())),
         "mbpp": Point(0, 0, Design((Rung("gpt-3.5-turbo"), Rung("gpt-4"))), (Thresholds(skip_gap=0.1), Thresholds())),
     }
     base = load_policy(SHIPPED)
     refusal = [c for c in base.policy.confidence if c.check != "agreement"]
+    assert {"check": "answer_in", "values": ["B"], "extract": "choice", "apply_to": ["mixtral-8x7b"]} in design_checks(
+        picks["winogrande"].design, refusal, "choice")
     tasks = [{"name": t, "match": TASK_PATTERNS[t], "cascade": [r.model for r in pt.design.rungs],
               "confidence": design_checks(pt.design, refusal, "choice"),
               "rungs": {r.model: x.model_dump(exclude_defaults=True)
@@ -275,3 +278,35 @@ def test_a_bagged_estimator_is_the_mean_of_its_fold_fits(sample):
     got = np.array([bagged.estimator.predict(text)[m].p_correct for m in models])
     assert got == pytest.approx(mean, abs=1e-9)
     assert bagged.out_of_fold == pytest.approx(refit.out_of_fold)  # the search sees the same estimates
+
+
+def test_gate_options_are_each_common_answer_alone_and_all_but_each():
+    policy = load_policy(SHIPPED)
+    from router.lab.datasets import load_dataset
+
+    arc = load_dataset(SAMPLE / "arc_challenge.jsonl")
+    table = build_table(policy, arc.records, [], "choice")
+    assert gate_options(table, "yi-34b") == [("A",), ("B",), ("C",), ("D",), ("B", "C", "D"), ("A", "C", "D"),
+                                             ("A", "B", "D"), ("A", "B", "C")]
+    code = build_table(policy, load_dataset(SAMPLE / "mbpp.jsonl").records, [], "choice")
+    assert gate_options(code, "gpt-3.5-turbo") == []  # no choice is extracted from code
+
+
+def test_the_gated_search_tries_gates_and_its_front_is_never_worse(sample):
+    policy = load_policy(SHIPPED)
+    wino = [r for r in sample.records if r.task == "winogrande"]
+    table = build_table(policy, wino, [c for c in policy.policy.confidence if c.check == "refusal"], "choice")
+    target = parse_target("accuracy>=0.97*gpt-4-1106-preview")
+    cheap = ["mistral-7b", "mixtral-8x7b", "yi-34b", "gpt-3.5-turbo"]
+    tiers = dict.fromkeys([*cheap, "gpt-4"], 0)
+    p = np.full(table.correct.shape, 0.5)
+    common = {"final": "gpt-4", "cheap": cheap, "tiers": tiers, "max_voters": 2, "designs": 2}
+    plain, _ = task_candidates(table, target, cache={}, **common)
+    both, _ = task_candidates(table, target, cache={}, gates=True, **common)
+    assert all(not r.accept for d in plain for r in d.rungs)
+    gated = [d for d in both if any(r.accept for r in d.rungs)]
+    assert both[:len(plain)] == plain and {d.rungs[0].accept for d in gated} == {("A",), ("B",)}
+    front, _ = task_front(table, p, target, **common)
+    wider, _ = task_front(table, p, target, gates=True, **common)
+    for pt in front:  # every point of the plain front is matched or beaten
+        assert any(q.accuracy >= pt.accuracy - 1e-12 and q.cost <= pt.cost + 1e-12 for q in wider)
