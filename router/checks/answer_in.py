@@ -1,9 +1,9 @@
 """The ``answer_in`` check: accept an answer only when its extracted value is one of a few.
 
 A cheap model's choice is not equally reliable whatever it picks. Recorded outcomes show it: on
-Winogrande's two-way questions Yi-34B answers "A" about twice as often as "B", and its "B"
-answers are right more often than its "A" answers; when Yi-34B and Mixtral both say "B", Yi-34B
-is about as often right as gpt-4 (``router calibrate`` finds such gates and writes them).
+the Winogrande train file Yi-34B answers "A" 539 times and "B" 348 times and is right on 81% of
+its "B"s against 73% of its "A"s; where Yi-34B and Mixtral both say "B", Yi-34B is right on 85.8%
+and gpt-4 on 88.5% (``router calibrate --routing --gates`` searches such gates and writes them).
 The check consults no model, so a rung trusted by ``routing:`` still runs it.
 
 ``apply_to`` limits it to answers from those rungs (elsewhere it passes, ``not applied``), as
