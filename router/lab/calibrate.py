@@ -129,7 +129,8 @@ class CalibrationReport:
         return {"target": str(self.target), "design": str(self.design), "met": self.met,
                 "tuned": self.tuned.to_dict(), "held_out": self.held_out.to_dict() if self.held_out else None,
                 "evaluated": self.evaluated, "wall_s": round(self.wall_s, 2), "out": self.out,
-                "bound": _bound_dict(self.bound), "bound_with_values": _bound_dict(self.value_bound)}
+                "bound": self.bound.to_dict() if self.bound else None,
+                "bound_with_values": self.value_bound.to_dict() if self.value_bound else None}
 
     def __str__(self) -> str:
         lines = [f"target {self.target}: {'met' if self.met else 'NOT met'} on the tuned prompts",
@@ -143,10 +144,10 @@ class CalibrationReport:
             lines.append(f"{m.label:18} {m.n:>5} {m.accuracy:>9.4f} ${m.cost_usd:>8.4f} "
                          f"{m.accuracy_ratio:>10.3f}x acc {m.cost_ratio:>8.1%} cost  {replay:>20}")
         lines.append(f"accepted by each rung (tuned): {_rung_counts(self.tuned)}")
-        if self.bound is not None:
-            lines.append(f"bound (tuned): {self.bound}")
-        if self.value_bound is not None:
-            lines.append(f"bound (tuned, seeing answer values): {self.value_bound}")
+        for label, b in (("", self.bound), (", seeing answer values", self.value_bound)):
+            if b is not None:
+                lines.append(f"bound (tuned{label}): {b}"
+                             + (f"; its trees on the held-out prompts: {b.replayed.ratios}" if b.replayed else ""))
         if self.out:
             lines.append(f"policy written to {self.out}")
         return "\n".join(lines)
@@ -214,8 +215,9 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     raises = base_policy.policy.on_exhausted == "raise"
     tasks = np.array([r.task or "" for r in data.records]) if any(r.task for r in data.records) else None
     reference = next((c.relative_to for c in goal.constraints if c.relative_to), top)
-    bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols))
-    value_bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols), values=True)
+    replay = (table.take(held_cols), _at(tasks, held_cols)) if len(held_cols) else None
+    bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols), replay=replay)
+    value_bound = _bound(tune, goal, final=top, cheap=cheap, tasks=_at(tasks, tune_cols), values=True, replay=replay)
     routed: Routed | None = None
     if routing:
         if out is None:
@@ -264,22 +266,16 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
                              value_bound)
 
 
-def _bound_dict(bound: Bound | None) -> dict[str, Any] | None:
-    if bound is None:
-        return None
-    return {"reachable": bound.reachable, "cost_ratio": round(bound.cost_ratio, 6),
-            "accuracy_ratio": round(bound.accuracy_ratio, 6), "depth": bound.depth,
-            "within_cost_cap": bound.within_cap, "values": bound.values}
-
-
 def _bound(tune: OutcomeTable, goal: Target, *, final: str, cheap: Sequence[str],
-           tasks: np.ndarray | None, values: bool = False) -> Bound | None:
-    """The bound of :mod:`router.lab.bound` at the goal's accuracy (``None``: no accuracy constraint)."""
+           tasks: np.ndarray | None, values: bool = False,
+           replay: tuple[OutcomeTable, np.ndarray | None] | None = None) -> Bound | None:
+    """The bound of :mod:`router.lab.bound` at the goal's accuracy (``None``: no accuracy
+    constraint); ``replay``: the held-out prompts its trees are also run on."""
     needed = [c.bound(tune) * tune.n for c in goal.constraints if c.metric == "accuracy" and c.op == ">="]
     if not needed or not tune.n:
         return None
     bound = answer_bound(tune, final=final, cheap=cheap, needed=max(needed), tasks=tasks, depth=BOUND_DEPTH,
-                         values=values)
+                         values=values, replay=replay)
     caps = [c.bound(tune) for c in goal.constraints if c.metric == "cost" and c.op == "<="]
     return replace(bound, cost_cap=min(caps)) if caps else bound
 
@@ -354,9 +350,12 @@ def _header(goal: Target, met: bool, measured: list[Measured], data: Dataset, co
             lines.append(f"  {bound.cap_note}")
         lines.append(f"  (in-sample optimum of decision trees over up to {bound.depth} cheap models' answers, agreements "
                      "and check verdicts, one per task, mixed; optimistic: new prompts do worse)")
+        if bound.replayed is not None:
+            lines.append(f"  the same trees as fitted, on the held-out prompts: {bound.replayed.ratios}")
     if value_bound is not None and value_bound.reachable:
         lines.append(f"  one that also looks at which answer each model gave (answer_in gates) could get to "
-                     f"{value_bound.cost_ratio:.1%} in-sample: its trees have more leaves to fit the tuned prompts with")
+                     f"{value_bound.cost_ratio:.1%} in-sample: its trees have more leaves to fit the tuned prompts with"
+                     + (f" (on the held-out prompts: {value_bound.replayed.ratios})" if value_bound.replayed else ""))
     for m in measured:
         lines.append(f"{m.label}: n={m.n}, accuracy {m.accuracy:.4f} ({m.accuracy_ratio:.3f}x {m.reference}'s "
                      f"{m.reference_accuracy:.4f}), cost ${m.cost_usd:.4f} ({m.cost_ratio:.1%} of ${m.reference_cost_usd:.4f})")

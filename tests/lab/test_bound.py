@@ -68,6 +68,20 @@ def test_trees_that_see_answer_values_find_what_a_gate_finds():
     assert (gated.correct.sum(), gated.cost) == (4, 24)
 
 
+def test_replayed_trees_follow_what_they_learned_and_ask_the_final_model_where_they_learned_nothing():
+    # Fitted on HAND for all 4 right: ask m0 and m1, take m0's answer where they agree, else ask
+    # the final model and take the answer of whoever it agrees with.
+    new = table_of(answer=[[0, 1, 0], [0, 0, 1], [1, 0, 1]], correct=[[0, 0, 0], [0, 1, 1], [1, 1, 1]],
+                   cost=[[1] * 3, [1] * 3, [10] * 3], present=[[1, 1, 0], [1, 1, 1], [1, 1, 1]])
+    bound = answer_bound(HAND, final="final", cheap=["m0", "m1"], needed=4, replay=(new, None))
+    assert bound.replayed is not None
+    # Prompt 0: m0 and m1 agree, wrongly: m0's answer for 2. Prompt 1: they disagree, the final
+    # model sides with m1: m1's answer, right, for 12. Prompt 2: m0 has no record, a state HAND
+    # never showed: the final model's answer, right, for 10 (a missing record costs nothing).
+    assert (bound.replayed.correct, bound.replayed.cost) == (2, 2 + 12 + 10)
+    assert bound.replayed.reference_correct == 3 and bound.replayed.reference_cost == 30
+
+
 def test_depth_limits_the_trees():
     # With one cheap model the disagreement cannot be seen: all 4 right needs the final model
     # on every prompt m0 answers, so m0 only adds cost.
@@ -149,9 +163,12 @@ def test_no_scored_design_is_cheaper_than_the_bound_at_its_accuracy(table):
     plain = staged(table, target, final="final", cheap=cheap, tiers=dict.fromkeys([*cheap, "final"], 0),
                    max_voters=2, beam=4)
     for right, (cost, design) in _cheapest(plain).items():
-        bound = answer_bound(table, final="final", cheap=cheap, needed=right, depth=3)
+        bound = answer_bound(table, final="final", cheap=cheap, needed=right, depth=3, replay=(table, None))
         assert bound.reachable
         assert bound.cost <= cost + 1e-9, (design, bound.cost, cost)
+        # The trees, replayed on the very prompts they were fitted on, are the bound.
+        assert bound.replayed is not None
+        assert (bound.replayed.correct, bound.replayed.cost) == pytest.approx((bound.correct, bound.cost))
     # With answer_in gates on any rung: the trees that also see values bound those designs.
     gated = [evaluate(table, Design((*s.design.rungs[:k], replace(r, accept=values), *s.design.rungs[k + 1:])))
              for s in plain for k, r in enumerate(s.design.rungs[:-1])
@@ -191,6 +208,12 @@ def test_calibrate_reports_the_bound(tmp_path):
     assert report.value_bound.cost <= report.bound.cost + 1e-9
     assert f"(answer_in gates) could get to {report.value_bound.cost_ratio:.1%} in-sample" in header
     assert report.to_dict()["bound_with_values"]["values"] is True
+    # ... and both are run, as fitted, on the held-out prompts.
+    replayed = report.bound.replayed
+    assert replayed is not None and report.held_out is not None
+    assert replayed.reference_cost == pytest.approx(report.held_out.reference_cost_usd)
+    assert f"the same trees as fitted, on the held-out prompts: {replayed.ratios}" in header
+    assert report.to_dict()["bound"]["held_out_replay"]["cost_ratio"] == pytest.approx(replayed.cost_ratio, abs=1e-6)
 
 
 def test_calibrate_says_when_the_cost_cap_is_below_the_bound(tmp_path):

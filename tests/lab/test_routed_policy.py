@@ -125,7 +125,8 @@ def test_shipped_routed_policy_held_out_figures_are_reproduced_by_the_real_route
                     reason="the full RouterBench train files are not beside the repo (../shared/data/routerbench)")
 def test_shipped_routed_policy_header_bound_is_recomputed_from_the_tuned_share():
     """The header's bound (router.lab.bound) is what the tuned share gives, and the shipped
-    design, one of the trees it ranges over, costs no less than it on those prompts."""
+    design, one of the trees it ranges over, costs no less than it on those prompts; its trees'
+    figures on the held-out share are what they give there."""
     import numpy as np
 
     from router.checks.consulting import ConsultingCheck
@@ -133,18 +134,23 @@ def test_shipped_routed_policy_header_bound_is_recomputed_from_the_tuned_share()
     from router.lab.calibrate import build_table
 
     data = combine(FULL_FILES)
-    tune_cols, _ = split(data, 0.5, 0)
+    tune_cols, held_cols = split(data, 0.5, 0)
     policy = load_policy(ROUTED)
     base_checks = [c for c in policy.policy.confidence if not isinstance(c, ConsultingCheck)]
     table = build_table(policy, [data.records[i] for i in tune_cols], base_checks, "choice")
+    held = build_table(policy, [data.records[i] for i in held_cols], base_checks, "choice")
     gpt4 = table.model_index("gpt-4")
     cheap = [m for m in table.models if m != "gpt-4"
              and table.cost[table.model_index(m)].mean() < table.cost[gpt4].mean()]
     tasks = np.array([data.records[i].task for i in tune_cols])
-    bound = answer_bound(table, final="gpt-4", cheap=cheap, needed=0.97 * table.correct[gpt4].sum(), tasks=tasks)
+    held_tasks = np.array([data.records[i].task for i in held_cols])
+    bound = answer_bound(table, final="gpt-4", cheap=cheap, needed=0.97 * table.correct[gpt4].sum(), tasks=tasks,
+                         replay=(held, held_tasks))
     text = ROUTED.read_text()
     claimed = re.search(r"# Bound: .* below ([0-9.]+)% of", text)
     assert claimed is not None, "the header states no bound"
     assert round(100 * bound.cost_ratio, 1) == pytest.approx(float(claimed.group(1)), abs=1e-9)
     tuned = re.search(r"# tuned: n=\d+, .*\(([0-9.]+)% of \$", text)
     assert tuned is not None and float(tuned.group(1)) >= 100 * bound.cost_ratio
+    assert bound.replayed is not None
+    assert f"#   the same trees as fitted, on the held-out prompts: {bound.replayed.ratios}\n" in text
