@@ -44,11 +44,17 @@ policy's (:func:`router.estimators.route.route`). It applies only while the requ
 policy's own ``cascade``/``confidence``: a rule, ``configurable`` or ``--set`` that changes
 either wins, and so does a pinned model; the decision record says which task matched and
 whether its cascade ran.
+
+``share: 0.4`` limits an entry to that share of its prompts, the same ones every time: those whose
+:func:`prompt_share` (a hash of the prompt's text) is below it; the next entry that matches takes
+the others. ``router calibrate --routing`` writes such a pair when sending part of a task's
+prompts through a dearer design reaches the target for less than any single design per task.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,12 +100,26 @@ class RungRules(Thresholds):
                                                    trust_gap=self.trust_gap)
 
 
+def prompt_share(text: str) -> float:
+    """Where ``text`` falls in [0, 1): a hash of it with whitespace runs collapsed, so the same
+    prompt always falls in the same place (``routing.tasks[i].share``).
+
+    Example:
+        >>> 0 <= prompt_share("Write a python function to reverse a list.") < 1
+        True
+    """
+    digest = hashlib.sha256(" ".join(text.split()).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 class TaskRules(RungRules):
     """``routing.tasks[i]``: rules for the prompts ``match`` finds (a regular expression searched
-    in the prompt the estimates are made from); the first matching task applies."""
+    in the prompt the estimates are made from) and, with ``share``, only for that share of them
+    (:func:`prompt_share`); the first matching task applies."""
 
     name: str = Field(min_length=1)
     match: Annotated[str, Field(min_length=1), AfterValidator(_regex)]
+    share: float | None = Field(None, gt=0, lt=1)
     # This task's own cascade and checks (None: the request's); see the module doc.
     cascade: tuple[StrictStr, ...] | None = Field(None, min_length=1)
     confidence: tuple[Any, ...] | None = None
@@ -119,7 +139,7 @@ class TaskRules(RungRules):
         return self.cascade is not None or self.confidence is not None
 
     def matches(self, prompt: str) -> bool:
-        return re.search(self.match, prompt) is not None
+        return re.search(self.match, prompt) is not None and (self.share is None or prompt_share(prompt) < self.share)
 
 
 class RoutingBlock(RungRules):
@@ -208,5 +228,5 @@ def routing_problems(block: RoutingBlock | None,
     return out
 
 
-__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "routing_allowed_keys", "routing_problems",
-           "task_blocks", "task_settings_blocks"]
+__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "prompt_share", "routing_allowed_keys",
+           "routing_problems", "task_blocks", "task_settings_blocks"]

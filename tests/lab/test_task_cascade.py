@@ -25,7 +25,7 @@ from router.lab.targets import parse_target
 from router.lab.task_designs import choose, design_checks, gate_options, score_picks, task_candidates, task_front
 from router.lab.task_routing import TASK_PATTERNS
 from router.lab.train import train_estimator
-from router.policy.routing_block import Thresholds
+from router.policy.routing_block import Thresholds, prompt_share
 from router.routing.decision import decision_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +144,29 @@ def test_a_task_cascade_changes_which_model_answers_an_mbpp_prompt(artifact, sam
     choice = next(r.prompt for r in sample.records if r.task == "arc-challenge")
     other = own.explain(choice)
     assert other.candidates[0] == "mistral-7b" and other.task is None
+
+
+def test_a_share_sends_the_same_part_of_a_tasks_prompts_to_its_entry_every_time(artifact, sample):
+    split = {**MBPP, "share": 0.5}
+    rest = {"name": "mbpp", "match": MBPP["match"], "cascade": ["gpt-4"], "confidence": [{"check": "refusal"}]}
+    router = router_for(artifact, [split, rest])
+    code = [r.prompt for r in sample.records if r.task == "mbpp"]
+    ran = {p: router.invoke(p).response_metadata["routing"]["task"]["cascade"] for p in code}
+    inside = {p for p in code if prompt_share(p) < 0.5}
+    assert 0 < len(inside) < len(code)  # both entries are used
+    assert all(ran[p] == ["gpt-3.5-turbo", "gpt-4"] for p in inside)
+    assert all(ran[p] == ["gpt-4"] for p in code if p not in inside)
+    # The same prompt, with other whitespace, falls in the same place; and the choice is stable.
+    first = code[0]
+    assert prompt_share("  " + first.replace(" ", "  ") + "\n") == prompt_share(first)
+    assert router.explain(first).task == router.explain(first).task
+
+
+@pytest.mark.parametrize("share", [0, 1, 1.5, -0.1])
+def test_a_share_outside_zero_to_one_is_refused_with_its_location(tmp_path, share):
+    with pytest.raises(PolicyError) as err:
+        load_policy(write(tmp_path, raw_policy([{**MBPP, "share": share}])))
+    assert err.value.issues[0].key == "routing.tasks.0.share" and err.value.issues[0].line > 0
 
 
 def test_explain_shows_the_task_and_its_cascade(artifact, sample):
