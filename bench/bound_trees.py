@@ -5,7 +5,7 @@ For each split seed, tree depth (cheap models asked per prompt) and accuracy tar
 the tuned half), the bound's trees (router.lab.bound: one per task, the mix at the target) are
 fitted on the tuned half and replayed on the held-out one; printed: accuracy and cost as ratios to
 gpt-4 alone on the same prompts, tuned and held-out. The shipped policy's search, by comparison,
-gets 0.981x at 40.8% on seed 0's held-out half (0.964x at 50.6%, 0.991x at 51.7% on seeds 1, 2).
+gets 0.968x at 32.7% on seed 0's held-out half (0.968x at 39.3%, 0.990x at 51.3% on seeds 1, 2).
 Needs the train files beside the repo (../shared/data/routerbench).
 
     python bench/bound_trees.py [--seeds 0 1 2] [--depths 2 3] [--targets 0.97 0.98] [--values]

@@ -4,7 +4,7 @@ imports this module when it exists).
     router simulate --policy P --dataset D [--json] [--plot FILE.png] [--limit N] [--set key=value]
                     [--gold-extract choice|number|code|text]
     router calibrate --policy P --dataset D [--dataset D2] --target T --out FILE [--holdout 0.5] [--routing]
-                     [--task-designs N] [--gates] [--compare POLICY] [--json]
+                     [--task-designs N] [--gates] [--no-split] [--compare POLICY] [--json]
     router train --policy P --dataset D [--dataset D2] [--out FILE.npz] [--json]
 
 One ``add_<command>(sub)`` function per command; :data:`LAB_COMMANDS` lists them. The commands
@@ -94,7 +94,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                            seed=args.seed, extract=args.extract, final=args.final,
                            max_voters=args.max_voters, verify=not args.no_verify, command=command,
                            routing=args.routing, compare=args.compare, task_designs=args.task_designs,
-                           tail_features=args.tail_features, gates=args.gates)
+                           tail_features=args.tail_features, gates=args.gates, split_tasks=not args.no_split)
     except (CalibrationError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -138,6 +138,9 @@ def add_calibrate(sub: SubParsers) -> None:
     parser.add_argument("--gates", action="store_true",
                         help="with per-task designs: also try an answer_in gate on each design's first rung (accept "
                              "its answer only when it is one of some values, e.g. a two-way choice's 'B')")
+    parser.add_argument("--no-split", action="store_true",
+                        help="with per-task designs: one design per task (by default a task may send a share of its "
+                             "prompts, chosen by a hash of the prompt, through a second design: routing.tasks share)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_calibrate)
 

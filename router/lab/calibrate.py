@@ -180,7 +180,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
               seed: int = 0, extract: str = "choice", final: str | None = None, max_voters: int = 3,
               verify: bool = True, command: str | None = None, routing: bool = False,
               compare: str | os.PathLike[str] | None = None, task_designs: int = 4,
-              tail_features: bool = False, gates: bool = False) -> CalibrationReport:
+              tail_features: bool = False, gates: bool = False, split_tasks: bool = True) -> CalibrationReport:
     """Search rungs and agreement checks of ``policy``'s recorded models to meet ``target`` on
     ``datasets``; write the tuned policy to ``out`` (validated first). See the module doc.
 
@@ -192,7 +192,8 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
     per-task cascade search tries (:mod:`router.lab.task_designs`; the count used and the margin
     are chosen by cross-validation on the tuned share; 0: no per-task search). ``tail_features``:
     the estimator may also be trained on the prompts' last characters (:data:`router.lab.train.TAIL_GRID`).
-    ``gates``: the per-task search also tries ``answer_in`` gates (:mod:`router.checks.answer_in`)."""
+    ``gates``: the per-task search also tries ``answer_in`` gates (:mod:`router.checks.answer_in`);
+    ``split_tasks``: a task may split its prompts between two designs (``routing.tasks[i].share``)."""
     started = time.perf_counter()
     goal = parse_target(target) if isinstance(target, str) else target
     if not 0 <= holdout < 1:
@@ -224,7 +225,7 @@ def calibrate(policy: str | os.PathLike[str], datasets: Sequence[str | os.PathLi
             raise CalibrationError("calibrating routing needs --out: the estimator is written beside it")
         routed = calibrate_routing(data, table, tune_cols, tune, goal, final=top, cheap=cheap, tiers=tiers,
                                    tasks=tasks, max_voters=max_voters, raises=raises, out=out,
-                                   task_designs=task_designs, gates=gates,
+                                   task_designs=task_designs, gates=gates, split_tasks=split_tasks,
                                    feature_grid=FEATURE_GRID + TAIL_GRID if tail_features else FEATURE_GRID)
         found = SearchResult(routed.found.best, routed.found.met, routed.found.evaluated)
     else:

@@ -26,7 +26,7 @@ from router.estimators.estimator import QualityEstimator, read_estimator
 from router.estimators.features import FeatureSpec
 from router.lab.cascade_table import CalibrationError, Design, OutcomeTable, Scored, evaluate, routing_masks
 from router.lab.datasets import Dataset
-from router.lab.joint import JointResult, joint_search
+from router.lab.joint import JointResult, Point, joint_search
 from router.lab.targets import Target
 from router.lab.task_designs import (
     GATE_SHARE,
@@ -38,7 +38,7 @@ from router.lab.task_designs import (
 )
 from router.lab.task_routing import task_patterns
 from router.lab.train import FEATURE_GRID, Fitted, describe_task_auc, train_estimator
-from router.policy.routing_block import Thresholds
+from router.policy.routing_block import Thresholds, prompt_share
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Routed:
     task_of: np.ndarray | None = None
     patterns: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    shares: np.ndarray | None = None  # each prompt's prompt_share, when a task may split its prompts
 
     def scored(self, table: OutcomeTable, design: Design, columns: np.ndarray, *,
                raises: bool = False) -> tuple[Scored, dict[str, int]]:
@@ -65,7 +66,8 @@ class Routed:
         p = self.p_all[:, columns]
         if self.designs is not None and self.task_of is not None:
             tasks = self.task_of[columns]
-            right, spent, accepted = score_picks(table, p, tasks, self.designs.picks)
+            right, spent, accepted = score_picks(table, p, tasks, self.designs.picks, self.designs.splits,
+                                                 self.shares[columns] if self.shares is not None else None)
             rest = ~np.isin(tasks, list(self.designs.picks))  # a prompt of no task: the policy's cascade
             if rest.any():
                 cols = np.flatnonzero(rest)
@@ -93,12 +95,11 @@ class Routed:
                 pt = self.designs.picks.get(task)
                 if pt is None:
                     continue
-                entry: dict[str, Any] = {"name": task, "match": self.patterns[task],
-                                         "cascade": [r.model for r in pt.design.rungs],
-                                         "confidence": design_checks(pt.design, base_checks, extract)}
-                if rungs := _rungs(pt.design, pt.thresholds):
-                    entry["rungs"] = rungs
-                out["tasks"].append(entry)
+                split = self.designs.splits.get(task)
+                if split is not None:  # this share of the task's prompts first, the next entry the rest
+                    out["tasks"].append(_task_entry(task, self.patterns[task], split[0], base_checks, extract)
+                                        | {"share": split[1]})
+                out["tasks"].append(_task_entry(task, self.patterns[task], pt, base_checks, extract))
         return out
 
     def describe(self) -> list[str]:
@@ -125,8 +126,11 @@ class Routed:
         if self.designs is not None:
             lines.append(f"  a cascade per task (routing.tasks, recognised by prompt patterns): {self.note}")
             for task, pt in self.designs.picks.items():
-                lines.append(f"    {task}: {pt.design}; " + "; ".join(
-                    f"{r.model}: {t}" for r, t in zip(pt.design.rungs, pt.thresholds, strict=True)))
+                split = self.designs.splits.get(task)
+                if split is not None:
+                    lines.append(f"    {task}, {split[1]:.0%} of its prompts (routing.tasks share, by a hash of the "
+                                 f"prompt): {_described(split[0])}")
+                lines.append(f"    {task}{', the others' if split else ''}: {_described(pt)}")
             lines.append(f"  design count and margin chosen by 5-fold cross-validation on the tuned share only "
                          f"(out-of-fold estimates; accuracy and cost vs the reference; chosen: {self.designs.designs} "
                          f"designs, margin {self.designs.margin:g}, the cheapest that met the target):")
@@ -140,6 +144,18 @@ class Routed:
         return lines
 
 
+def _described(pt: Point) -> str:
+    return f"{pt.design}; " + "; ".join(f"{r.model}: {t}" for r, t in zip(pt.design.rungs, pt.thresholds, strict=True))
+
+
+def _task_entry(task: str, match: str, pt: Point, base_checks: Sequence[CheckSpec], extract: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": task, "match": match, "cascade": [r.model for r in pt.design.rungs],
+                             "confidence": design_checks(pt.design, base_checks, extract)}
+    if rungs := _rungs(pt.design, pt.thresholds):
+        entry["rungs"] = rungs
+    return entry
+
+
 def _rungs(design: Design, rules: Sequence[Thresholds]) -> dict[str, Any]:
     return {r.model: entry for r, t in zip(design.rungs, rules, strict=True) if (entry := t.model_dump(exclude_defaults=True))}
 
@@ -148,12 +164,14 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
                       target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],
                       tasks: np.ndarray | None, max_voters: int, raises: bool,
                       out: str | os.PathLike[str], task_designs: int = 4,
-                      feature_grid: Sequence[FeatureSpec] = FEATURE_GRID, gates: bool = False) -> Routed:
+                      feature_grid: Sequence[FeatureSpec] = FEATURE_GRID, gates: bool = False,
+                      split_tasks: bool = True) -> Routed:
     """Train on the tuned share, write ``<out stem>.estimator.npz`` beside ``out``, search jointly;
     with several known tasks also search a cascade design per task (:mod:`router.lab.task_designs`,
     ``task_designs`` best plain designs per accuracy level) and keep them when they cost less on
     the tuned share. ``feature_grid``: the feature sets the estimator's training chooses among;
-    ``gates``: the per-task search also tries ``answer_in`` gates on each design's first rung."""
+    ``gates``: the per-task search also tries ``answer_in`` gates on each design's first rung;
+    ``split_tasks``: a task may split its prompts between two designs (``routing.tasks[i].share``)."""
     records = [data.records[i] for i in tune_cols]
     fitted = train_estimator(records, table.recorded, source=os.path.basename(data.name) + " (tuned share)",
                              bagged=True, grid=feature_grid)
@@ -173,23 +191,28 @@ def calibrate_routing(data: Dataset, table: OutcomeTable, tune_cols: np.ndarray,
     except CalibrationError as err:
         routed.note = f"not used: {err}"
         return routed
+    shares = np.array([prompt_share(r.prompt) for r in data.records]) if split_tasks else None
     designs = search_task_designs(tune, fitted.out_of_fold, tune_tasks, target, final=final, cheap=cheap,
-                                  tiers=tiers, max_voters=max_voters, designs=task_designs, gates=gates)
+                                  tiers=tiers, max_voters=max_voters, designs=task_designs, gates=gates,
+                                  shares=shares[tune_cols] if shares is not None else None)
     evaluated = found.evaluated + designs.evaluated
     if not designs.met or (found.met and designs.cost >= found.best.cost):
         routed.note = (f"not used: the best per-task designs cost ${designs.cost:.4f} on the tuned share"
                        if designs.met else "not used: no per-task designs met the target")
         routed.found = replace(found, evaluated=evaluated)
         return routed
-    best = scored_whole(tune, fitted.out_of_fold, tune_tasks, designs.picks, found.best.design)
+    best = scored_whole(tune, fitted.out_of_fold, tune_tasks, designs.picks, found.best.design, designs.splits,
+                        shares[tune_cols] if shares is not None else None)
     gated_note = (", each also with an answer_in gate on its first rung (every answer its model gives on at least "
                   f"{GATE_SHARE:.0%} of the task's prompts, alone or all but it)")
+    split_note = (" (or of two for a task, each taking a share of its prompts: the Lagrangian mix of "
+                  "router.lab.task_choice)")
     routed.found = JointResult(best, found.thresholds, True, evaluated, found.frontier)
-    routed.designs, routed.task_of, routed.patterns = designs, tasks, patterns
+    routed.designs, routed.task_of, routed.patterns, routed.shares = designs, tasks, patterns, shares
     routed.note = (f"per task, the {designs.designs} best plain designs at each of several accuracy levels, every "
                    f"single cheap model and the final one alone{gated_note if gates else ''}, each with its "
-                   f"thresholds; the cheapest mix of one "
-                   f"per task with pooled accuracy >= target + {designs.margin:g} x the reference's "
+                   f"thresholds; the cheapest mix of one per task{split_note if split_tasks else ''} with pooled accuracy "
+                   f">= target + {designs.margin:g} x the reference's "
                    f"(joint search with one cascade: ${found.best.cost:.4f})")
     return routed
 

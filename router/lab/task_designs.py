@@ -12,7 +12,8 @@ The search, on the tuned share's *out-of-fold* estimates:
    costing at most :data:`COST_CAP` of the final model alone on the task (or that model alone) is
    kept, reduced to the task's Pareto frontier (cost, accuracy);
 3. one frontier point per task, the cheapest mix whose pooled accuracy reaches the target plus a
-   ``margin`` (x the reference's accuracy).
+   ``margin`` (x the reference's accuracy); with each prompt's share (``shares``), some tasks may
+   split their prompts between two points (:mod:`router.lab.task_choice`).
 
 The margin and how many designs step 1 keeps per level are chosen by ``folds``-fold
 cross-validation *inside the tuned share* (:func:`cv_margin`): steps 1-3 on four fifths, the pick
@@ -29,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,13 +44,13 @@ from router.lab.cascade_table import (
     OutcomeTable,
     Rung,
     RungCache,
-    Scored,
     evaluate,
     is_design_check,
     routing_masks,
 )
 from router.lab.joint import Point, pareto, tune_thresholds
 from router.lab.targets import Constraint, Target
+from router.lab.task_choice import Choice, choose, choose_split, score_picks, scored_whole
 from router.lab.task_routing import rung_options
 from router.policy.routing_block import Thresholds
 
@@ -101,6 +101,7 @@ class TaskDesigns:
     evaluated: int
     cv: list[CVRow] = field(default_factory=list)
     fronts: dict[str, list[Point]] = field(default_factory=dict)
+    splits: dict[str, tuple[Point, float]] = field(default_factory=dict)  # see router.lab.task_choice.Choice
 
 
 def _accuracy_constraint(target: Target) -> Constraint:
@@ -196,67 +197,26 @@ def task_fronts(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: T
     return fronts, sizes, evaluated
 
 
-def choose(fronts: Mapping[str, Sequence[Point]], sizes: Mapping[str, int],
-           need: float) -> tuple[dict[str, Point], float, float] | None:
-    """Step 3: the cheapest choice of one point per task whose pooled accuracy is at least
-    ``need`` (the last task by bisection on its frontier, cheapest first and rising in accuracy)."""
-    names = list(fronts)
-    total = sum(sizes.values())
-    if not names or any(not fronts[t] for t in names):
-        return None
-    last = names[-1]
-    tail = list(fronts[last])
-    tail_acc = [pt.accuracy * sizes[last] for pt in tail]
-    best: tuple[dict[str, Point], float, float] | None = None
-
-    def walk(i: int, chosen: list[Point], hits: float, cost: float) -> None:
-        nonlocal best
-        if best is not None and cost >= best[2]:
-            return
-        if i == len(names) - 1:
-            k = bisect.bisect_left(tail_acc, need * total - hits - 1e-9)
-            if k < len(tail):
-                pick = [*chosen, tail[k]]
-                cost_k = cost + tail[k].cost
-                if best is None or cost_k < best[2]:
-                    best = (dict(zip(names, pick, strict=True)), (hits + tail_acc[k]) / total, cost_k)
-            return
-        for pt in fronts[names[i]]:
-            walk(i + 1, [*chosen, pt], hits + pt.accuracy * sizes[names[i]], cost + pt.cost)
-
-    walk(0, [], 0.0, 0.0)
-    return best
-
-
-def score_picks(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray,
-                picks: Mapping[str, Point]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Each prompt's correctness and cost under its task's pick (the table's order), and how
-    many prompts each model accepted. Every task of ``tasks`` must have a pick."""
-    right, spent = np.zeros(table.n, bool), np.zeros(table.n)
-    accepted: dict[str, int] = {}
-    for task, pt in picks.items():
-        cols = np.flatnonzero(tasks == task)
-        if not len(cols):
-            continue
-        sub = table.take(cols)
-        s = evaluate(sub, pt.design, routing=routing_masks(sub, pt.design, p[:, cols], pt.thresholds))
-        right[cols], spent[cols] = s.correct, s.cost_each
-        for rung, count in zip(pt.design.rungs, s.accepted, strict=True):
-            accepted[rung.model] = accepted.get(rung.model, 0) + count
-    return right, spent, accepted
-
-
 def _need(table: OutcomeTable, target: Target, margin: float) -> float:
     c = _accuracy_constraint(target)
     return c.bound(table) * (1 + margin / c.value)
 
 
+def _choose(fronts: Mapping[str, Sequence[Point]], sizes: Mapping[str, int], need: float, split: bool) -> Choice | None:
+    if split:
+        return choose_split(fronts, sizes, need)
+    chosen = choose(fronts, sizes, need)
+    return Choice(*chosen) if chosen is not None else None
+
+
 def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
               cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
               folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS,
-              gates: bool = False) -> tuple[int, float, list[CVRow], int]:
+              gates: bool = False, shares: np.ndarray | None = None) -> tuple[int, float, list[CVRow], int]:
     """The design count and margin chosen by ``folds``-fold cross-validation on ``table`` (the
-    tuned share), the figures of every pair, and how many points were scored (see the module doc)."""
+    tuned share), the figures of every pair, and how many points were scored (see the module doc).
+    ``shares``: each prompt's :func:`router.policy.routing_block.prompt_share`, to let a task split
+    its prompts between two designs (:func:`router.lab.task_choice.choose_split`); None: no splits."""
     c = _accuracy_constraint(target)
     ref = table.model_index(c.relative_to or final)
     top = table.model_index(final)
@@ -276,11 +236,12 @@ def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Tar
                                            tiers=tiers, max_voters=max_voters, designs=count, gates=gates)
             evaluated += n
             for margin in margins:
-                chosen = choose(fronts, sizes, _need(part, target, margin))
+                chosen = _choose(fronts, sizes, _need(part, target, margin), shares is not None)
                 if chosen is None:
                     failed.add((count, margin))
                     continue
-                right, cost, _ = score_picks(held, p[:, test], tasks[test], chosen[0])
+                right, cost, _ = score_picks(held, p[:, test], tasks[test], chosen.picks, chosen.splits,
+                                             shares[test] if shares is not None else None)
                 hits[count, margin] += float(right.sum())
                 for t in names:
                     spent[count, margin][t] += float(cost[tasks[test] == t].sum())
@@ -307,19 +268,20 @@ def cv_margin(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Tar
 def search_task_designs(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, target: Target, *, final: str,
                         cheap: Sequence[str], tiers: dict[str, int], max_voters: int = 3, designs: int = 4,
                         folds: int = 5, seed: int = 0, margins: Sequence[float] = MARGINS,
-                        gates: bool = False) -> TaskDesigns:
-    """The design count and margin by cross-validation, then every task's pick on the whole of ``table``."""
+                        gates: bool = False, shares: np.ndarray | None = None) -> TaskDesigns:
+    """The design count and margin by cross-validation, then every task's pick on the whole of
+    ``table`` (``shares``: see :func:`cv_margin`)."""
     count, margin, rows, evaluated = cv_margin(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
                                         max_voters=max_voters, designs=designs, folds=folds, seed=seed,
-                                        margins=margins, gates=gates)
+                                        margins=margins, gates=gates, shares=shares)
     fronts, sizes, n = task_fronts(table, p, tasks, target, final=final, cheap=cheap, tiers=tiers,
                                    max_voters=max_voters, designs=count, gates=gates)
     evaluated += n
-    chosen = choose(fronts, sizes, _need(table, target, margin))
+    chosen = _choose(fronts, sizes, _need(table, target, margin), shares is not None)
     if chosen is None:
         return TaskDesigns({}, margin, count, 0.0, 0.0, False, evaluated, rows, fronts)
-    picks, accuracy, cost = chosen
-    return TaskDesigns(picks, margin, count, accuracy, cost, True, evaluated, rows, fronts)
+    return TaskDesigns(chosen.picks, margin, count, chosen.accuracy, chosen.cost, True, evaluated, rows, fronts,
+                       chosen.splits)
 
 
 def design_checks(design: Design, base_checks: Sequence[CheckSpec], extract: str) -> list[dict[str, Any]]:
@@ -339,14 +301,6 @@ def design_checks(design: Design, base_checks: Sequence[CheckSpec], extract: str
     return checks
 
 
-def scored_whole(table: OutcomeTable, p: np.ndarray, tasks: np.ndarray, picks: Mapping[str, Point],
-                 fallback: Design) -> Scored:
-    """``picks`` on ``table`` as one :class:`Scored` (``design``: ``fallback``, for display)."""
-    right, spent, accepted = score_picks(table, p, tasks, picks)
-    return Scored(fallback, float(right.mean()) if table.n else 0.0, float(spent.sum()), right, spent,
-                  tuple(accepted.get(r.model, 0) for r in fallback.rungs))
-
-
 __all__ = ["COST_CAP", "GATED_RUNGS", "GATE_SHARE", "LEVELS", "MARGINS", "CVRow", "TaskDesigns", "choose", "cv_margin",
-           "design_checks", "design_counts", "gate_options", "score_picks",
-           "scored_whole", "search_task_designs", "task_candidates", "task_front", "task_fronts"]
+           "design_checks", "design_counts", "gate_options", "score_picks", "scored_whole", "search_task_designs",
+           "task_candidates", "task_front", "task_fronts"]

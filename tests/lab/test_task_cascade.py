@@ -22,6 +22,7 @@ from router.lab.cascade_table import Design, Rung, build_table
 from router.lab.joint import Point
 from router.lab.simulate import simulate
 from router.lab.targets import parse_target
+from router.lab.task_choice import choose_split
 from router.lab.task_designs import choose, design_checks, gate_options, score_picks, task_candidates, task_front
 from router.lab.task_routing import TASK_PATTERNS
 from router.lab.train import train_estimator
@@ -235,7 +236,8 @@ def test_a_pinned_model_wins_over_the_task_cascade(artifact, sample):
     assert record["task"]["cascade"] is None and "pins" in record["task"]["note"]
 
 
-def test_the_table_scores_per_task_designs_exactly_as_the_real_router_replays_them(artifact, sample, tmp_path):
+@pytest.mark.parametrize("split", [False, True], ids=["one design per task", "winogrande split"])
+def test_the_table_scores_per_task_designs_exactly_as_the_real_router_replays_them(artifact, sample, tmp_path, split):
     picks = {
         "arc-challenge": Point(0, 0, Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-4"))),
                                (Thresholds(trust_gap=0.1), Thresholds())),
@@ -248,22 +250,36 @@ def test_the_table_scores_per_task_designs_exactly_as_the_real_router_replays_th
     refusal = [c for c in base.policy.confidence if c.check != "agreement"]
     assert {"check": "answer_in", "values": ["B"], "extract": "choice", "apply_to": ["mixtral-8x7b"]} in design_checks(
         picks["winogrande"].design, refusal, "choice")
-    tasks = [{"name": t, "match": TASK_PATTERNS[t], "cascade": [r.model for r in pt.design.rungs],
-              "confidence": design_checks(pt.design, refusal, "choice"),
-              "rungs": {r.model: x.model_dump(exclude_defaults=True)
-                        for r, x in zip(pt.design.rungs, pt.thresholds, strict=True)}}
-             for t, pt in picks.items()]
-    text = yaml.safe_dump(raw_policy([tasks[0], tasks[1], tasks[2]], estimator=str(artifact)), sort_keys=False)
+
+    def entry(task: str, pt: Point) -> dict[str, Any]:
+        return {"name": task, "match": TASK_PATTERNS[task], "cascade": [r.model for r in pt.design.rungs],
+                "confidence": design_checks(pt.design, refusal, "choice"),
+                "rungs": {r.model: x.model_dump(exclude_defaults=True)
+                          for r, x in zip(pt.design.rungs, pt.thresholds, strict=True)}}
+
+    tasks = [entry(t, pt) for t, pt in picks.items()]
+    # Split: 40% of Winogrande's prompts (by prompt_share) run yi-34b guarded by mixtral-8x7b first.
+    splits = {"winogrande": (Point(0, 0, Design((Rung("yi-34b", ("mixtral-8x7b",)), Rung("gpt-4"))),
+                                   (Thresholds(), Thresholds())), 0.4)} if split else {}
+    tasks[1:1] = [entry("winogrande", pt) | {"share": share} for pt, share in splits.values()]
+    text = yaml.safe_dump(raw_policy(tasks, estimator=str(artifact)), sort_keys=False)
     policy = load_policy(write(tmp_path, yaml.safe_load(text)))
     estimator = read_estimator(artifact)
     table = build_table(policy, sample.records, refusal, "choice")
     raw, _ = estimator.predict_matrix([r.prompt for r in sample.records])
     p = raw[[estimator.models.index(m) for m in table.recorded]]
     task_of = np.array([r.task for r in sample.records])
-    right, spent, _ = score_picks(table, p, task_of, picks)
+    shares = np.array([prompt_share(r.prompt) for r in sample.records])
+    right, spent, _ = score_picks(table, p, task_of, picks, splits, shares)
     real = simulate(policy, sample, progress=False)
     assert [bool(c) for c in right] == [bool(r.correct) for r in real.rows]
     assert spent == pytest.approx(np.array([r.cost_usd for r in real.rows]), rel=1e-9, abs=1e-12)
+    if split:  # the split changed what some Winogrande prompts cost
+        plain = score_picks(table, p, task_of, picks)[1]
+        wino = task_of == "winogrande"
+        moved = wino & (shares < 0.4)
+        assert moved.any() and (plain[moved] != spent[moved]).any()
+        assert (plain[wino & ~moved] == spent[wino & ~moved]).all()
 
 
 def test_choose_finds_the_cheapest_mix_that_meets_the_pooled_accuracy():
@@ -333,3 +349,44 @@ def test_the_gated_search_tries_gates_and_its_front_is_never_worse(sample):
     wider, _ = task_front(table, p, target, gates=True, **common)
     for pt in front:  # every point of the plain front is matched or beaten
         assert any(q.accuracy >= pt.accuracy - 1e-12 and q.cost <= pt.cost + 1e-12 for q in wider)
+
+
+def test_a_split_choice_is_never_dearer_and_as_cheap_as_any_one_task_split():
+    """choose_split against brute force: every task's pair of points mixed at the exact share,
+    the other tasks' points all enumerated; the split may cost at most the share's rounding more."""
+    rng = np.random.default_rng(7)
+    design = Design((Rung("gpt-4"),))
+    for trial in range(30):
+        fronts = {}
+        for task in ("a", "b"):
+            k = int(rng.integers(2, 6))
+            fronts[task] = [Point(float(a), float(c), design, ())
+                            for a, c in zip(np.sort(rng.random(k)), np.sort(rng.random(k)), strict=True)]
+        sizes = {"a": int(rng.integers(3, 20)), "b": int(rng.integers(3, 20))}
+        total = sum(sizes.values())
+        need = float(rng.uniform(0.2, 0.9))
+        got = choose_split(fronts, sizes, need)
+        single = choose(fronts, sizes, need)
+        if single is None:
+            assert got is None
+            continue
+        assert got is not None and got.cost <= single[2] + 1e-12
+        assert got.accuracy >= need - 1e-9
+        expected = sum(p.accuracy * sizes[t] for t, p in got.picks.items()) / total
+        expected += sum(share * (dear.accuracy - got.picks[t].accuracy) * sizes[t]
+                        for t, (dear, share) in got.splits.items()) / total
+        assert got.accuracy == pytest.approx(expected)
+        assert all(0 < share < 1 for _, share in got.splits.values())
+        best = single[2]
+        for t, other in (("a", "b"), ("b", "a")):
+            for lo, hi in itertools.combinations(sorted(fronts[t], key=lambda q: q.accuracy), 2):
+                for q in fronts[other]:
+                    rest = need * total - q.accuracy * sizes[other] - lo.accuracy * sizes[t]
+                    gain = (hi.accuracy - lo.accuracy) * sizes[t]
+                    if gain <= 0:
+                        continue
+                    share = min(max(rest / gain, 0.0), 1.0)
+                    if rest <= gain + 1e-12:
+                        best = min(best, q.cost + lo.cost + share * (hi.cost - lo.cost))
+        spread = max(max(q.cost for q in f) - min(q.cost for q in f) for f in fronts.values())
+        assert got.cost <= best + 0.01 * spread * len(fronts) + 1e-9, trial
