@@ -41,13 +41,12 @@ from router.lab.cascade_table import CalibrationError, OutcomeTable
 _BISECTIONS = 40
 
 
-@dataclass(frozen=True)
-class Replayed:
-    """The bound's trees, fitted in hindsight on one share of prompts, run on another."""
+class _Ratios:
+    """Accuracy and cost as shares of the final model's alone (fields of the dataclasses below)."""
 
     correct: float
     cost: float
-    reference_correct: float    # the final model alone, same prompts
+    reference_correct: float
     reference_cost: float
 
     @property
@@ -58,6 +57,16 @@ class Replayed:
     def cost_ratio(self) -> float:
         return self.cost / self.reference_cost if self.reference_cost else 0.0
 
+
+@dataclass(frozen=True)
+class Replayed(_Ratios):
+    """The bound's trees, fitted in hindsight on one share of prompts, run on another."""
+
+    correct: float
+    cost: float
+    reference_correct: float    # the final model alone, same prompts
+    reference_cost: float
+
     @property
     def ratios(self) -> str:
         return f"{self.accuracy_ratio:.3f}x, {self.cost_ratio:.1%}"
@@ -67,7 +76,7 @@ class Replayed:
 
 
 @dataclass(frozen=True)
-class Bound:
+class Bound(_Ratios):
     """The cheapest in-sample mix of answer-based trees that reaches ``needed`` correct answers."""
 
     cost: float                 # USD on the table's prompts
@@ -86,14 +95,6 @@ class Bound:
     def within_cap(self) -> bool:
         """Whether the target's cost constraint is at or above the bound (else no tree meets both)."""
         return self.reachable and (self.cost_cap is None or self.cost <= self.cost_cap + 1e-12)
-
-    @property
-    def cost_ratio(self) -> float:
-        return self.cost / self.reference_cost if self.reference_cost else 0.0
-
-    @property
-    def accuracy_ratio(self) -> float:
-        return self.correct / self.reference_correct if self.reference_correct else 0.0
 
     def __str__(self) -> str:
         if not self.reachable:
