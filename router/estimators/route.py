@@ -27,7 +27,7 @@ from dataclasses import replace
 from langchain_core.messages import HumanMessage
 
 from router.estimators.estimator import EstimatorError, Prediction, load_estimator
-from router.policy.routing_block import RoutingBlock, RungRules, TaskRules
+from router.policy.routing_block import RoutingBlock, RungRules, TaskRules, prompt_share
 from router.routing.cascade import Plan
 from router.routing.decision import Estimate, Exclusion, TaskRoute
 from router.routing.selection import select_candidates
@@ -77,13 +77,14 @@ def decide(block: RungRules, candidates: list[str], known: dict[str, Prediction]
     return out
 
 
-def with_task(plan: Plan, task: TaskRules) -> Plan:
+def with_task(plan: Plan, task: TaskRules, share: str = "") -> Plan:
     """``plan`` on ``task``'s own cascade and checks, re-selected with the request's settings;
     ``plan`` itself (with a note) when the request changed the policy's cascade or checks (a
-    rule, ``configurable``, ``--set``) or pinned a model: those win over the task."""
+    rule, ``configurable``, ``--set``) or pinned a model: those win over the task. ``share``: why
+    this entry of a task split by ``share`` took the prompt (the record's note)."""
     policy, settings = plan.catalog.policy, plan.settings
     if not task.designs:
-        return replace(plan, task=TaskRoute(task.name))
+        return replace(plan, task=TaskRoute(task.name, note=share))
     if settings.cascade != policy.policy.cascade or settings.confidence != policy.policy.confidence:
         why = f"rule {plan.rule!r}" if plan.rule else "an override"
         return replace(plan, task=TaskRoute(task.name, note=f"task cascade not used: {why} set the cascade or checks"))
@@ -97,7 +98,18 @@ def with_task(plan: Plan, task: TaskRules) -> Plan:
     task_settings = settings.model_copy(update=update)
     selection = select_candidates(plan.catalog, task_settings, plan.messages, needs_tools=plan.tools_bound)
     return replace(plan, settings=task_settings, selection=selection,
-                   task=TaskRoute(task.name, tuple(task_settings.cascade)))
+                   task=TaskRoute(task.name, tuple(task_settings.cascade), note=share))
+
+
+def _share_note(block: RoutingBlock, task: TaskRules, prompt: str) -> str:
+    """For a task split by ``share``: where this prompt falls, and which entry that chose."""
+    shares = [t.share for t in block.tasks if t.name == task.name and t.share is not None]
+    if not shares:
+        return ""
+    where = prompt_share(prompt)
+    if task.share is not None:
+        return f"prompt share {where:.3f} < {task.share:g}: this entry of the split task"
+    return f"prompt share {where:.3f} >= {max(shares):g}: the rest of the split task"
 
 
 def route(plan: Plan) -> Plan:
@@ -109,7 +121,7 @@ def route(plan: Plan) -> Plan:
     prompt = prompt_of(plan)
     task = block.task_for(prompt)
     if task is not None:
-        plan = with_task(plan, task)
+        plan = with_task(plan, task, _share_note(block, task, prompt))
     try:
         estimator = load_estimator(block.estimator_path(policy.source))
     except EstimatorError as err:

@@ -161,6 +161,10 @@ def test_a_share_sends_the_same_part_of_a_tasks_prompts_to_its_entry_every_time(
     first = code[0]
     assert prompt_share("  " + first.replace(" ", "  ") + "\n") == prompt_share(first)
     assert router.explain(first).task == router.explain(first).task
+    # The record says where the prompt fell and which entry that chose.
+    notes = {p: router.explain(p).task.note for p in code}
+    assert all(notes[p] == f"prompt share {prompt_share(p):.3f} < 0.5: this entry of the split task" for p in inside)
+    assert all(notes[p].endswith(">= 0.5: the rest of the split task") for p in code if p not in inside)
 
 
 @pytest.mark.parametrize("share", [0, 1, 1.5, -0.1])
