@@ -171,3 +171,19 @@ def test_shipped_routed_policy_header_bound_is_recomputed_from_the_tuned_share()
     assert tuned is not None and float(tuned.group(1)) >= 100 * bound.cost_ratio
     assert bound.replayed is not None
     assert f"#   the same trees as fitted, on the held-out prompts: {bound.replayed.ratios}\n" in text
+
+
+def test_calibrate_command_passes_no_split_and_gates_on(tmp_path):
+    """The same data and seed as above split a task by default; ``--no-split`` keeps one design
+    per task, and ``--gates`` puts answer_in gates among the candidates (the header says so)."""
+    out = tmp_path / "plain.yaml"
+    code = main(["calibrate", "--policy", str(ROOT / "policies" / "cascade-routerbench.yaml"),
+                 *(a for f in FILES for a in ("--dataset", str(f))), "--target", f"accuracy>=0.95*{GPT4}",
+                 "--seed", "3", "--routing", "--task-designs", "1", "--no-split", "--gates", "--no-verify",
+                 "--out", str(out)])
+    assert code == 0
+    policy = load_policy(out)
+    assert policy.routing is not None and policy.routing.tasks
+    assert all(t.share is None for t in policy.routing.tasks)
+    assert len({t.name for t in policy.routing.tasks}) == len(policy.routing.tasks)
+    assert "each also with an answer_in gate on its first rung" in out.read_text()
