@@ -8,8 +8,8 @@ up to ``--consulted`` consulted models), gpt-4 on a rejection; fitted and thresh
 half of each seed's split (``router calibrate``'s split), the Lagrangian mix over tasks (each
 task's convex hull of (cost, correct) points, the last step taken in part: the mix of
 :func:`router.lab.task_choice.choose_split`, written here over plain figures because that one takes
-scored cascade designs) chosen on the tuned half at the target, then run as fitted on the held-out half. MBPP (code answers: no agreement)
-takes its best single model. Printed: accuracy and cost as ratios to gpt-4 alone on the same
+scored cascade designs) chosen on the tuned half at the target, then run as fitted on the
+held-out half. MBPP (code answers: no agreement) takes its best single model. Printed: accuracy and cost as ratios to gpt-4 alone on the same
 prompts. The shipped policy's search gets 0.968x at 32.7% on seed 0's held-out half.
 
 Measured 2026-12-04 (tuned, then held-out half):
