@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from router.lab.calibrate_search import rank, staged
+from router.lab.calibrate_search import rank, ranking, staged
 from router.lab.cascade_table import (
     Design,
     OutcomeTable,
@@ -134,7 +134,7 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
     # Routing changes which designs are good (a strong middle rung may be trusted on some
     # prompts), so tune thresholds for the best plain designs under the target *and* for the
     # most accurate ones, each of which routing can make cheaper.
-    by_target = sorted(plain, key=lambda s: rank(s, target, table))[:keep]
+    by_target = sorted(plain, key=ranking(target, table))[:keep]
     by_accuracy = sorted(plain, key=lambda s: (-s.accuracy, s.cost))[:keep]
     singles = [Design((Rung(m), Rung(final))) for m in cheap]
     designs = [d for d in dict.fromkeys([s.design for s in (*by_target, *by_accuracy)] + singles)

@@ -46,8 +46,13 @@ class Constraint:
 
     def shortfall(self, accuracy: float, cost: float, table: OutcomeTable) -> float:
         """How far from holding, relative to the bound (0 when it holds)."""
+        return self.shortfall_below(accuracy, cost, self.bound(table))
+
+    def shortfall_below(self, accuracy: float, cost: float, bound: float) -> float:
+        """:meth:`shortfall` against an already computed :meth:`bound` (a search ranks
+        thousands of designs on one table)."""
         got = accuracy if self.metric == "accuracy" else cost
-        bound = self.bound(table) or 1e-12
+        bound = bound or 1e-12
         gap = (bound - got) if self.op == ">=" else (got - bound)
         return max(gap, 0.0) / abs(bound)
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from router.checks.builtin import CheckSpec
-from router.lab.calibrate_search import rank, staged
+from router.lab.calibrate_search import ranking, staged
 from router.lab.cascade_table import (
     Design,
     OutcomeTable,
@@ -128,7 +128,7 @@ def task_candidates(sub: OutcomeTable, target: Target, *, final: str, cheap: Seq
     picked: list[Design] = [Design((Rung(final),))]
     for ratio in LEVELS:
         level = _level(target, ratio)
-        picked += [s.design for s in sorted(plain, key=lambda s: rank(s, level, sub))[:designs]]
+        picked += [s.design for s in sorted(plain, key=ranking(level, sub))[:designs]]
     picked += [Design((Rung(m), Rung(final))) for m in cheap]
     unique = [d for d in dict.fromkeys(picked) if len({r.model for r in d.rungs}) == len(d.rungs)]
     gated = [Design((*d.rungs[:k], replace(rung, accept=values), *d.rungs[k + 1:]))
