@@ -251,20 +251,23 @@ def evaluate(table: OutcomeTable, design: Design, *, raise_on_exhausted: bool = 
             # voter already asked) is served from what it already bought, as the cascade does.
             if i and trusted is not None:
                 asked = asked & ~trusted  # a trusted rung consults nobody
-            spent += np.where(live & asked & ~paid[model], table.cost[model], 0.0)
-            paid[model] |= live & asked
+            bought = live & asked
+            new = bought & ~paid[model]
+            spent[new] += table.cost[model, new]
+            paid[model] |= bought
         accepted = live & verdict
         final[accepted] = m
-        counts.append(int(accepted.sum()))
+        counts.append(int(np.count_nonzero(accepted)))
         better = live & run.tried & ~verdict & (run.score >= best_score)
         best_score[better], best_model[better] = run.score[better], m
         open_ &= ~accepted
-    exhausted = (final < 0) & (best_model >= 0)
     if not raise_on_exhausted:
+        exhausted = (final < 0) & (best_model >= 0)
         final[exhausted] = best_model[exhausted]
-    columns = np.arange(n)
-    right = np.where(final >= 0, table.correct[np.maximum(final, 0), columns], False)
-    return Scored(design, float(right.mean()) if n else 0.0, float(spent.sum()), right, spent, tuple(counts))
+    answered = final >= 0
+    right = np.zeros(n, bool)
+    right[answered] = table.correct[final[answered], np.flatnonzero(answered)]
+    return Scored(design, np.count_nonzero(right) / n if n else 0.0, float(spent.sum()), right, spent, tuple(counts))
 
 
 def _agreement(table: OutcomeTable, m: int, rung: Rung,
