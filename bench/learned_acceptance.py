@@ -81,10 +81,12 @@ def _curve(table: OutcomeTable, rung: int, consulted: list[int], fit_cols: np.nd
     y = table.correct[rung][fit_cols].astype(bool)
     if y.all() or not y.any():
         return [[] for _ in runs]
-    clf = LogisticRegression(C=1.0, max_iter=2000).fit(_features(table, rung, consulted, fit_cols, values, vectors), y)
+    fitted_on = _features(table, rung, consulted, fit_cols, values, vectors)
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(fitted_on, y)
     out = []
     for cols in runs:
-        p = clf.predict_proba(_features(table, rung, consulted, cols, values, vectors))[:, 1]
+        x = fitted_on if cols is fit_cols else _features(table, rung, consulted, cols, values, vectors)
+        p = clf.predict_proba(x)[:, 1]
         mine = table.correct[rung][cols].astype(bool)
         paid = sum(table.cost[m][cols].sum() for m in [rung, *consulted])
         final_ok, final_cost = table.correct[f][cols].astype(bool), table.cost[f][cols]
@@ -109,8 +111,9 @@ def _hull(points: list[tuple[float, float, float, float]]) -> list[tuple[float, 
     return hull
 
 
-def _mix(per_task: dict[str, list[tuple[float, float, float, float]]], needed: float) -> np.ndarray:
-    """Tuned and held figures of the cheapest mix (by tuned figures) with ``needed`` tuned correct answers."""
+def _mix(per_task: dict[str, list[tuple[float, float, float, float]]], needed: float) -> np.ndarray | None:
+    """Tuned and held figures of the cheapest mix (by tuned figures) with ``needed`` tuned correct
+    answers; None when no mix has that many."""
     hulls = {task: _hull(points) for task, points in per_task.items()}
     steps = sorted(((h[i][0] - h[i - 1][0]) / max(h[i][1] - h[i - 1][1], 1e-12), task, i)
                    for task, h in hulls.items() for i in range(1, len(h)))
@@ -120,7 +123,7 @@ def _mix(per_task: dict[str, list[tuple[float, float, float, float]]], needed: f
         if total[0] + gain[0] >= needed:
             return total + gain * (needed - total[0]) / gain[0]
         total = total + gain
-    return total
+    return total if total[0] >= needed else None
 
 
 def main() -> None:
@@ -164,7 +167,11 @@ def main() -> None:
         ref = np.array([table.correct[f][tune].sum(), table.cost[f][tune].sum(),
                         table.correct[f][held].sum(), table.cost[f][held].sum()], dtype=float)
         for margin in args.margins:
-            r = _mix(per_task, (args.target + margin) * ref[0]) / ref
+            mixed = _mix(per_task, (args.target + margin) * ref[0])
+            if mixed is None:
+                print(f"seed {seed}, margin {margin:g}: no mix reaches {args.target + margin:g}x on the tuned share")
+                continue
+            r = mixed / ref
             print(f"seed {seed}, margin {margin:g}: tuned {r[0]:.3f}x at {r[1]:.1%}, held-out {r[2]:.3f}x at {r[3]:.1%}",
                   flush=True)
 
