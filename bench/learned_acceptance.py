@@ -32,7 +32,7 @@ on MBPP alone (seed 0: gpt-3.5 accepted when wizardlm-13b's code takes as many a
 0.982x at 14.2% of gpt-4 tuned, 0.968x at 15.8% held-out; when wizardlm-13b's or mixtral-8x7b's
 does, 0.964x at 10.4%, 0.968x at 13.2%; gpt-3.5 alone 0.938x at 3.5%, 0.925x at 3.6%), but MBPP
 is an eighth of the prompts and a quarter of gpt-4's spend: its extra half point of mixed
-accuracy costs about 2.5 points of mixed cost, the price the other tasks already charge, so the
+accuracy costs about 3 points of mixed cost, near the price the other tasks already charge, so the
 mix moves along the same frontier.
 
     python bench/learned_acceptance.py [--seeds 0] [--consulted 2] [--margins 0 0.0025 0.005] [--token-vectors 16]
