@@ -16,12 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from router.lab.calibrate_search import rank, ranking, staged
+from router.lab.calibrate_search import ranking, staged
 from router.lab.cascade_table import (
     Design,
     OutcomeTable,
@@ -88,8 +88,9 @@ def score(table: OutcomeTable, design: Design, p: np.ndarray, per_rung: Sequence
     return evaluate(table, design, cache=cache, routing=masks, raise_on_exhausted=raise_on_exhausted)
 
 
-def _key(s: Scored, target: Target, table: OutcomeTable, final: str, tasks: np.ndarray | None) -> tuple[float, ...]:
-    return (task_excess(s, table, final, tasks), *rank(s, target, table))
+def _key(s: Scored, rank_of: Callable[[Scored], tuple[float, ...]], table: OutcomeTable, final: str,
+         tasks: np.ndarray | None) -> tuple[float, ...]:
+    return (task_excess(s, table, final, tasks), *rank_of(s))
 
 
 def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: Target, *, final: str,
@@ -101,7 +102,8 @@ def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: 
     evaluations it took. Every point scored goes into ``seen``."""
     per = [Thresholds() for _ in design.rungs]
     best = score(table, design, p, per, cache=cache, raise_on_exhausted=raise_on_exhausted)
-    best_key = _key(best, target, table, final, tasks)
+    rank_of = ranking(target, table)
+    best_key = _key(best, rank_of, table, final, tasks)
     count = 1
     for _ in range(passes):
         changed = False
@@ -113,9 +115,9 @@ def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: 
                     trial = [*per[:k], per[k].model_copy(update={name: value}), *per[k + 1:]]
                     s = score(table, design, p, trial, cache=cache, raise_on_exhausted=raise_on_exhausted)
                     count += 1
-                    if seen is not None and task_excess(s, table, final, tasks) <= 0:
+                    key = _key(s, rank_of, table, final, tasks)
+                    if seen is not None and key[0] <= 0:
                         seen.append(Point(s.accuracy, s.cost, design, tuple(trial)))
-                    key = _key(s, target, table, final, tasks)
                     if key < best_key:
                         best, best_key, per, changed = s, key, trial, True
         if not changed:
@@ -134,7 +136,8 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
     # Routing changes which designs are good (a strong middle rung may be trusted on some
     # prompts), so tune thresholds for the best plain designs under the target *and* for the
     # most accurate ones, each of which routing can make cheaper.
-    by_target = sorted(plain, key=ranking(target, table))[:keep]
+    rank_of = ranking(target, table)
+    by_target = sorted(plain, key=rank_of)[:keep]
     by_accuracy = sorted(plain, key=lambda s: (-s.accuracy, s.cost))[:keep]
     singles = [Design((Rung(m), Rung(final))) for m in cheap]
     designs = [d for d in dict.fromkeys([s.design for s in (*by_target, *by_accuracy)] + singles)
@@ -146,7 +149,7 @@ def joint_search(table: OutcomeTable, p: np.ndarray, target: Target, *, final: s
         s, per, count = tune_thresholds(table, design, p, target, final=final, tasks=tasks, cache=cache,
                                         raise_on_exhausted=raise_on_exhausted, seen=seen)
         evaluated += count
-        key = _key(s, target, table, final, tasks)
+        key = _key(s, rank_of, table, final, tasks)
         if best is None or key < best[0]:
             best = (key, s, per)
     assert best is not None
