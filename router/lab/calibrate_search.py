@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from router.lab.cascade_table import Design, OutcomeTable, Rung, RungCache, Scored, evaluate
+from router.lab.cascade_table import Design, OutcomeTable, Rung, RungCache, Scored, evaluate_many
 from router.lab.targets import Target
 
 
@@ -52,15 +52,15 @@ def staged(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[s
     ``beam`` best of those (ranked for ``target``); all scored designs, first stage first."""
     first, seconds = candidate_designs(cheap, final, max_voters=max_voters)
     cache = {} if cache is None else cache
-    scored = [evaluate(table, d, raise_on_exhausted=raise_on_exhausted, cache=cache) for d in first]
+    scored = evaluate_many(table, first, raise_on_exhausted=raise_on_exhausted, cache=cache)
+    longer: list[Design] = []
     for base in sorted(scored, key=ranking(target, table))[:beam]:
         if len(base.design.rungs) != 2:
             continue
         head = base.design.rungs[0]
         extras = [r for (r,) in seconds if r.model != head.model and tiers[r.model] >= tiers[head.model]]
-        scored += [evaluate(table, Design((head, extra, base.design.rungs[-1])),
-                            raise_on_exhausted=raise_on_exhausted, cache=cache) for extra in extras]
-    return scored
+        longer += [Design((head, extra, base.design.rungs[-1])) for extra in extras]
+    return scored + evaluate_many(table, longer, raise_on_exhausted=raise_on_exhausted, cache=cache)
 
 
 def search(table: OutcomeTable, target: Target, *, final: str, cheap: Sequence[str], tiers: dict[str, int],

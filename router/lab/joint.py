@@ -28,7 +28,7 @@ from router.lab.cascade_table import (
     Rung,
     RungCache,
     Scored,
-    evaluate,
+    evaluate_many,
     routing_masks,
 )
 from router.lab.targets import Target
@@ -82,10 +82,13 @@ def task_excess(scored: Scored, table: OutcomeTable, final: str, tasks: np.ndarr
     return worst
 
 
-def score(table: OutcomeTable, design: Design, p: np.ndarray, per_rung: Sequence[Thresholds], *,
-          cache: RungCache, raise_on_exhausted: bool) -> Scored:
-    masks = routing_masks(table, design, p, per_rung) if any(str(t) != "no routing" for t in per_rung) else None
-    return evaluate(table, design, cache=cache, routing=masks, raise_on_exhausted=raise_on_exhausted)
+def score(table: OutcomeTable, design: Design, p: np.ndarray, trials: Sequence[Sequence[Thresholds]], *,
+          cache: RungCache, raise_on_exhausted: bool) -> list[Scored]:
+    """``design`` scored with each of ``trials`` (per-rung thresholds), together."""
+    masks = [routing_masks(table, design, p, per) if any(str(t) != "no routing" for t in per) else None
+             for per in trials]
+    return evaluate_many(table, [design] * len(trials), cache=cache, routings=masks,
+                         raise_on_exhausted=raise_on_exhausted)
 
 
 def _key(s: Scored, rank_of: Callable[[Scored], tuple[float, ...]], table: OutcomeTable, final: str,
@@ -101,7 +104,7 @@ def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: 
     at a time, the others held); returns the best score, its thresholds and how many
     evaluations it took. Every point scored goes into ``seen``."""
     per = [Thresholds() for _ in design.rungs]
-    best = score(table, design, p, per, cache=cache, raise_on_exhausted=raise_on_exhausted)
+    [best] = score(table, design, p, [per], cache=cache, raise_on_exhausted=raise_on_exhausted)
     rank_of = ranking(target, table)
     best_key = _key(best, rank_of, table, final, tasks)
     count = 1
@@ -109,11 +112,17 @@ def tune_thresholds(table: OutcomeTable, design: Design, p: np.ndarray, target: 
         changed = False
         for k in range(len(design.rungs) - 1):
             for name, values in grid.items():
+                # The sweep's trials differ from its start in this one value, whichever of them
+                # wins on the way, so they are scored together first (the start's own value,
+                # tried again once another has won, scores as the start did).
+                start, at_start = getattr(per[k], name), best
+                ahead = [[*per[:k], per[k].model_copy(update={name: v}), *per[k + 1:]] for v in values if v != start]
+                scored = iter(score(table, design, p, ahead, cache=cache, raise_on_exhausted=raise_on_exhausted))
                 for value in values:
                     if getattr(per[k], name) == value:
                         continue
                     trial = [*per[:k], per[k].model_copy(update={name: value}), *per[k + 1:]]
-                    s = score(table, design, p, trial, cache=cache, raise_on_exhausted=raise_on_exhausted)
+                    s = at_start if value == start else next(scored)
                     count += 1
                     key = _key(s, rank_of, table, final, tasks)
                     if seen is not None and key[0] <= 0:

@@ -45,6 +45,7 @@ from router.lab.cascade_table import (
     Rung,
     RungCache,
     evaluate,
+    evaluate_many,
     is_design_check,
     routing_masks,
 )
@@ -169,10 +170,10 @@ def task_front(sub: OutcomeTable, p: np.ndarray, target: Target, *, final: str, 
             seen.append(Point(s.accuracy, s.cost, design, (Thresholds(),)))
             evaluated += 1
         elif len(design.rungs) == 2:
-            for option in options:
-                rules = (option, Thresholds())
-                s = evaluate(sub, design, cache=cache, routing=routing_masks(sub, design, p, rules))
-                seen.append(Point(s.accuracy, s.cost, design, rules))
+            rules = [(option, Thresholds()) for option in options]
+            scored = evaluate_many(sub, [design] * len(rules), cache=cache,
+                                   routings=[routing_masks(sub, design, p, r) for r in rules])
+            seen += [Point(s.accuracy, s.cost, design, r) for s, r in zip(scored, rules, strict=True)]
             evaluated += len(options)
         else:
             for ratio in LEVELS:

@@ -16,7 +16,15 @@ from router import PolicyRouter, load_policy
 from router.errors import PolicyError
 from router.estimators import read_estimator
 from router.lab.calibrate import policy_yaml
-from router.lab.cascade_table import Design, Rung, build_table, evaluate, is_design_check, routing_masks
+from router.lab.cascade_table import (
+    Design,
+    Rung,
+    build_table,
+    evaluate,
+    evaluate_many,
+    is_design_check,
+    routing_masks,
+)
 from router.lab.simulate import simulate
 from router.policy.routing_block import Thresholds
 from router.routing.decision import decision_from_dict
@@ -65,6 +73,35 @@ def test_routing_block_is_validated_with_locations(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(PolicyError, match="less than or equal to 1"):
         load_policy(tmp_path / "p.yaml")
+
+
+
+def test_designs_scored_together_score_exactly_as_each_alone(artifact, sample):
+    """Searches score designs in batches (rows of one array per rung); one design scored alone is
+    what the real router replays (above), so a batch must give every row exactly that: nothing a
+    row pays, accepts or answers may leak into another, whatever the mix of sizes and routing."""
+    policy = load_policy(routed_policy(artifact, D0, [Thresholds()] * 3))
+    table = build_table(policy, sample.records, [c for c in policy.policy.confidence if not is_design_check(c)],
+                        "choice")
+    estimator = read_estimator(artifact)
+    raw, _ = estimator.predict_matrix([r.prompt for r in sample.records])
+    p = raw[[estimator.models.index(m) for m in table.recorded]]
+    rules = [[Thresholds(skip_gap=0.2, trust_gap=0.05), Thresholds(skip_gap=0.3, trust_gap=0.08), Thresholds()],
+             [Thresholds(skip_below=0.6), Thresholds(trust_gap=0.1), Thresholds()]]
+    pair = Design((Rung("mixtral-8x7b", ("yi-34b", "gpt-3.5-turbo"), 1), Rung("gpt-4")))
+    # The same models at other places: one row's voter is another's rung.
+    swapped = Design((Rung("mixtral-8x7b", ("yi-34b",)), Rung("gpt-3.5-turbo", ("yi-34b",)), Rung("gpt-4")))
+    cases = [(D0, None), (pair, None), (GATED, rules[0]), (Design((Rung("gpt-4"),)), None), (D0, rules[1]),
+             (swapped, None), (pair, [Thresholds(trust_gap=0.05), Thresholds()]), (GATED, None), (D0, rules[0]),
+             (swapped, rules[1])]
+    masks = [routing_masks(table, d, p, r) if r is not None else None for d, r in cases]
+    together = evaluate_many(table, [d for d, _ in cases], routings=masks, cache={})
+    for (design, _), mask, got in zip(cases, masks, together, strict=True):
+        alone = evaluate(table, design, routing=mask)
+        assert got.design == design
+        assert (got.accuracy, got.cost, got.accepted) == (alone.accuracy, alone.cost, alone.accepted)
+        assert np.array_equal(got.correct, alone.correct) and np.array_equal(got.cost_each, alone.cost_each)
+    assert len({(s.cost, s.accuracy) for s in together}) >= 8  # the rows differ, or a leak could hide
 
 
 def test_explain_shows_each_candidates_estimate_and_why_it_was_skipped(artifact, sample):
