@@ -44,15 +44,26 @@ class NetworkAdapter:
                 or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
 
 
-def direct_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:
-    """``http_client``/``http_async_client`` that ignore the environment's proxy variables, for
-    an endpoint on this machine; ``{}`` (the client's defaults, proxies honoured) otherwise.
+def http_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:
+    """The ``http_client``/``http_async_client`` pair a network model is built with: one of its own
+    (never a process-wide cached one), so with one model instance per event loop no pooled
+    connection outlives its loop.
 
-    An explicit transport is what turns httpx's environment proxies off; the rest of
-    ``trust_env`` (CA bundle variables) still applies.
+    For an endpoint on this machine the clients ignore the environment's proxy variables: an
+    explicit transport is what turns httpx's environment proxies off (the rest of ``trust_env``,
+    the CA bundle variables, still applies). Other endpoints honour ``HTTP(S)_PROXY`` as usual.
+
+    Why the router builds them: left to itself, ChatOpenAI shares one cached client per process,
+    and, given the ``httpx.Timeout`` that avoided that cache, builds an ``httpx2`` client that
+    rejects it (``TypeError: Invalid timeout``, openai 3 with langchain-openai 1.7). openai 1-3
+    all accept an ``httpx`` client.
+
+    Example:
+        >>> sorted(http_clients("http://127.0.0.1:8080/v1", 10.0))
+        ['http_async_client', 'http_client']
     """
-    if not is_loopback_url(base_url):
-        return {}
     timeout = httpx.Timeout(timeout_s)
-    return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout),
-            "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout)}
+    if is_loopback_url(base_url):
+        return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout),
+                "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout)}
+    return {"http_client": httpx.Client(timeout=timeout), "http_async_client": httpx.AsyncClient(timeout=timeout)}

@@ -28,13 +28,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
-from router.providers._network import NetworkAdapter, direct_clients
+from router.providers._network import NetworkAdapter, http_clients
 from router.routing.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
@@ -57,12 +56,9 @@ class _OpenAIAdapter(NetworkAdapter):
 
         base_url = self.base_url(spec)
         return ChatOpenAI(model=spec.model or name, api_key=self.api_key(spec), base_url=base_url,
-                          # An httpx.Timeout (unhashable) makes ChatOpenAI build its own HTTP clients
-                          # instead of sharing a process-wide cached one: with one instance per event
-                          # loop (per_event_loop), no pooled connection outlives its loop.
                           # The router performs max_retries itself (router.providers.retries).
-                          timeout=httpx.Timeout(spec.timeout_s), max_retries=0,
-                          stream_usage=True, **direct_clients(base_url, spec.timeout_s))
+                          timeout=spec.timeout_s, max_retries=0, stream_usage=True,
+                          **http_clients(base_url, spec.timeout_s))
 
     def call_kwargs(self, spec: ModelSpec, *, max_tokens: int, temperature: float,
                     want_logprobs: bool) -> dict[str, Any]:

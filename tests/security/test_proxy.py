@@ -8,6 +8,8 @@ receives (and answers as an OpenAI server, so a proxied call succeeds). On main,
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from security_servers import FakeOpenAIServer
 
@@ -74,3 +76,14 @@ def test_control_a_network_model_still_uses_the_proxy(proxy: FakeOpenAIServer, o
     [request] = proxy.requests
     assert request.path == "http://api.openai-gateway.example/v1/chat/completions"
     assert openai_fake.count() == 0
+
+
+def test_a_network_model_works_through_the_proxy_across_event_loops(proxy: FakeOpenAIServer,
+                                                                    openai_fake: FakeOpenAIServer):
+    """A remote endpoint gets HTTP clients of its own too (built by the router, proxies honoured),
+    so one router serves several ``asyncio.run`` loops: no pooled connection outlives its loop."""
+    router = router_for(openai_fake, "cloud-gpt")
+    for _ in range(3):
+        assert asyncio.run(router.ainvoke("a public question")).content == "answered through the proxy"
+    assert router.invoke("a public question").content == "answered through the proxy"
+    assert (proxy.count(), openai_fake.count()) == (4, 0)
