@@ -1,9 +1,11 @@
 """Streaming the cascade: the attempt whose answer will be returned whatever its checks say
 streams live; every other attempt is buffered, checked, and replayed only when accepted.
 
-An attempt is *final* when nothing can replace its answer: the policy has no answer checks
-(the first answer is the answer), or ``on_exhausted: best`` and it is the last candidate with
-no earlier answer to prefer. :class:`ChunkSink` decides per call; the cascade runs in a worker
+An attempt is *final* when nothing can replace its answer: ``on_exhausted: best`` and it is the
+last candidate with no earlier answer to prefer. A policy with no confidence checks still rejects
+an incomplete answer (cut off at ``max_tokens``, filtered, an unparsed tool call: the built-in
+completeness check), so its earlier rungs are buffered too; under ``on_exhausted: raise`` even the
+last rung's answer may be rejected, so nothing streams live. :class:`ChunkSink` decides per call; the cascade runs in a worker
 thread (sync) or task (async) and live chunks cross a queue as they arrive.
 
 Example:
@@ -47,11 +49,8 @@ class ChunkSink:
         """True when ``call``'s answer is returned whatever its checks say."""
         if not self.streaming or call.purpose != "answer" or self.answered:
             return False
-        settings = self.plan.settings
-        if not settings.confidence:
-            return True
         candidates = self.plan.selection.candidates
-        return settings.on_exhausted == "best" and bool(candidates) and call.model == candidates[-1]
+        return self.plan.settings.on_exhausted == "best" and bool(candidates) and call.model == candidates[-1]
 
     def child_callbacks(self, call: ModelCall) -> Any:
         return None if self.callbacks_for is None else self.callbacks_for(self.wants(call))

@@ -12,9 +12,9 @@ from typing import Any
 from servers._base import QuietHandler, RecordedRequest, ThreadedTestServer
 
 
-def completion(model: str, text: str) -> dict[str, Any]:
+def completion(model: str, text: str, finish: str = "stop") -> dict[str, Any]:
     return {"id": "chatcmpl-sec", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
 
 
@@ -48,13 +48,14 @@ class _ChatHandler(QuietHandler):
             stream = bool(json.loads(body or b"{}").get("stream"))
         except ValueError:
             stream = False
+        reply, finish = state.scripts.get(model or "", (state.reply, "stop"))
         if not stream:
-            return self.send_json(200, completion(model or "?", state.reply))
+            return self.send_json(200, completion(model or "?", reply, finish))
         self.start_chunked(200, "text/event-stream")
         base = {"id": "chatcmpl-sec", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": model or "?"}
-        for choice in ({"index": 0, "delta": {"role": "assistant", "content": state.reply}, "finish_reason": None},
-                       {"index": 0, "delta": {}, "finish_reason": "stop"}):
+        for choice in ({"index": 0, "delta": {"role": "assistant", "content": reply}, "finish_reason": None},
+                       {"index": 0, "delta": {}, "finish_reason": finish}):
             self.write_chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
         self.write_chunk(b"data: [DONE]\n\n")
         self.end_chunked()
@@ -63,14 +64,17 @@ class _ChatHandler(QuietHandler):
 class FakeOpenAIServer(ThreadedTestServer):
     """Answers ``POST .../chat/completions`` with a fixed reply (or, with ``echo_key``, a 401 that
     quotes the Authorization header, as some gateways do). Also usable as an HTTP forward proxy: a proxied request's
-    path is the absolute URL, and it is answered the same way."""
+    path is the absolute URL, and it is answered the same way. ``scripts`` maps a model name to its
+    own ``(reply, finish_reason)`` (``"length"``: an answer cut off at max_tokens)."""
 
     handler_class = _ChatHandler
 
-    def __init__(self, reply: str = "Paris is the capital of France.", *, echo_key: bool = False) -> None:
+    def __init__(self, reply: str = "Paris is the capital of France.", *, echo_key: bool = False,
+                 scripts: dict[str, tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.reply = reply
         self.echo_key = echo_key
+        self.scripts = dict(scripts or {})
 
     @property
     def base_url(self) -> str:
