@@ -16,7 +16,10 @@ What the policy sees of the agent:
 - **ratchets that last for the thread**: once a call ran with ``privacy`` (or ``offline: true``)
   on, whatever turned it on (a rule on ``data_class: pii``, a ``configurable`` override), the
   middleware records it in the state key ``policy_ratchets`` and every later call of the thread
-  runs with it on too (kept across turns by the agent's checkpointer). Ratchets only tighten.
+  runs with it on too (kept across turns by the agent's checkpointer). Ratchets only tighten:
+  they are recorded *before* the call (so a call that fails still leaves them on for the thread,
+  whose history now holds the private message), and the key's reducer only adds switches, so a
+  turn's input (``{"policy_ratchets": {}}``) cannot turn them off.
 
 Tools, ``tool_choice`` and ``response_format`` are the agent's own: the call goes through
 ``create_agent``'s handler with the router as the model, so structured output works as with
@@ -40,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NotRequired
+from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -55,18 +58,27 @@ from langchain_core.runnables.config import ensure_config, var_child_runnable_co
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from router.errors import RouterError
+from router.errors import PolicyError, RouterError
 from router.langchain.policy_router import PolicyRouter
+from router.policy.overrides import effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 
 RATCHETS = ("privacy", "offline")
 _SCALARS = (str, int, float, bool)
 
 
+def tighten(kept: Any, update: Any) -> dict[str, bool]:
+    """The reducer of ``policy_ratchets``: a switch once on stays on; an update can only add."""
+    def on(value: Any) -> set[str]:
+        return {k for k in RATCHETS if isinstance(value, Mapping) and value.get(k) is True}
+
+    return dict.fromkeys(sorted(on(kept) | on(update)), True)
+
+
 class PolicyState(AgentState):
     """The agent state, plus the policy switches turned on earlier in this thread."""
 
-    policy_ratchets: NotRequired[dict[str, bool]]
+    policy_ratchets: NotRequired[Annotated[dict[str, bool], tighten]]
 
 
 class PolicyMiddlewareError(RouterError, TypeError):
@@ -101,15 +113,34 @@ class PolicyMiddleware(AgentMiddleware[PolicyState, Any, Any]):
 
     def metadata(self, request: ModelRequest[Any]) -> dict[str, Any]:
         """The metadata this call's rules and budgets match on."""
-        found = _scalar_fields(getattr(request.runtime, "context", None))
-        state = request.state or {}
+        return self._metadata(request.state, request.runtime)
+
+    def _metadata(self, state: Any, runtime: Any) -> dict[str, Any]:
+        found = _scalar_fields(getattr(runtime, "context", None))
+        state = state or {}
         found.update({k: state[k] for k in self.state_keys if isinstance(state.get(k), _SCALARS)})
         return found
 
     def ratchets(self, request: ModelRequest[Any]) -> dict[str, bool]:
         """Switches an earlier call of this thread turned on."""
-        kept = (request.state or {}).get("policy_ratchets") or {}
-        return {k: True for k in RATCHETS if kept.get(k) is True} if self.sticky else {}
+        return self._kept(request.state)
+
+    def _kept(self, state: Any) -> dict[str, bool]:
+        return tighten((state or {}).get("policy_ratchets"), None) if self.sticky else {}
+
+    def _switched_on(self, state: Any, runtime: Any) -> dict[str, bool]:
+        """The ratchets the coming call will run with (its rules, ``configurable``, the kept ones);
+        ``{}`` without a router of the middleware's own (the agent's model is known only at the
+        call) or when the request's overrides are invalid (the call raises that error itself)."""
+        if self.router is None:
+            return {}
+        config = self._call_config(state, runtime)
+        try:
+            settings = effective_settings(self.router.policy, metadata=config.get("metadata"), tags=config.get("tags"),
+                                          overrides=policy_overrides(config.get("configurable") or {})).settings
+        except PolicyError:
+            return {}
+        return {k: True for k in RATCHETS if getattr(settings, k) is True}
 
     def _router(self, request: ModelRequest[Any]) -> PolicyRouter:
         if self.router is not None:
@@ -119,17 +150,17 @@ class PolicyMiddleware(AgentMiddleware[PolicyState, Any, Any]):
         raise PolicyMiddlewareError("PolicyMiddleware needs a router, a policy or a policy file, "
                                     f"or create_agent(model=<PolicyRouter>); got {type(request.model).__name__}")
 
-    def _config(self, request: ModelRequest[Any]) -> RunnableConfig:
+    def _call_config(self, state: Any, runtime: Any) -> RunnableConfig:
         ambient = ensure_config()
-        configurable = {**(ambient.get("configurable") or {}), **self.ratchets(request)}
-        return {**ambient, "metadata": {**(ambient.get("metadata") or {}), **self.metadata(request)},
+        configurable = {**(ambient.get("configurable") or {}), **self._kept(state)}
+        return {**ambient, "metadata": {**(ambient.get("metadata") or {}), **self._metadata(state, runtime)},
                 "configurable": configurable}
 
     @contextmanager
     def _under_policy(self, request: ModelRequest[Any]) -> Iterator[ModelRequest[Any]]:
         """The request answered by the router, with this call's metadata and ratchets in the
         config that the router's run inherits (create_agent invokes its model without one)."""
-        token = var_child_runnable_config.set(self._config(request))
+        token = var_child_runnable_config.set(self._call_config(request.state, request.runtime))
         try:
             yield request.override(model=self._router(request))  # type: ignore[arg-type]
         finally:
@@ -151,6 +182,17 @@ class PolicyMiddleware(AgentMiddleware[PolicyState, Any, Any]):
                                      command=Command(update={"policy_ratchets": {**kept, **now}}))
 
     # ------------------------------------------------------------------ hooks
+
+    def before_model(self, state: PolicyState, runtime: Any) -> dict[str, Any] | None:
+        """Record the ratchets this call will run with before it runs: the update is its own
+        step, kept by the checkpointer even when the call then fails."""
+        if not self.sticky:
+            return None
+        now = self._switched_on(state, runtime)
+        return {"policy_ratchets": now} if now.keys() - self._kept(state).keys() else None
+
+    async def abefore_model(self, state: PolicyState, runtime: Any) -> dict[str, Any] | None:
+        return self.before_model(state, runtime)
 
     def wrap_model_call(self, request: ModelRequest[Any],
                         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],

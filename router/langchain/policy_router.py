@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import Context
 from typing import Any
@@ -28,7 +27,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
@@ -39,19 +38,14 @@ from router.estimators.route import route
 from router.langchain import run_context, serialization, structured
 from router.langchain.answer import clean, closing, finish
 from router.langchain.callbacks import child_manager
+from router.langchain.constructors import PolicyConstructors
 from router.langchain.request import CURRENT, CallParams, Request, bounded_policy, to_messages
 from router.langchain.streaming import ChunkSink, astream_cascade, stream_cascade
 from router.langchain.tracing import name_answering_model, tracing_mark
 from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
-from router.policy.sources import (
-    PolicySource,
-    policy_from_dict,
-    policy_from_string,
-    policy_path,
-    resolve_policy,
-)
+from router.policy.sources import policy_from_dict
 from router.routing.caller import Caller
 from router.routing.cascade import CascadeResult, Plan, adrive, drive, run_cascade
 from router.routing.catalog import Catalog
@@ -60,7 +54,7 @@ from router.routing.selection import select_candidates
 from router.spend.guard import BudgetGuard
 
 
-class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
+class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseChatModel):
     """Route each request to the cheapest model that satisfies the policy and its checks."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -104,41 +98,6 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
 
     __str__ = __repr__
 
-    # ------------------------------------------------------------------ constructors
-
-    @classmethod
-    def from_policy(cls, source: PolicySource | None = None, **load_options: Any) -> PolicyRouter:
-        """A router for a packaged name (``"default"``, ``"offline"``...), a file path, a mapping
-        or a :class:`Policy`; ``None`` is the default policy. ``load_options`` go to the loader."""
-        return cls(policy=resolve_policy(source, **load_options))
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str] | None = None, *, reload: bool = False,
-                  reload_interval_s: float = 0.0, **load_options: Any) -> PolicyRouter:
-        """Load a policy file or packaged name (default: ``$ROUTER_POLICY``, ``policies/default.yaml``
-        or the packaged ``default``).
-
-        With ``reload=True`` the file is checked at the start of each request (at most every
-        ``reload_interval_s``): a changed file is validated, then replaces the policy for the
-        following requests; an invalid one keeps the policy in force and logs the error.
-        """
-        if not reload:
-            return cls.from_policy(path, **load_options)
-        watcher = PolicyWatcher(policy_path(path), interval_s=reload_interval_s, **load_options)
-        router = cls(policy=watcher.policy)
-        router._watcher = watcher
-        return router
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **load_options: Any) -> PolicyRouter:
-        """A router for a policy given as a mapping; errors name ``<dict>`` and the key path."""
-        return cls(policy=policy_from_dict(data, **load_options))
-
-    @classmethod
-    def from_string(cls, text: str, filename: str = "<string>", **load_options: Any) -> PolicyRouter:
-        """A router for a policy given as YAML text; errors name ``filename``, line and column."""
-        return cls(policy=policy_from_string(text, filename, **load_options))
-
     @property
     def policy_watcher(self) -> PolicyWatcher | None:
         """The watcher of a router made with ``from_yaml(..., reload=True)``, else None."""
@@ -169,14 +128,16 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
     # ------------------------------------------------------------------ planning
 
     def plan(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-             params: CallParams | None = None, tools: Sequence[Any] | None = None) -> Plan:
+             params: CallParams | None = None, tools: Sequence[Any] | None = None,
+             catalog: Catalog | None = None) -> Plan:
         """Effective policy, candidates and exclusions for ``input``; calls no model.
 
         ``params`` (``max_tokens``, ``temperature``) enter the settings, so the ceiling math
-        uses this request's ``max_tokens``."""
+        uses this request's ``max_tokens``. ``catalog``: the one the request started on
+        (default: the live one, after adopting a reloaded policy)."""
         config = ensure_config(config)
         messages = to_messages(input)
-        catalog = self._live_catalog()
+        catalog = catalog or self._live_catalog()
         overrides = policy_overrides(config.get("configurable") or {})
         effective = effective_settings(catalog.policy, metadata=config.get("metadata"),
                                        tags=config.get("tags"), overrides=overrides)
@@ -246,14 +207,31 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
                   "top_p": self.top_p, "seed": self.seed}
         return CallParams.collect(fields, {**kwargs, **({"stop": stop} if stop else {})})
 
-    def _enter(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Context]:
-        return run_context.enter(self.policy, config)
+    def _enter(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Context, PolicyRouter]:
+        """What a public entry point runs with: the request's config and context (see
+        :func:`run_context.enter`), and the router to run it on: ``self``, or, when a private
+        request must not reach a remote tracer among this router's own ``callbacks``, a copy
+        without it (LangChain adds those to every run). A reloaded policy is adopted first, so
+        tracing is decided on the policy the request runs under."""
+        catalog = self._live_catalog()
+        config, context, own = run_context.enter(catalog, config, self.callbacks)
+        runner = self if own is self.callbacks else self.model_copy(update={"callbacks": own})
+        return config, context, runner
+
+    @staticmethod
+    def _entered(run_id: Any) -> bool:
+        """Whether this ``generate``/``agenerate`` belongs to a run an entry point already entered."""
+        request = CURRENT.get()
+        return request is not None and run_id is not None and request.run_id == run_id
 
     def _request(self, run_manager: Any) -> Request:
         request = CURRENT.get()
         run_id = getattr(run_manager, "run_id", None)
-        if request is None or (run_id is not None and request.run_id != run_id):
-            return Request(ensure_config(), run_id or uuid4())  # called through generate() directly
+        if request is None:
+            return Request(ensure_config(), run_id or uuid4())  # _generate called directly
+        if run_id is not None and request.run_id != run_id:
+            # generate() with several prompts: one run each, all under the config it entered with
+            return Request(request.config, run_id, request.usage_handlers, request.catalog)
         return request
 
     def _setup(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any,
@@ -262,7 +240,7 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         tools = tuple(kwargs.pop("tools", None) or self.tools)
         tool_choice = kwargs.pop("tool_choice", self.tool_choice)
         params = self._params(kwargs, stop)
-        plan = self.plan(messages, request.config, params=params, tools=tools)
+        plan = self.plan(messages, request.config, params=params, tools=tools, catalog=request.catalog)
 
         def callbacks(live: bool) -> Any:
             return child_manager(request.config, request.run_id, usage_handlers=request.usage_handlers,
@@ -329,25 +307,54 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, context = self._enter(config)
-        return context.run(super().invoke, input, config, stop=stop, **kwargs)
+        config, context, runner = self._enter(config)
+        return context.run(super(PolicyRouter, runner).invoke, input, config, stop=stop, **kwargs)
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, context = self._enter(config)
-        return await asyncio.create_task(super().ainvoke(input, config, stop=stop, **kwargs), context=context)
+        config, context, runner = self._enter(config)
+        return await asyncio.create_task(super(PolicyRouter, runner).ainvoke(input, config, stop=stop, **kwargs),
+                                         context=context)
+
+    def generate(self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Any = None,
+                 *, tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
+                 run_name: str | None = None, run_id: Any = None, **kwargs: Any) -> LLMResult:
+        """LangChain's ``generate`` (legacy chains call it), entered as :meth:`invoke` is: its
+        ``tags``/``metadata`` drive the policy's rules, and privacy covers its tracing."""
+        if self._entered(run_id):
+            return super().generate(messages, stop, callbacks, tags=tags, metadata=metadata,
+                                    run_name=run_name, run_id=run_id, **kwargs)
+        config, context, runner = self._enter(run_context.generate_config(callbacks, tags, metadata, run_id))
+        return context.run(super(PolicyRouter, runner).generate, messages, stop, config.get("callbacks"),
+                           tags=tags, metadata=metadata, run_name=run_name, run_id=config["run_id"], **kwargs)
+
+    async def agenerate(self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
+                        callbacks: Any = None, *, tags: list[str] | None = None,
+                        metadata: dict[str, Any] | None = None, run_name: str | None = None,
+                        run_id: Any = None, **kwargs: Any) -> LLMResult:
+        """As :meth:`generate`."""
+        if self._entered(run_id):
+            return await super().agenerate(messages, stop, callbacks, tags=tags, metadata=metadata,
+                                           run_name=run_name, run_id=run_id, **kwargs)
+        config, context, runner = self._enter(run_context.generate_config(callbacks, tags, metadata, run_id))
+        opening = super(PolicyRouter, runner).agenerate(messages, stop, config.get("callbacks"), tags=tags,
+                                                        metadata=metadata, run_name=run_name,
+                                                        run_id=config["run_id"], **kwargs)
+        return await asyncio.create_task(opening, context=context)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
         """Stream the answer: the final rung live, other attempts only once their checks
         accepted them (a rejected attempt's tokens never reach any channel)."""
-        config, context = self._enter(config)
-        yield from run_context.iterate_in(context, context.run(super().stream, input, config, stop=stop, **kwargs))
+        config, context, runner = self._enter(config)
+        yield from run_context.iterate_in(context, context.run(super(PolicyRouter, runner).stream, input, config,
+                                                               stop=stop, **kwargs))
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        config, context = self._enter(config)
-        async for chunk in run_context.aiterate_in(context, super().astream(input, config, stop=stop, **kwargs)):
+        config, context, runner = self._enter(config)
+        chunks = super(PolicyRouter, runner).astream(input, config, stop=stop, **kwargs)
+        async for chunk in run_context.aiterate_in(context, chunks):
             yield chunk
 
     def stream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -356,8 +363,8 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         request's context, so its policy overrides, nesting and filtering hold as for ``stream``."""
         if version != "v3":
             return super().stream_events(input, config, version=version, **kwargs)
-        config, context = self._enter(config)
-        stream = context.run(super().stream_events, input, config, version="v3", **kwargs)
+        config, context, runner = self._enter(config)
+        stream = context.run(super(PolicyRouter, runner).stream_events, input, config, version="v3", **kwargs)
         return run_context.bind_stream(stream, context)
 
     def astream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -365,8 +372,8 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         """As :meth:`stream_events`: v3 streams run in this request's context."""
         if version != "v3":
             return super().astream_events(input, config, version=version, **kwargs)
-        config, context = self._enter(config)
-        opening = super().astream_events
+        config, context, runner = self._enter(config)
+        opening = super(PolicyRouter, runner).astream_events
 
         async def opened() -> Any:
             stream = await asyncio.create_task(opening(input, config, version="v3", **kwargs), context=context)
@@ -390,3 +397,4 @@ class PolicyRouter(serialization.RouterSerialization, BaseChatModel):
         (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
         """
         return structured.structured_output(self, schema, include_raw=include_raw)
+

@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableConfig
 
 from router.errors import InputError
 from router.policy.policy_file import Policy, PolicySettings
+from router.routing.catalog import Catalog
 from router.routing.selection import Exclusion, Selection
 
 #: Generation parameters every rung receives as call keyword arguments (besides ``max_tokens``
@@ -122,6 +123,8 @@ class Request:
     config: RunnableConfig
     run_id: UUID
     usage_handlers: list[BaseCallbackHandler] = field(default_factory=list)
+    # The catalog (so the policy) the entry point decided tracing on; the run plans on the same.
+    catalog: Catalog | None = None
 
 
 CURRENT: ContextVar[Request | None] = ContextVar("policy_router_request", default=None)

@@ -7,7 +7,7 @@ router needs it (overrides, tags and metadata drive the policy; child runs nest 
 step of a stream sees the same request however the caller interleaves streams.
 
 Example:
-    >>> config, context = enter(policy, {"tags": ["demo"]})
+    >>> config, context, own_callbacks = enter(catalog, {"tags": ["demo"]})
     >>> message = context.run(chat_model_invoke, "hi", config)
 """
 
@@ -25,16 +25,19 @@ from langchain_core.runnables.config import var_child_runnable_config
 from router.langchain.callbacks import active_usage_handlers
 from router.langchain.request import CURRENT, Request
 from router.langchain.tracing import private_config, with_environment_tracer
-from router.policy.policy_file import Policy
+from router.routing.catalog import Catalog
 
 T = TypeVar("T")
 
 
-def enter(policy: Policy, config: RunnableConfig | None) -> tuple[RunnableConfig, Context]:
-    """The config and context one public call runs in: privacy covers tracing
-    (:func:`private_config`), the run id is fixed so child runs can nest under it, and
-    usage handlers see the child runs only (the router's run repeats their usage)."""
-    config = with_environment_tracer(private_config(policy, config))
+def enter(catalog: Catalog, config: RunnableConfig | None,
+          own_callbacks: Any = None) -> tuple[RunnableConfig, Context, Any]:
+    """The config and context one public call runs in, and the router's own callbacks for it:
+    privacy covers tracing (:func:`private_config`), the run id is fixed so child runs can nest
+    under it, usage handlers see the child runs only (the router's run repeats their usage), and
+    the run plans on ``catalog``, the policy tracing was decided on."""
+    config, own_callbacks = private_config(catalog.policy, config, own_callbacks)
+    config = with_environment_tracer(config)
     config = {**config, "run_id": config.get("run_id") or uuid4()}
     context = copy_context()
     # The enclosing chain's config is already in ``config``; left in the context, a child's
@@ -45,8 +48,17 @@ def enter(policy: Policy, config: RunnableConfig | None) -> tuple[RunnableConfig
     for var, _ in usage:
         context.run(var.set, None)
     request_config: RunnableConfig = {k: v for k, v in config.items() if k != "run_id"}  # type: ignore[assignment]
-    context.run(CURRENT.set, Request(request_config, config["run_id"], [h for _, h in usage]))
-    return config, context
+    context.run(CURRENT.set, Request(request_config, config["run_id"], [h for _, h in usage], catalog))
+    return config, context, own_callbacks
+
+
+def generate_config(callbacks: Any, tags: list[str] | None, metadata: dict[str, Any] | None,
+                     run_id: Any) -> RunnableConfig:
+    """The config a direct ``generate`` call stands for (its arguments are a config's fields)."""
+    config: RunnableConfig = {"callbacks": callbacks, "tags": list(tags or []), "metadata": dict(metadata or {})}
+    if run_id is not None:
+        config["run_id"] = run_id
+    return config
 
 
 def iterate_in(context: Context, items: Iterator[T]) -> Iterator[T]:
@@ -102,4 +114,4 @@ def abind_stream(stream: Any, context: Context) -> Any:
     return stream
 
 
-__all__ = ["abind_stream", "aiterate_in", "bind_stream", "enter", "iterate_in"]
+__all__ = ["abind_stream", "aiterate_in", "bind_stream", "enter", "generate_config", "iterate_in"]

@@ -6,9 +6,10 @@ LangChain tracers are a way out: LangSmith's ``LangChainTracer`` is added to eve
 callers or enclosing chains may pass tracers as callbacks. :func:`private_config` returns the
 config to run such a request with:
 
-- remote tracers are dropped from its callbacks: ``LangChainTracer`` and handlers from known
-  tracing services' packages (:data:`REMOTE_TRACER_PACKAGES`), or any handler with a true
-  ``router_remote_tracer`` attribute; local callbacks (your loggers, usage counters) still run;
+- remote tracers are dropped from its callbacks and from the router's own ``callbacks`` field:
+  ``LangChainTracer`` and handlers from known tracing services' packages
+  (:data:`REMOTE_TRACER_PACKAGES`), or any handler with a true ``router_remote_tracer``
+  attribute; local callbacks (your loggers, usage counters) still run;
 - a :class:`RedactedTracer` takes the LangSmith slot. LangChain adds the environment's tracer to
   a run only when no ``LangChainTracer`` is present, so none is added for the request's run or
   any run below it (each model call, each check), sync or async, streaming or not.
@@ -19,7 +20,7 @@ whose input is your prompt) are traced by that chain's callbacks before the rout
 run private requests outside traced chains, or turn tracing off for them.
 
 Example:
-    >>> config = private_config(policy, {"configurable": {"privacy": True}, "callbacks": [tracer]})
+    >>> config, own = private_config(policy, {"configurable": {"privacy": True}, "callbacks": [tracer]})
     >>> [type(h).__name__ for h in config["callbacks"]]
     ['RedactedTracer']
 """
@@ -113,27 +114,36 @@ def _local_only(policy: Policy, config: RunnableConfig) -> bool:
     return settings.local_only
 
 
-def private_config(policy: Policy, config: RunnableConfig | None) -> RunnableConfig:
-    """``config`` for running one request under ``policy``: unchanged unless the request is
-    local-only (privacy or offline), else with remote tracers replaced by a :class:`RedactedTracer`."""
+def private_config(policy: Policy, config: RunnableConfig | None,
+                   own_callbacks: Any = None) -> tuple[RunnableConfig, Any]:
+    """``config`` for running one request under ``policy``, and the router's ``own_callbacks``
+    (its ``callbacks`` field, which LangChain adds to every run of the router): both unchanged
+    unless the request is local-only (privacy or offline); then remote tracers are dropped from
+    both and a :class:`RedactedTracer` naming them takes the LangSmith slot."""
     config = ensure_config(config)
     if not _local_only(policy, config):
-        return config
-    callbacks = config.get("callbacks")
+        return config, own_callbacks
     replaced = ["environment tracing"] if _environment_tracing() else []
+    dropped = sorted({type(h).__name__ for h in handlers_of(config.get("callbacks")) + handlers_of(own_callbacks)
+                      if is_remote_tracer(h)})
+    redacted = RedactedTracer(replaced + dropped)
+    return {**config, "callbacks": _without_remote_tracers(config.get("callbacks"), redacted)}, \
+        _without_remote_tracers(own_callbacks, None)
+
+
+def _without_remote_tracers(callbacks: Any, redacted: RedactedTracer | None) -> Any:
+    """``callbacks`` (a list, a manager or None) without remote tracers, plus ``redacted``."""
     if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
-        dropped = [h for h in manager.handlers + manager.inheritable_handlers if is_remote_tracer(h)]
-        manager.handlers = [h for h in manager.handlers if h not in dropped]
-        manager.inheritable_handlers = [h for h in manager.inheritable_handlers if h not in dropped]
-        replaced += sorted({type(h).__name__ for h in dropped})
-        manager.add_handler(RedactedTracer(replaced), inherit=True)
-        new_callbacks: Any = manager
-    else:
-        handlers = list(callbacks or [])
-        replaced += sorted({type(h).__name__ for h in handlers if is_remote_tracer(h)})
-        new_callbacks = [*(h for h in handlers if not is_remote_tracer(h)), RedactedTracer(replaced)]
-    return {**config, "callbacks": new_callbacks}
+        manager.handlers = [h for h in manager.handlers if not is_remote_tracer(h)]
+        manager.inheritable_handlers = [h for h in manager.inheritable_handlers if not is_remote_tracer(h)]
+        if redacted is not None:
+            manager.add_handler(redacted, inherit=True)
+        return manager
+    if callbacks is None and redacted is None:
+        return None
+    kept = [h for h in callbacks or () if not is_remote_tracer(h)]
+    return [*kept, redacted] if redacted is not None else kept
 
 
 def handlers_of(callbacks: Any) -> list[Any]:

@@ -140,7 +140,7 @@ def test_pii_flag_turns_privacy_on_for_the_rest_of_the_thread(gemini: GeminiTest
     other = _turn(agent, "t2", source, "public")  # another thread: the policy as written
     assert other["routing"]["effective"]["privacy"] is False
     assert other["routing"]["final_model"] == "gemini-flash" and gemini.count() == 1
-    assert "policy_ratchets" not in other
+    assert not other.get("policy_ratchets")  # no switch on (the reducer's channel starts as {})
 
 
 async def test_async_agent_runs_under_the_policy(gemini: GeminiTestServer):
@@ -151,6 +151,32 @@ async def test_async_agent_runs_under_the_policy(gemini: GeminiTestServer):
     assert out["messages"][-1].response_metadata["routing"]["effective"]["privacy"] is True
     assert gemini.count() == 0
     out = await agent.ainvoke({"messages": [HumanMessage(QUESTION)]}, context=Ctx(), config=config)
+    assert out["messages"][-1].response_metadata["routing"]["effective"]["privacy"] is True
+    assert gemini.count() == 0
+
+
+CLOUD_ONLY = PRIVACY_POLICY.replace("  cascade: [smollm2, gemini-flash]", "  cascade: [gemini-flash]")
+
+
+def test_a_private_turn_that_fails_still_keeps_the_thread_private(gemini: GeminiTestServer):
+    """The pii turn has no local model and fails closed; its message stays in the thread's
+    history, so the next (public) turn must not send it to the network model either. On main
+    the ratchet was recorded only after a successful call, and the next turn sent it."""
+    agent = _agent(CLOUD_ONLY)
+    with pytest.raises(RoutingError):
+        _turn(agent, "t1", "context", "pii", "My SSN is 123-45-6789")
+    with pytest.raises(RoutingError):
+        _turn(agent, "t1", "context", "public")
+    assert gemini.count() == 0
+    assert _turn(agent, "t2", "context", "public")["routing"]["final_model"] == "gemini-flash"  # control
+
+
+def test_a_turns_input_cannot_turn_a_ratchet_off(gemini: GeminiTestServer):
+    agent = _agent(PRIVACY_POLICY)
+    assert _turn(agent, "t1", "context", "pii")["policy_ratchets"] == {"privacy": True}
+    out = agent.invoke({"messages": [HumanMessage(QUESTION)], "policy_ratchets": {"privacy": False}},
+                       context=Ctx(user="ann"), config={"configurable": {"thread_id": "t1"}})
+    assert out["policy_ratchets"] == {"privacy": True}
     assert out["messages"][-1].response_metadata["routing"]["effective"]["privacy"] is True
     assert gemini.count() == 0
 

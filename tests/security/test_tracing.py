@@ -185,3 +185,91 @@ def _run_bodies(sink: TracerSink) -> list[dict]:
             if isinstance(item, dict):
                 bodies.append(item)
     return bodies
+
+
+class Remote(BaseCallbackHandler):
+    """A handler that says it sends runs off this machine; records what it would have sent."""
+
+    router_remote_tracer = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_chat_model_start(self, serialized: object, messages: object, **kwargs: object) -> None:
+        self.seen.append(str(messages))
+
+    def on_llm_end(self, response: object, **kwargs: object) -> None:
+        self.seen.append(str(response))
+
+
+RULED = POLICY + """\
+rules:
+  - when: {{metadata: {{data_class: pii}}}}
+    set: {{privacy: true}}
+"""
+
+
+@pytest.mark.parametrize("entry", ["generate", "agenerate"])
+def test_generate_applies_rules_on_its_metadata_and_drops_remote_tracers(openai_fake: FakeOpenAIServer,
+                                                                         policy_file: Path, entry: str):
+    """``generate``/``agenerate`` (LangChain's batch API, used by legacy chains) are entered like
+    ``invoke``: a rule on their ``metadata`` turns privacy on and remote tracers are dropped.
+    On main they ran with an empty config: the rule never matched and the tracer got the prompt."""
+    import asyncio
+
+    from langchain_core.messages import HumanMessage
+
+    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml"))
+    remote, local = Remote(), Local()
+    prompts = [[HumanMessage(PRIVATE)], [HumanMessage(PRIVATE + " (second prompt)")]]
+    kwargs: dict = {"callbacks": [remote, local], "metadata": {"data_class": "pii"}}
+    result = (router.generate(prompts, **kwargs) if entry == "generate"
+              else asyncio.run(router.agenerate(prompts, **kwargs)))
+    for [generation] in result.generations:
+        effective = generation.message.response_metadata["routing"]["effective"]
+        assert effective["privacy"] is True and effective["tracing"] == "redacted"
+    assert remote.seen == [] and local.events == ["chat_model_start"] * 2
+    # Control: without the metadata the same call is neither private nor hidden from the tracer.
+    router.generate([[HumanMessage(PUBLIC)]], callbacks=[remote])
+    assert any(PUBLIC in seen for seen in remote.seen)
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream", "generate"])
+def test_a_remote_tracer_among_the_routers_own_callbacks_is_dropped_for_a_private_request(
+        openai_fake: FakeOpenAIServer, policy_file: Path, entry: str):
+    """``PolicyRouter(callbacks=[...])``: LangChain adds those handlers to every run of the router;
+    a private request's runs reach none that is remote. On main the tracer got the prompt."""
+    from langchain_core.messages import HumanMessage
+
+    remote, local = Remote(), Local()
+    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml"),
+                          callbacks=[remote, local])
+    pii = {"data_class": "pii"}
+    if entry == "invoke":
+        message = router.invoke(PRIVATE, config={"metadata": pii})
+    elif entry == "stream":
+        message = list(router.stream(PRIVATE, config={"metadata": pii}))[-1]
+    else:
+        message = router.generate([[HumanMessage(PRIVATE)]], metadata=pii).generations[0][0].message
+    assert message.response_metadata["routing"]["effective"]["tracing"] == "redacted"
+    assert remote.seen == [] and local.events == ["chat_model_start"]
+    assert router.callbacks == [remote, local]  # the router itself is unchanged
+    router.invoke(PUBLIC)  # control: not private, traced
+    assert any(PUBLIC in seen for seen in remote.seen)
+
+
+def test_a_reloaded_policy_that_turns_privacy_on_covers_the_very_next_requests_tracing(policy_file: Path):
+    """With ``from_yaml(reload=True)``, the first request after the file turns privacy on runs
+    private *and* is hidden from remote tracers (on main, tracing was decided on the old policy)."""
+    import time
+
+    router = PolicyRouter.from_yaml(policy_file, reload=True)
+    assert router.invoke(PUBLIC).response_metadata["routing"]["effective"]["privacy"] is False
+    policy_file.write_text(policy_file.read_text().replace("policy:\n", "policy:\n  privacy: true\n"))
+    later = time.time() + 5
+    os.utime(policy_file, (later, later))
+    remote = Remote()
+    message = router.invoke(PRIVATE, config={"callbacks": [remote]})
+    effective = message.response_metadata["routing"]["effective"]
+    assert effective["privacy"] is True and effective["tracing"] == "redacted"
+    assert remote.seen == []
