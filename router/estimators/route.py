@@ -12,7 +12,9 @@ A ``routing.tasks`` entry that names its own ``cascade:``/``confidence:`` replac
 before anything else here: selection (:func:`router.routing.selection.select_candidates`, the
 same function and the same settings otherwise) is run again on the task's cascade, so privacy,
 offline, tiers, context windows and the ceiling exclude the task's models exactly as they would
-the policy's. ``plan.task`` records the task and the cascade it ran.
+the policy's. ``plan.task`` records the task and the cascade it ran; an entry whose ``match``
+ran out of time (:data:`router.policy.routing_block.MATCH_TIMEOUT_S`) counts as no match, and
+``plan.task.note`` says so.
 
 Example:
     >>> plan = route(router.plan("Write a python function to reverse a list."))
@@ -96,7 +98,8 @@ def with_task(plan: Plan, task: TaskRules, share: str = "") -> Plan:
     if task.confidence is not None:
         update["confidence"] = task.confidence
     task_settings = settings.model_copy(update=update)
-    selection = select_candidates(plan.catalog, task_settings, plan.messages, needs_tools=plan.tools_bound)
+    selection = select_candidates(plan.catalog, task_settings, plan.messages, needs_tools=plan.tools_bound,
+                                  tools=plan.tools)
     return replace(plan, settings=task_settings, selection=selection,
                    task=TaskRoute(task.name, tuple(task_settings.cascade), note=share))
 
@@ -119,9 +122,14 @@ def route(plan: Plan) -> Plan:
     if block is None:
         return plan
     prompt = prompt_of(plan)
-    task = block.task_for(prompt)
+    found = block.match_task(prompt)
+    task = found.task
     if task is not None:
         plan = with_task(plan, task, _share_note(block, task, prompt))
+        if found.timed_out and plan.task is not None:
+            plan = replace(plan, task=replace(plan.task, note="; ".join(filter(None, (found.note, plan.task.note)))))
+    elif found.timed_out:  # no entry took the prompt, but one could not tell: the record says so
+        plan = replace(plan, task=TaskRoute(found.timed_out[0], note=found.note))
     try:
         estimator = load_estimator(block.estimator_path(policy.source))
     except EstimatorError as err:

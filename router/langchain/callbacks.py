@@ -11,7 +11,10 @@ model (LangChain's standard suites count them). The models it calls run as child
   attempt's once its checks accepted it, each once; a rejected attempt's tokens and its
   ``on_llm_end`` never reach them;
 - LangChain's usage handlers are attached to the children only, so each model call is counted
-  once (the router's own run, which repeats the answer's usage, is kept out of them).
+  once (the router's own run, which repeats the answer's usage, is kept out of them). In a child
+  run they stand behind one :class:`CallUsage`, which the router tells of each call's usage under
+  the model's catalog name, with its own count when the provider reported none (a stream from
+  llama.cpp's OpenAI server): the child's own ``on_llm_end`` would carry no usage then.
 
 Example:
     >>> manager = child_manager(config, run_id, usage_handlers=[], live=False)
@@ -21,10 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
 from langchain_core.callbacks.usage import UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.context import _configure_hooks
@@ -47,9 +53,28 @@ def active_usage_handlers() -> list[tuple[Any, UsageMetadataCallbackHandler]]:
     return found
 
 
+class CallUsage(BaseCallbackHandler):
+    """The usage handlers of a child run. A child's own ``on_llm_end`` is ignored; the router
+    reports each call with :meth:`count_call` (a :class:`router.routing.charges.UsageSink`)."""
+
+    def __init__(self, handlers: Sequence[UsageMetadataCallbackHandler]) -> None:
+        super().__init__()
+        self.handlers = list(handlers)
+
+    def count_call(self, model: str, usage: UsageMetadata) -> None:
+        """Count one call of catalog model ``model`` in every usage handler."""
+        message = AIMessage("", usage_metadata=usage, response_metadata={"model_name": model})
+        result = LLMResult(generations=[[ChatGeneration(message=message)]])
+        for handler in self.handlers:
+            handler.on_llm_end(result, run_id=uuid4())
+
+
 def _filtered(handlers: Sequence[BaseCallbackHandler]) -> list[BaseCallbackHandler]:
-    return [handler for handler in handlers if not is_streaming_handler(handler)
-            and isinstance(handler, (BaseTracer, UsageMetadataCallbackHandler))]
+    """The tracers, and the usage handlers behind one :class:`CallUsage` (each once)."""
+    unique = list({id(handler): handler for handler in handlers if not is_streaming_handler(handler)}.values())
+    usage = [handler for handler in unique if isinstance(handler, UsageMetadataCallbackHandler)]
+    tracers: list[BaseCallbackHandler] = [handler for handler in unique if isinstance(handler, BaseTracer)]
+    return [*tracers, CallUsage(usage)] if usage else tracers
 
 
 def child_manager(config: RunnableConfig, run_id: UUID, *, usage_handlers: Sequence[BaseCallbackHandler],

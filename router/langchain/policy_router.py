@@ -145,7 +145,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         bound_tools = tuple(self.tools if tools is None else tools)
         bound = bool(bound_tools)
         selection = (params or self._params({})).pin(select_candidates(catalog, settings, messages,
-                                                                       needs_tools=bound))
+                                                                       needs_tools=bound, tools=bound_tools))
         return route(Plan(catalog, settings, tuple(messages), selection, effective.rule, tools_bound=bound,
                           tools=bound_tools))
 

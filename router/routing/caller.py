@@ -12,6 +12,14 @@ Each network call first passes its model's circuit breaker (:mod:`router.provide
 a half-open breaker admits one probe), every try's outcome is recorded there, and a failed try
 is retried up to the model's ``max_retries`` as :func:`router.providers.retries.plan_retry`
 decides (``Retry-After`` within the policy's bound, else at once to the next rung).
+
+Every try is charged: a failed one at the usage it reported, else at its worst case (the provider
+may have billed it: a timeout, a stream cut after the answer), except when it provably did not
+run (a 4xx refusal, no connection made). A retry is made only while the call's tries so far plus
+one more worst case fit in what was left of the ceiling, and under a budget hold of its own.
+
+Each call's usage (the router's own count when the provider sent none) is reported once to the
+usage handlers the child runs carry (:class:`router.routing.charges.UsageSink`), under the model's catalog name.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from router.providers._http_errors import unexpected_error
 from router.providers.breaker import ModelGate, model_gate
 from router.providers.retries import RetryNote
 from router.routing.cascade import Plan
+from router.routing.charges import merge_chunks, provably_unbilled, report_usage
 from router.routing.model_call import CallOutcome, ModelCall
-from router.routing.tokens import count_text_tokens, message_text, usage_overrun
+from router.routing.selection import format_usd
+from router.routing.tokens import count_answer_tokens, usage_overrun
 
 
 class CallAbandoned(BaseException):
@@ -66,6 +76,19 @@ class SpendGuard(Protocol):
     def settle(self, reservation: Any, cost_usd: float) -> None: ...
 
     def release(self, reservation: Any) -> None: ...
+
+
+@dataclass
+class _Tries:
+    """One call's tries so far: the budget hold of the current one, what the earlier ones cost
+    (settled already), and what was decided after each failure."""
+
+    reservation: Any
+    notes: list[RetryNote] = field(default_factory=list)
+    charged: float = 0.0
+    estimated: bool = False
+    count: int = 1
+    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -156,13 +179,55 @@ class Caller:
             notes.append(note)
         return note.wait_s if note is not None and note.retries else None
 
-    def _settle(self, reservation: Any, outcome: CallOutcome) -> CallOutcome:
-        if self.guard is not None and reservation is not None:
-            if outcome.error is not None or outcome.message is None:
-                self.guard.release(reservation)
-            else:
-                self.guard.settle(reservation, outcome.cost_usd)
-        return outcome
+    def _settle(self, reservation: Any, outcome: CallOutcome) -> None:
+        """Settle a try's hold to its cost; give it back when a failed try cost nothing."""
+        if self.guard is None or reservation is None:
+            return
+        if (outcome.error is not None or outcome.message is None) and outcome.cost_usd <= 0:
+            self.guard.release(reservation)
+        else:
+            self.guard.settle(reservation, outcome.cost_usd)
+
+    def _next_try(self, call: ModelCall, gate: ModelGate, outcome: CallOutcome, tries: _Tries) -> float | None:
+        """After a try: seconds to wait before the next, or None (``outcome`` is the attempt's).
+        A live answer that failed part-way is not retried (its tokens were shown). A retry must
+        fit what is left of the ceiling after this try's charge, and takes a budget hold of its
+        own once this try's hold is settled to its charge."""
+        wait = None if outcome.shown else self._retry(gate, outcome, tries.notes)
+        if wait is None:
+            return None
+        refusal = self._no_room(call, outcome, tries)
+        if refusal is None:
+            self._settle(tries.reservation, outcome)
+            tries.reservation = None
+            held = self._reserve(call)
+            refusal = held if isinstance(held, str) else None
+            tries.reservation = None if refusal is not None else held
+        if refusal is not None:
+            kind, after = (outcome.error.kind, outcome.error.retry_after_s) if outcome.error else ("other", None)
+            tries.notes[-1] = RetryNote(kind, "escalated", refusal, retry_after_s=after)
+            return None
+        tries.charged += outcome.cost_usd
+        tries.estimated = tries.estimated or outcome.cost_estimated
+        tries.count += 1
+        return wait
+
+    def _no_room(self, call: ModelCall, outcome: CallOutcome, tries: _Tries) -> str | None:
+        """Why no retry may follow ``outcome`` within the ceiling (None: one may)."""
+        if outcome.overrun is not None:
+            return f"no retry after an overrun ({outcome.overrun})"
+        left = call.room_usd - tries.charged - outcome.cost_usd
+        if call.worst_case_usd > left:
+            return f"over ceiling: a retry's worst case {format_usd(call.worst_case_usd)} > {format_usd(left)} left"
+        return None
+
+    def _done(self, call: ModelCall, outcome: CallOutcome, tries: _Tries) -> CallOutcome:
+        """The attempt's outcome: the last try's, charged for every try; its hold settled."""
+        self._settle(tries.reservation, outcome)
+        return replace(outcome, cost_usd=tries.charged + outcome.cost_usd, retries=tuple(tries.notes),
+                       worst_case_usd=call.worst_case_usd * tries.count,
+                       cost_estimated=tries.estimated or outcome.cost_estimated,
+                       latency_s=time.perf_counter() - tries.started)
 
     def _check_open(self) -> None:
         if self.sink is not None and self.sink.closed:
@@ -186,20 +251,18 @@ class Caller:
         reservation = self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
+        tries = _Tries(reservation)
         try:
-            started, notes = time.perf_counter(), []
             while True:
                 outcome = self._perform(call, *prepared)
-                # A live answer that failed part-way is not retried: its tokens were shown.
-                wait = None if outcome.shown else self._retry(gate, outcome, notes)
+                wait = self._next_try(call, gate, outcome, tries)
                 if wait is None:
                     break
                 time.sleep(wait)
-            outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
-            return self._settle(reservation, outcome)
+            return self._done(call, outcome, tries)
         except BaseException as exc:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(reservation, call, exc, started=True)
+            self._abandon(tries.reservation, call, exc, started=True)
             raise
 
     async def acall(self, call: ModelCall) -> CallOutcome:
@@ -216,106 +279,124 @@ class Caller:
         reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
-        calling = False
+        calling, tries = False, _Tries(reservation)
         try:
-            started, notes = time.perf_counter(), []
             while True:
                 calling = True
                 outcome = await self._aperform(call, *prepared)
-                wait = (None if outcome.shown
-                        else await asyncio.to_thread(self._retry, gate, outcome, notes) if gate.blocking
-                        else self._retry(gate, outcome, notes))
+                wait = (await asyncio.to_thread(self._next_try, call, gate, outcome, tries) if blocking
+                        else self._next_try(call, gate, outcome, tries))
                 if wait is None:
                     break
                 await asyncio.sleep(wait)
-            outcome.retries, outcome.latency_s = tuple(notes), time.perf_counter() - started
-            return (await asyncio.to_thread(self._settle, reservation, outcome)
-                    if self.guard is not None else outcome)
+            return (await asyncio.to_thread(self._done, call, outcome, tries)
+                    if self.guard is not None else self._done(call, outcome, tries))
         except BaseException as exc:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(reservation, call, exc, started=calling)
+            self._abandon(tries.reservation, call, exc, started=calling)
             raise
 
     def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
-        started = time.perf_counter()
+        started, config = time.perf_counter(), self._child_config(call)
         chunks: list[AIMessageChunk] = []
         shown = False  # some of this answer already reached the caller (a live rung)
         try:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
-                for chunk in model.stream(list(call.messages), self._child_config(call), **kwargs):
+                for chunk in model.stream(list(call.messages), config, **kwargs):
                     self._check_open()
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]
                         shown = True
-                message = _merge(chunks)
+                message = merge_chunks(chunks)
             else:
-                message = model.invoke(list(call.messages), self._child_config(call), **kwargs)
+                message = model.invoke(list(call.messages), config, **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
-            return replace(self._failed(call, exc, started), shown=shown)
-        return self._noted(call, replace(self._finished(call, message, chunks, started), shown=shown))
+            return self._reported(config, call, replace(self._failed(call, exc, started, chunks), shown=shown))
+        outcome = replace(self._finished(call, message, chunks, started), shown=shown)
+        return self._noted(call, self._reported(config, call, outcome))
 
     async def _aperform(self, call: ModelCall, model: Runnable[Any, Any],
                         kwargs: dict[str, Any]) -> CallOutcome:
-        started = time.perf_counter()
+        started, config = time.perf_counter(), self._child_config(call)
         chunks: list[AIMessageChunk] = []
         shown = False  # some of this answer already reached the caller (a live rung)
         try:
             if self._streams(call):
                 live = self.sink is not None and self.sink.wants(call)
-                async for chunk in model.astream(list(call.messages), self._child_config(call), **kwargs):
+                async for chunk in model.astream(list(call.messages), config, **kwargs):
                     self._check_open()
                     chunks.append(chunk)
                     if live:
                         self.sink.emit(call, chunk)  # type: ignore[union-attr]
                         shown = True
-                message = _merge(chunks)
+                message = merge_chunks(chunks)
             else:
-                message = await model.ainvoke(list(call.messages), self._child_config(call), **kwargs)
+                message = await model.ainvoke(list(call.messages), config, **kwargs)
         except Exception as exc:  # translated into a typed ProviderError, or re-raised
-            return replace(self._failed(call, exc, started), shown=shown)
-        return self._noted(call, replace(self._finished(call, message, chunks, started), shown=shown))
+            return self._reported(config, call, replace(self._failed(call, exc, started, chunks), shown=shown))
+        outcome = replace(self._finished(call, message, chunks, started), shown=shown)
+        return self._noted(call, self._reported(config, call, outcome))
 
     def _noted(self, call: ModelCall, outcome: CallOutcome) -> CallOutcome:
         if self.sink is not None:
             self.sink.note(call, outcome)
         return outcome
 
-    def _failed(self, call: ModelCall, exc: Exception, started: float) -> CallOutcome:
+    def _reported(self, config: RunnableConfig, call: ModelCall, outcome: CallOutcome) -> CallOutcome:
+        """Tell the child run's usage handlers what this try used (once, under the catalog name)."""
+        report_usage(config.get("callbacks"), call.model, outcome)
+        return outcome
+
+    def _failed(self, call: ModelCall, exc: Exception, started: float, chunks: list[AIMessageChunk]) -> CallOutcome:
+        """A failed try, charged at the usage it reported, else its worst case unless it
+        provably did not run (the provider may have billed a timeout or a cut stream)."""
         spec = self.plan.catalog.spec(call.model)
         error = (self.plan.catalog.adapter(call.model).translate_error(spec, exc)
                  or unexpected_error(spec.provider, spec.model or call.model, exc))
-        return CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
+        failed = CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
+        usage = merge_chunks(chunks).usage_metadata if chunks else None
+        if usage and (usage.get("input_tokens") or usage.get("output_tokens")):
+            used_in, used_out = int(usage["input_tokens"]), int(usage["output_tokens"])
+            return replace(failed, input_tokens=used_in, output_tokens=used_out,
+                           cost_usd=spec.cost_usd(used_in, used_out), overrun=self._overrun(call, used_in, used_out))
+        if provably_unbilled(error, exc):
+            return failed
+        return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0)
+
+    def _input_bound(self, call: ModelCall) -> int:
+        """The input tokens the call's worst case assumed: its messages, and the bound tools'
+        schemas for an answer call (the only calls that send them)."""
+        tools = self.tools if call.purpose == "answer" else ()
+        return self.plan.catalog.count_tokens(call.model, call.messages, tools)
+
+    def _overrun(self, call: ModelCall, input_tokens: int, output_tokens: int) -> str | None:
+        """Usage above the bounds the worst case assumed (None: within them, or a free model)."""
+        price = self.plan.catalog.spec(call.model).price
+        if not (price.input or price.output):
+            return None
+        return usage_overrun(input_tokens, output_tokens, input_bound=self._input_bound(call),
+                             output_bound=int(call.settings.get("max_tokens", self.plan.settings.max_output_tokens)))
 
     def _finished(self, call: ModelCall, message: AIMessage, chunks: list[AIMessageChunk],
                   started: float) -> CallOutcome:
+        """A completed try, priced at its reported usage, else at the router's own count (the
+        input bound; the answer's text and tool calls). Either may overrun the bounds."""
         latency = time.perf_counter() - started
         catalog = self.plan.catalog
         spec, adapter = catalog.spec(call.model), catalog.adapter(call.model)
         usage = message.usage_metadata
         estimated = not usage or (not usage.get("input_tokens") and not usage.get("output_tokens"))
         if estimated:
-            input_tokens = catalog.count_tokens(call.model, call.messages)
-            output_tokens = count_text_tokens(message_text(message))
+            input_tokens, output_tokens = self._input_bound(call), count_answer_tokens(message)
         else:
             input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
         reported = adapter.reported_cost_usd(message)
         cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
-        overrun = None if estimated or reported is not None or not (spec.price.input or spec.price.output) else usage_overrun(
-            input_tokens, output_tokens, input_bound=catalog.count_tokens(call.model, call.messages),
-            output_bound=int(call.settings.get("max_tokens", self.plan.settings.max_output_tokens)))
+        overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens)
         return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
                            output_tokens=output_tokens, cost_usd=cost,
                            cost_estimated=estimated and reported is None,
                            token_logprobs=adapter.token_logprobs(message), chunks=chunks, overrun=overrun)
 
-
-def _merge(chunks: list[AIMessageChunk]) -> AIMessage:
-    if not chunks:
-        return AIMessage(content="")
-    total = chunks[0]
-    for chunk in chunks[1:]:
-        total = total + chunk
-    data = total.model_dump(exclude={"type", "tool_call_chunks", "chunk_position"})
-    return AIMessage(**{k: v for k, v in data.items() if k in AIMessage.model_fields})

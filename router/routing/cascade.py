@@ -132,8 +132,8 @@ def run_cascade(plan: Plan) -> Cascade:
     best: tuple[tuple[bool, int, float, int], CallOutcome] | None = None
     last_error: ProviderError | None = None
     for rank, name in enumerate(plan.selection.candidates):
-        worst = plan.selection.worst_case_usd[name]
-        request = ModelCall(name, plan.messages, worst_case_usd=worst)
+        worst = _rung_worst(plan, name)
+        request = ModelCall(name, plan.messages, worst_case_usd=worst, room_usd=spending.left())
         outcome = spending.reuse(request, plan)
         if outcome is None:
             refusal = spending.refusal(worst)
@@ -144,6 +144,7 @@ def run_cascade(plan: Plan) -> Cascade:
             if outcome.skipped is not None:
                 decision.excluded.append(Exclusion(name, outcome.skipped))
                 continue
+            worst = max(worst, outcome.worst_case_usd)  # a retried call reserved one per try
             decision.estimated_cost_usd += worst
             spending.remember(request, outcome, plan)
         attempt = Attempt(model=name, provider=plan.catalog.spec(name).provider,
@@ -154,7 +155,7 @@ def run_cascade(plan: Plan) -> Cascade:
                           overrun=outcome.overrun)
         decision.attempts.append(attempt)
         spending.spent += outcome.cost_usd
-        spending.overrun = spending.overrun or (outcome.overrun and f"{name}: {outcome.overrun}")
+        _note_overrun(spending, name, outcome)
         if outcome.error is not None or outcome.message is None:
             last_error = outcome.error
             attempt.error = outcome.error.to_dict() if outcome.error else {"kind": "empty"}
@@ -203,6 +204,16 @@ def run_cascade(plan: Plan) -> Cascade:
     return CascadeResult(decision, best[1].message, best[1].chunks, last_error)
 
 
+def _rung_worst(plan: Plan, name: str) -> float:
+    """A rung's worst case. Its call sends the bound tools, whose schemas are input tokens:
+    counted here again, in case selection was not given the tools (never less than selection's)."""
+    worst = plan.selection.worst_case_usd[name]
+    if not plan.tools or worst <= 0:
+        return worst  # no tools, or a free model
+    tokens = plan.catalog.count_tokens(name, plan.messages, plan.tools)
+    return max(worst, plan.catalog.spec(name).worst_case_usd(tokens, plan.settings.max_output_tokens))
+
+
 def _stop_after_shown(decision: Decision, plan: Plan, rank: int) -> None:
     """A live attempt that was not accepted ends the cascade: the caller has seen its tokens, and
     a later rung's answer would follow them in the same stream (LangChain's fallbacks, too, only
@@ -240,7 +251,7 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
             reply = spending.reuse(request, plan)
             if reply is None:
                 refusal, worst = _refusal(request, plan, spending)
-                request = replace(request, worst_case_usd=worst)
+                request = replace(request, worst_case_usd=worst, room_usd=spending.left())
                 if refusal is not None:
                     reply = CallOutcome(request.model, skipped=refusal)
                 else:
@@ -248,14 +259,28 @@ def _run_check(check: CheckSpec, answer: Answer, plan: Plan,
                     spending.spent += reply.cost_usd
                     spent += reply.cost_usd
                     spending.remember(request, reply, plan)
-            calls.append({"model": request.model, "cost_usd": round(reply.cost_usd, 10),
-                          "skipped": reply.skipped, "reused": reply.reused,
-                          "error": reply.error.kind if reply.error else None})
+                    _note_overrun(spending, request.model, reply)
+            calls.append(_call_entry(request, reply))
     except StopIteration as stop:
         result = stop.value if isinstance(stop.value, CheckResult) else _broken_check(check, None, stop.value)
     result.cost_usd += spent
     result.calls = calls
     return result
+
+
+def _note_overrun(spending: _Request, model: str, outcome: CallOutcome) -> None:
+    """A call reported more than its bound: no further paid call in this request."""
+    if outcome.overrun is not None and spending.overrun is None:
+        spending.overrun = f"{model}: {outcome.overrun}"
+
+
+def _call_entry(request: ModelCall, reply: CallOutcome) -> dict[str, Any]:
+    """A check's model call as its result records it."""
+    entry = {"model": request.model, "cost_usd": round(reply.cost_usd, 10), "skipped": reply.skipped,
+             "reused": reply.reused, "error": reply.error.kind if reply.error else None}
+    if reply.overrun is not None:
+        entry["overrun"] = reply.overrun
+    return entry
 
 
 def _broken_check(check: CheckSpec, exc: Exception | None, returned: object = None) -> CheckResult:

@@ -15,13 +15,14 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
-from router.routing.tokens import check_encodable
+from router.routing.tokens import check_encodable, tool_schema_tokens
 
 
 class Catalog:
@@ -48,12 +49,15 @@ class Catalog:
         hint = self.env_hint(name, "gguf") if spec.provider == "llamacpp" else None
         return self.adapter(name).unavailable_reason(spec, hint)
 
-    def count_tokens(self, name: str, messages: Sequence[BaseMessage]) -> int:
-        """Input tokens (an upper bound where the provider's tokenizer is not known). Raises a
+    def count_tokens(self, name: str, messages: Sequence[BaseMessage],
+                     tools: Sequence[dict[str, Any]] = ()) -> int:
+        """Input tokens of a call sending ``messages`` and the bound ``tools`` (OpenAI format),
+        an upper bound where the provider's tokenizer is not known. Raises a
         :class:`~router.errors.ModelUnavailableError` subclass for input no model can take
         (invalid Unicode) or content this model's tokens cannot be bounded for."""
         check_encodable(messages)
-        return self.adapter(name).count_tokens(self.spec(name), messages)
+        spec = self.spec(name)
+        return self.adapter(name).count_tokens(spec, messages) + tool_schema_tokens(spec.provider, tools)
 
     def _models_for(self, name: str, loop: asyncio.AbstractEventLoop | None) -> dict[str, BaseChatModel]:
         if loop is None or not self.adapter(name).per_event_loop:

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AIMessageChunk
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "unknown")
+#: Metadata a stream may repeat on several chunks that holds one value, not text to join.
+SINGLE_VALUED = ("finish_reason", "stop_reason", "model_name")
 
 _NORMAL: dict[str, str] = {
     "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "eos": "stop",
@@ -40,6 +42,20 @@ class Completeness:
     finish_reason: str
     truncated: bool
     problem: str | None = None
+
+
+def stream_end_metadata(chunks: Sequence[AIMessageChunk]) -> dict[str, Any]:
+    """The last non-empty value of each :data:`SINGLE_VALUED` key among a stream's chunks.
+    LangChain merges chunks' string metadata by concatenation, so a server that repeats
+    ``finish_reason: length`` (on the usage event, say) would leave ``lengthlength``: an
+    ``unknown`` reason, and a cut-off answer not marked truncated."""
+    found: dict[str, Any] = {}
+    for chunk in reversed(chunks):
+        metadata = chunk.response_metadata or {}
+        for key in SINGLE_VALUED:
+            if key not in found and metadata.get(key):
+                found[key] = metadata[key]
+    return found
 
 
 def normalise_finish_reason(raw: object) -> str:

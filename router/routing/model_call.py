@@ -8,6 +8,7 @@ drivers: no duplicated sync/async code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ class ModelCall:
 
     ``purpose`` is ``answer`` for a cascade rung, or the name of the check that asked.
     ``settings`` are per-call generation overrides (``temperature``, ``max_tokens``, ``n``).
+    ``room_usd`` is what was left of the ceiling when the call was allowed: its tries (retries
+    included) are made only while their charges plus one more worst case fit in it.
     """
 
     model: str
@@ -32,6 +35,7 @@ class ModelCall:
     purpose: str = "answer"
     settings: dict[str, Any] = field(default_factory=dict)
     worst_case_usd: float = 0.0
+    room_usd: float = math.inf
 
 
 @dataclass
@@ -46,7 +50,7 @@ class CallOutcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     cost_estimated: bool = False
-    worst_case_usd: float = 0.0
+    worst_case_usd: float = 0.0  # reserved against the ceiling for all its tries (0: the call's)
     token_logprobs: tuple[float, ...] | None = None
     chunks: list[Any] = field(default_factory=list)
     skipped: str | None = None  # why the call was not made (ceiling, budget)

@@ -8,7 +8,8 @@ order (the first that applies is recorded):
 3. ``unavailable: ...`` / ``no credentials: ...`` (no GGUF, no API key);
    ``cooling down: ...`` (its circuit breaker is open, see :mod:`router.providers.breaker`);
 4. ``no tool support`` when tools are bound;
-5. ``context window``: input tokens + max_output_tokens over the model's window;
+5. ``context window``: input tokens (the bound tools' schemas included) + max_output_tokens
+   over the model's window;
 6. ``over ceiling``: worst-case cost over what is left of the ceiling.
 
 Example:
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 
@@ -44,8 +46,12 @@ def format_usd(value: float) -> str:
 
 
 def select_candidates(catalog: Catalog, settings: PolicySettings, messages: Sequence[BaseMessage],
-                      *, spent_usd: float = 0.0, needs_tools: bool = False) -> Selection:
+                      *, spent_usd: float = 0.0, needs_tools: bool = False,
+                      tools: Sequence[dict[str, Any]] = ()) -> Selection:
+    """``tools``: the bound tools (OpenAI format), sent with every rung's call, so counted in its
+    input tokens; ``needs_tools`` (implied by ``tools``) excludes models without tool support."""
     policy = catalog.policy
+    needs_tools = needs_tools or bool(tools)
     floor = policy.tier_rank(settings.quality_tier)
     selection = Selection()
     for name in settings.cascade:
@@ -61,7 +67,7 @@ def select_candidates(catalog: Catalog, settings: PolicySettings, messages: Sequ
             reason = "no tool support"
         if reason is None:
             try:
-                tokens = catalog.count_tokens(name, messages)
+                tokens = catalog.count_tokens(name, messages, tools)
             except ModelUnavailableError as err:
                 selection.excluded.append(Exclusion(name, f"unavailable: {err}"))
                 continue

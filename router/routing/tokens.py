@@ -11,6 +11,9 @@
   less than one byte. Measured with that tokenizer (``bench/gemini_token_bound.py``), a real
   count is 0.18 (Latin), 0.20 (CJK), 0.26 (emoji), 0.51 (code) of the bound; the old
   ``chars / 4`` estimate undercounted CJK 2.4 times, emoji 4 times, code 2 times.
+- Tools are input too: every message's tool calls (name, arguments as JSON, id) and tool
+  call ids are counted with its text, and the bound tools' schemas (their JSON, plus framing)
+  are added by :func:`tool_schema_tokens` for a call that sends them.
 - Content that is not text (images, audio, files) has no offline bound: counting it for a
   network model raises :class:`~router.errors.UnboundedContentError` naming the part, and the
   model is excluded with that reason instead of being called with an unknown cost.
@@ -25,11 +28,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from router.errors import UnboundedContentError, UnencodableInputError
 
@@ -40,6 +44,9 @@ OPENAI_TOKENS_PER_MESSAGE = 3
 OPENAI_REPLY_PRIMING = 3
 GEMINI_CHARS_PER_TOKEN = 4
 GEMINI_TOKENS_PER_MESSAGE = 4
+TOKENS_PER_TOOL_CALL = 8  # a call's framing (type, id, quotes) beyond its name and arguments
+TOKENS_PER_TOOL = 12  # a tool's framing in the prompt beyond its JSON schema
+TOOLS_OVERHEAD = 16  # the tools section's own framing, and the tool_choice
 
 
 @functools.cache
@@ -62,6 +69,50 @@ def message_text(message: BaseMessage) -> str:
         elif isinstance(part, dict) and part.get("type") == "text":
             parts.append(str(part.get("text", "")))
     return "".join(parts)
+
+
+def message_extras(message: BaseMessage) -> list[str]:
+    """What a provider sends of a message besides its content: the tool calls' names and
+    arguments (as JSON, as LangChain's clients send them), the tool call id, the sender's name."""
+    extras = [message.name or ""]
+    if isinstance(message, ToolMessage):
+        extras.append(message.tool_call_id or "")
+    if isinstance(message, AIMessage):
+        for call in message.tool_calls:
+            extras += [call["name"], json.dumps(call["args"], ensure_ascii=False), call.get("id") or ""]
+        for bad in message.invalid_tool_calls:
+            extras += [bad.get("name") or "", bad.get("args") or "", bad.get("id") or ""]
+    return [text for text in extras if text]
+
+
+def tool_call_count(message: BaseMessage) -> int:
+    """How many tool calls (parsed or not) ``message`` carries."""
+    if not isinstance(message, AIMessage):
+        return 0
+    return len(message.tool_calls) + len(message.invalid_tool_calls)
+
+
+def tools_json(tools: Sequence[dict[str, Any]]) -> str:
+    """The bound tools (OpenAI format) as the JSON the provider reads."""
+    return json.dumps(list(tools), ensure_ascii=False)
+
+
+def tool_schema_tokens(provider: str, tools: Sequence[dict[str, Any]]) -> int:
+    """Input tokens the bound tools' schemas add for ``provider``: cl100k tokens of their JSON
+    (OpenAI), one per UTF-8 byte (Gemini, as :func:`gemini_token_bound`), plus framing. A local
+    model's cost is zero and its prompt is counted by its own adapter: 0 there."""
+    if not tools:
+        return 0
+    framing = TOOLS_OVERHEAD + TOKENS_PER_TOOL * len(tools)
+    if provider == "openai":
+        return framing + count_text_tokens(tools_json(tools))
+    if provider == "google_genai":
+        return framing + _utf8_len(tools_json(tools))
+    return 0
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def check_encodable(messages: Sequence[BaseMessage]) -> None:
@@ -87,11 +138,12 @@ def check_text_only(messages: Sequence[BaseMessage], provider: str) -> None:
 
 
 def count_openai_tokens(messages: Sequence[BaseMessage]) -> int:
+    """cl100k tokens of every message's text, tool calls and ids, plus OpenAI's chat overhead."""
     check_text_only(messages, "openai")
-    enc = cl100k()
     total = OPENAI_REPLY_PRIMING
     for message in messages:
-        total += OPENAI_TOKENS_PER_MESSAGE + len(enc.encode(message_text(message), disallowed_special=()))
+        total += OPENAI_TOKENS_PER_MESSAGE + TOKENS_PER_TOOL_CALL * tool_call_count(message)
+        total += sum(count_text_tokens(text) for text in [message_text(message), *message_extras(message)])
     return total
 
 
@@ -100,22 +152,35 @@ def count_text_tokens(text: str) -> int:
     return len(cl100k().encode(text, disallowed_special=()))
 
 
+def count_answer_tokens(message: AIMessage) -> int:
+    """cl100k tokens of an answer: its text and its tool calls' names and arguments (an
+    estimate, for a reply whose usage the provider did not report)."""
+    calls = [text for call in message.tool_calls for text in (call["name"], json.dumps(call["args"]))]
+    bad = [text for call in message.invalid_tool_calls for text in (call.get("name"), call.get("args")) if text]
+    return sum(count_text_tokens(text) for text in [message_text(message), *calls, *bad])
+
+
 def estimate_gemini_tokens(messages: Sequence[BaseMessage]) -> int:
     """A typical Gemini count, ``ceil(chars / 4)`` per message plus overhead: for display and
     estimated usage only; worst cases use :func:`gemini_token_bound`."""
-    return sum(GEMINI_TOKENS_PER_MESSAGE + math.ceil(len(message_text(m)) / GEMINI_CHARS_PER_TOKEN)
+    return sum(GEMINI_TOKENS_PER_MESSAGE + math.ceil(len(_all_text(m)) / GEMINI_CHARS_PER_TOKEN)
                for m in messages)
 
 
+def _all_text(message: BaseMessage) -> str:
+    return "".join([message_text(message), *message_extras(message)])
+
+
 def gemini_token_bound(messages: Sequence[BaseMessage]) -> int:
-    """An upper bound of Gemini's input tokens: one per UTF-8 byte, plus overhead per message.
+    """An upper bound of Gemini's input tokens: one per UTF-8 byte of each message's text, tool
+    calls and ids, plus overhead per message and per call.
 
     Example:
         >>> gemini_token_bound([HumanMessage("日本")])   # 6 bytes + 4
         10
     """
     check_text_only(messages, "google_genai")
-    return sum(GEMINI_TOKENS_PER_MESSAGE + len(message_text(m).encode("utf-8", errors="surrogatepass"))
+    return sum(GEMINI_TOKENS_PER_MESSAGE + TOKENS_PER_TOOL_CALL * tool_call_count(m) + _utf8_len(_all_text(m))
                for m in messages)
 
 

@@ -117,21 +117,16 @@ def test_a_truncated_last_answer_raises_under_on_exhausted_raise(cloud_env: None
     assert attempt.truncated is True and attempt.finish_reason == "length" and not attempt.accepted
 
 
-def test_a_live_answer_cut_off_ends_the_stream_instead_of_escalating(cloud_env: None, gemini_server: GeminiTestServer,
-                                                                     openai_server: LlamaOpenAIServer):
-    """Without answer checks every rung streams live. When the Gemini stream ends without its
-    final marker, its tokens have already reached the caller: a second rung's answer must not
-    follow them in the same stream (the fallback bug LiteLLM's router is known for), so the
-    request ends there, ``exhausted`` and ``truncated``; invoked, the same request escalates."""
+def test_a_cut_off_first_rung_escalates_in_a_stream_as_when_invoked(cloud_env: None, gemini_server: GeminiTestServer,
+                                                                    openai_server: LlamaOpenAIServer):
+    """Without confidence checks the first rung is still buffered, since the completeness check
+    can reject it: when the Gemini stream ends without its final marker, none of its tokens
+    reach the caller and the stream escalates, as the invoked request does. (Before, every rung
+    of such a policy streamed live, and the cut-off text ended the request, ``exhausted``.)"""
     r = router("[gemini-flash, gpt-3.5-turbo]", checks="[]")
-    gemini_server.fail("no_final")
-    chunks = list(r.stream(QUESTION))
-    routing = chunks[-1].response_metadata["routing"]
-    shown = "".join(str(c.content) for c in chunks)
-    assert [a["model"] for a in routing["attempts"]] == ["gemini-flash"] and openai_server.count() == 0
-    assert routing["status"] == "exhausted" and routing["truncated"] is True and shown
-    assert {"model": "gpt-3.5-turbo", "reason": "not tried: the live answer before it was already shown"} in \
-        routing["excluded"]
-    gemini_server.fail("no_final")
-    invoked = r.invoke(QUESTION).response_metadata["routing"]
-    assert [a["model"] for a in invoked["attempts"]] == ["gemini-flash", "gpt-3.5-turbo"]
+    for request in (lambda: list(r.stream(QUESTION))[-1], lambda: r.invoke(QUESTION)):
+        gemini_server.fail("no_final")
+        routing = request().response_metadata["routing"]
+        assert [(a["model"], a["truncated"]) for a in routing["attempts"]] == [("gemini-flash", True),
+                                                                               ("gpt-3.5-turbo", False)]
+        assert routing["status"] == "accepted" and routing["final_model"] == "gpt-3.5-turbo"

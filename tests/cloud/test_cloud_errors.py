@@ -95,7 +95,12 @@ def test_failure_becomes_a_typed_error_and_escalates(cloud_env: None, openai_ser
     assert (first["error"]["kind"], first["error"]["status_code"]) == (kind, status)
     assert first["error"]["provider"] == ("openai" if failing == "openai" else "google_genai")
     assert first["error"]["retry_after_s"] == (2.0 if mode == "rate_limit" else None)
-    assert first["accepted"] is False and first["cost_usd"] == 0.0
+    assert first["accepted"] is False
+    # A try the provider may have run (a timeout, a malformed reply, a dropped connection) is
+    # charged its worst case; an error status or a refused connection costs nothing.
+    worst = router.plan(QUESTION).selection.worst_case_usd[first["model"]]
+    charged = mode in ("hang", "malformed", "disconnect")
+    assert (first["cost_usd"], first["cost_estimated"]) == ((round(worst, 10), True) if charged else (0.0, False))
     # gpt-4 is over the ceiling: escalation skips it and never calls it.
     assert second["model"] == "gemini-pro" and second["accepted"] is True
     assert routing["final_model"] == "gemini-pro" and routing["status"] == "accepted"

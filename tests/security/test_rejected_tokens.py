@@ -17,6 +17,8 @@ from security_servers import FakeOpenAIServer
 from router import PolicyRouter, RoutingError, loads_policy
 
 CUT, GOOD = "CUT-OFF-ANSWER-OF-A", "a complete answer"
+# The fake sends no usage, so the router counts each answer (cl100k: CUT is 10 tokens). The bound
+# must hold that count: an answer counted above max_tokens is an overrun, which stops paid calls.
 POLICY = """\
 version: 1
 name: unchecked
@@ -24,7 +26,7 @@ models:
   a: {{provider: openai, model: m-cut, base_url: "{url}", api_key_env: LOCAL_GPT_KEY, price: {{input: 1, output: 1}}}}
   b: {{provider: openai, model: m-good, base_url: "{url}", api_key_env: LOCAL_GPT_KEY, price: {{input: 2, output: 2}}}}
 policy:
-  max_output_tokens: 8
+  max_output_tokens: 16
   cascade: [{cascade}]
   on_exhausted: {on_exhausted}
 """

@@ -194,7 +194,9 @@ def test_a_ledger_file_lost_under_a_running_router_fails_closed(gemini, tmp_path
     assert gemini.count() == 1
 
 
-def test_a_release_blocked_by_another_process_is_retried(gemini, tmp_path: Path):
+def test_a_settle_blocked_by_another_process_is_retried(gemini, tmp_path: Path):
+    # A timed-out call may have been billed, so it is charged its worst case (it used to be
+    # released at $0): that settle, refused while another process holds the lock, lands later.
     path = tmp_path / "ledger.db"
     text = gemini_policy(gemini.base_url, f"sqlite:///{path}", limit=LIMIT).replace(
         "max_retries: 0", "max_retries: 0\n    timeout_s: 0.5")
@@ -202,28 +204,29 @@ def test_a_release_blocked_by_another_process_is_retried(gemini, tmp_path: Path)
     ledger = SQLiteLedger(path, busy_timeout_s=0.2)
     guard = BudgetGuard.from_policy(policy, ledger=ledger)
     router = PolicyRouter(policy=policy, spend_guard=guard)
+    worst = to_units(router.plan("A question").selection.worst_case_usd["flash"])
     locker = Locker(path, room=to_units(LIMIT))
     today = Bucket("daily", None, period_key("day", time.time()), to_units(LIMIT))
 
     def lock_then_hang(model: str, request: dict) -> str:
         assert locker.say("lock") == "locked"
-        time.sleep(1.0)  # past the client's timeout: the call fails and its hold is released
+        time.sleep(1.0)  # past the client's timeout: the call fails and is charged its worst case
         return "too late"
 
     try:
         gemini.reply(lock_then_hang)
         with pytest.raises(RoutingError):
             router.invoke("A question")
-        assert [p.cost for p in guard.pending_settles] == [None]  # a release, waiting for the lock
+        assert [p.cost for p in guard.pending_settles] == [worst]  # a settle, waiting for the lock
         assert locker.say("release") == "refused"  # the failed call's hold still holds meanwhile
         deadline = time.monotonic() + 10
         while guard.pending_settles:
-            assert time.monotonic() < deadline, "the pending release never landed"
+            assert time.monotonic() < deadline, "the pending settle never landed"
             time.sleep(0.05)
     finally:
         locker.close()
     usage = ledger.usage(today, time.time())
-    assert (usage.spent, usage.reserved) == (0, 0)
+    assert (usage.spent, usage.reserved) == (worst, 0)
 
 
 async def test_a_request_cancelled_while_reserving_gives_its_reservation_back(gemini, tmp_path: Path):
