@@ -220,7 +220,7 @@ def test_every_shipped_policy_satisfies_the_schema(path: Path, validator: jsonsc
 
 STRUCTURAL = ["01_unknown_top_key", "02_unknown_policy_key", "04_negative_price", "07_bad_provider",
               "08_unknown_check", "09_bad_check_param", "11_wrong_version", "12_ceiling_not_number",
-              "14_rule_unknown_field", "20_bad_on_exhausted"]
+              "14_rule_unknown_field", "20_bad_on_exhausted", "22_network_model_without_price"]
 
 
 @pytest.mark.parametrize("name", STRUCTURAL)

@@ -40,6 +40,7 @@ BROKEN_TABLE = {
     "19_rule_relaxes_privacy.yaml": (13, "rules.0.set.privacy", None),
     "20_bad_on_exhausted.yaml": (10, "policy.on_exhausted", None),
     "21_api_key_in_env_field.yaml": (7, "models.cloud.api_key_env", None),
+    "22_network_model_without_price.yaml": (5, "models.cloud.price", None),
 }
 
 

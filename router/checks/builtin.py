@@ -32,10 +32,10 @@ import math
 import re
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from router.errors import CodeNotAllowedError
 from router.routing.model_call import CallOutcome, ModelCall
@@ -233,18 +233,21 @@ _REFUSALS = re.compile(
 )
 
 
+def _case_insensitive_regex(pattern: str) -> str:
+    """``pattern``, when it compiles as a refusal pattern runs (case-insensitive); otherwise a
+    ValueError, which validation reports at the entry's file:line (never a ``re.error``)."""
+    try:
+        re.compile(pattern, re.IGNORECASE)
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression: {err}") from None
+    return pattern
+
+
 @register_check("refusal")
 class RefusalCheck(CheckSpec):
     """Fails on an empty answer, a refusal, or an "I don't know"."""
 
-    extra_patterns: tuple[str, ...] = ()
-
-    @field_validator("extra_patterns")
-    @classmethod
-    def _compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            re.compile(pattern)
-        return patterns
+    extra_patterns: tuple[Annotated[str, AfterValidator(_case_insensitive_regex)], ...] = ()
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult:
         text = answer.text.strip()

@@ -111,8 +111,16 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+# What an artifact's ``meta.features`` may say: (lowest, highest) per integer field. The upper
+# bounds are far above any trained grid but keep a hostile file from making each request slow.
+_SPEC_BOUNDS = {"n_features": (1, 1 << 24), "word_ngrams": (1, 8), "char_ngrams": (0, 16),
+                "max_chars": (1, 10_000_000)}
+_ARRAY_SHAPES = {"quality_w": "weights", "cost_w": "weights", "quality_b": "bias", "cost_b": "bias"}
+
+
 def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
-    """Read an artifact (no cache); :class:`EstimatorError` when it is missing or malformed."""
+    """Read an artifact (no cache); :class:`EstimatorError` when it is missing or malformed
+    (wrong types in ``meta``, non-numeric or non-finite weights, shapes that do not fit)."""
     where = os.fspath(path)
     try:
         with np.load(where, allow_pickle=False) as npz:
@@ -121,21 +129,58 @@ def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
         raise EstimatorError("estimator file not found (run `router train`)", where) from None
     except (OSError, ValueError, KeyError) as err:
         raise EstimatorError(f"not an estimator artifact: {err}", where) from None
+    meta_array = arrays["meta"]
+    if meta_array.shape != () or meta_array.dtype.kind != "U":
+        raise EstimatorError("bad meta entry: not a JSON string", where)
     try:
-        meta = json.loads(str(arrays["meta"]))
-        spec = FeatureSpec(**meta["features"])
-        models = tuple(meta["models"])
-    except (ValueError, KeyError, TypeError) as err:
+        meta = json.loads(str(meta_array))
+    except ValueError as err:
         raise EstimatorError(f"bad meta entry: {err}", where) from None
+    if not isinstance(meta, dict):
+        raise EstimatorError("bad meta entry: not a JSON object", where)
     if meta.get("format") != FORMAT:
-        raise EstimatorError(f"unknown format {meta.get('format')!r}; expected {FORMAT}", where)
-    shape = (len(models), spec.width)
-    for key in ("quality_w", "cost_w"):
-        if arrays[key].shape != shape:
-            raise EstimatorError(f"{key} has shape {arrays[key].shape}, expected {shape}", where)
+        raise EstimatorError(f"unknown format {str(meta.get('format'))[:40]!r}; expected {FORMAT}", where)
+    models = _models(meta.get("models"), where)
+    spec = _spec(meta.get("features"), where)
+    shapes = {"weights": (len(models), spec.width), "bias": (len(models),)}
+    for key, kind in _ARRAY_SHAPES.items():
+        array = arrays[key]
+        if array.dtype.kind not in "fiu":
+            raise EstimatorError(f"{key} holds {array.dtype} values, expected numbers", where)
+        if array.shape != shapes[kind]:
+            raise EstimatorError(f"{key} has shape {array.shape}, expected {shapes[kind]}", where)
+        if not np.isfinite(array).all():
+            raise EstimatorError(f"{key} holds values that are not finite (NaN or infinity)", where)
     return QualityEstimator(models, spec, arrays["quality_w"], arrays["quality_b"],
                             arrays["cost_w"].astype(np.float64) / MICRO, arrays["cost_b"].astype(np.float64) / MICRO,
                             meta, file_digest(where), where)
+
+
+def _models(raw: Any, where: str) -> tuple[str, ...]:
+    """``meta.models``: a non-empty list of distinct, non-empty names."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(m, str) and m for m in raw):
+        raise EstimatorError("bad meta entry: models must be a non-empty list of model names", where)
+    if len(set(raw)) != len(raw):
+        raise EstimatorError("bad meta entry: a model is named twice in models", where)
+    return tuple(raw)
+
+
+def _spec(raw: Any, where: str) -> FeatureSpec:
+    """``meta.features`` as a :class:`FeatureSpec`: known keys, integers (not booleans) within
+    :data:`_SPEC_BOUNDS`, ``tail`` a boolean."""
+    if not isinstance(raw, dict):
+        raise EstimatorError("bad meta entry: features must be a mapping", where)
+    unknown = sorted(set(raw) - {*_SPEC_BOUNDS, "tail"})
+    if unknown:
+        raise EstimatorError(f"bad meta entry: unknown feature keys {unknown[:5]}", where)
+    for key, (low, high) in _SPEC_BOUNDS.items():
+        value = raw.get(key, getattr(FeatureSpec, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise EstimatorError(f"bad meta entry: features.{key} must be an integer from {low} to {high}, "
+                                 f"not {repr(value)[:40]}", where)
+    if not isinstance(raw.get("tail", False), bool):
+        raise EstimatorError("bad meta entry: features.tail must be true or false", where)
+    return FeatureSpec(**raw)
 
 
 _CACHE: dict[str, tuple[tuple[int, int], QualityEstimator]] = {}

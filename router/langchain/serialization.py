@@ -3,7 +3,10 @@
 A router is its fields (the validated policy, tools, standard parameters); everything else
 (the catalog and its loaded models, the spend guard built from the policy's budgets, a reload
 watcher) is rebuilt from them. ``dumpd``/``loads`` carry the policy as data and validate it again
-on load, like ``from_dict``. A policy's frozen ``models`` mapping (a ``mappingproxy``) pickles
+on load, like ``from_dict``; the data holds no secret (the password of any URL in it, a ledger's
+``redis://user:password@...`` say, is ``***``, so a router loaded from it cannot use that ledger until
+its policy gives the password again) and a relative ``routing.estimator`` is made absolute against
+the policy file's folder, where the router read it. A policy's frozen ``models`` mapping (a ``mappingproxy``) pickles
 as a plain mapping that is frozen again on load.
 
 Example:
@@ -18,6 +21,8 @@ import copyreg
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+
+from router.policy.issues import mask_urls
 
 
 def frozen_mapping(data: dict[str, Any]) -> Mapping[str, Any]:
@@ -46,12 +51,27 @@ def rebuild(cls: type, state: dict[str, Any]) -> Any:
 
 
 def policy_data(policy: Any) -> dict[str, Any]:
-    """The policy as plain data (``dumpd``), loaded back with ``policy_from_dict``."""
+    """The policy as plain data (``dumpd``), loaded back with ``policy_from_dict``: no URL
+    password in it, and the estimator artifact where this policy finds it (an absolute path)."""
     data = policy.model_dump(mode="json", exclude={"models"}, exclude_defaults=True, warnings=False)
     data["version"] = policy.version
     data["models"] = {name: spec.model_dump(mode="json", exclude_defaults=True, warnings=False)
                       for name, spec in policy.models.items()}
-    return data
+    if policy.routing is not None and isinstance(data.get("routing"), dict):
+        # Relative to the policy file: a dict has no folder, so carry the path it resolved to.
+        data["routing"]["estimator"] = str(policy.routing.estimator_path(policy.source).absolute())
+    return _without_passwords(data)
+
+
+def _without_passwords(value: Any) -> Any:
+    """``value`` with every URL password in its strings masked (see :func:`mask_urls`)."""
+    if isinstance(value, str):
+        return mask_urls(value)
+    if isinstance(value, dict):
+        return {key: _without_passwords(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_passwords(item) for item in value]
+    return value
 
 
 class RouterSerialization:

@@ -1,5 +1,9 @@
 """Policy issues located in their file: from a path in the document, or from a pydantic error.
 
+A rejected value shown in a message (``(got 'redis://...')``) goes through :func:`shown_value`:
+shortened, a huge integer described rather than printed (``repr`` of a 5,000-digit int raises),
+and the user-info of any URL (``admin:password@``) masked, in the value and in the message.
+
 Example:
     >>> issue(doc, "p.yaml", ("policy", "privacy"), "privacy takes true or false").line
     7
@@ -8,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +20,37 @@ from pydantic import BaseModel, ValidationError
 
 from router.errors import PolicyIssue
 from router.policy.yaml_source import LocatedDocument
+
+# ``scheme://user:password@`` or ``scheme://token@``: the user-info runs to the last ``@`` of the
+# URL, so an unescaped ``@``, ``/`` or ``#`` in a password cannot leave part of it in the open.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"]*)@")
+MAX_SHOWN = 80
+_MAX_INT_BITS = 256  # larger integers are described by their size, never converted to text
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match.group(2).partition(":")
+    return f"{match.group(1)}{user}:***@" if colon else f"{match.group(1)}***@"
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``user:password@`` becomes
+    ``user:***@``; a lone ``token@`` becomes ``***@``).
+
+    Example:
+        >>> mask_urls("redis://admin:pw@db:6379/0")
+        'redis://admin:***@db:6379/0'
+    """
+    return _USERINFO.sub(_mask_userinfo, text)
+
+
+def shown_value(value: Any) -> str:
+    """How a rejected value appears in a message: its ``repr``, URL user-info masked, at most
+    :data:`MAX_SHOWN` characters; an integer too large to print is described by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(mask_urls(value)) if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
 
 
 def closest(word: str, choices: Any) -> str | None:
@@ -26,7 +62,7 @@ def issue(doc: LocatedDocument, filename: str, path: tuple[str | int, ...], mess
            prefer_key: bool = False, suggestion: str | None = None, at: Any = None) -> PolicyIssue:
     where = at or doc.locate(path, prefer_key=prefer_key)
     key = ".".join(str(p) for p in path)
-    return PolicyIssue(message, filename, where.line, where.column, key, suggestion)
+    return PolicyIssue(mask_urls(message), filename, where.line, where.column, key, suggestion)
 
 
 def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *,
@@ -48,7 +84,7 @@ def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *
         else:
             value = doc.env_raw.get(path, e.get("input"))  # ${VAR}, never the value it held
             secret = e["type"] in ("env_name", "strict_flag") or (path and path[-1] == "api_key_env")
-            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and not secret else ""
+            shown = f" (got {shown_value(value)})" if isinstance(value, (str, int, float, bool)) and not secret else ""
             issues.append(issue(doc, filename, path, f"{e['msg']}{shown}"))
     return issues
 

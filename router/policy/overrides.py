@@ -5,8 +5,9 @@ validated as the same strict types as the policy file (``privacy`` takes ``True`
 only, never ``"false"``, ``0`` or ``"off"``). Privacy and offline only ratchet one way: a rule
 or override may turn them on, never off once the file or a rule has turned them on (fails
 closed); the comparison runs on the validated, merged settings. Anything else in ``configurable`` that is not a
-policy field is left alone (other runnables in a chain use it), unless it looks like a typo of
-a policy field, which is an error rather than a silently ignored privacy flag.
+policy field is left alone (other runnables in a chain use it), unless it looks meant for a
+policy field (``PRIVACY``, ``privcy``, ``privacy_mode``: :func:`near_field`), which is an error
+naming the field rather than a silently ignored privacy flag.
 
 Example:
     >>> eff = effective_settings(policy, metadata={"data_class": "pii"})
@@ -17,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +42,10 @@ def policy_overrides(configurable: Mapping[str, Any], *, strict: bool = False,
     """Pick the policy fields out of ``configurable``.
 
     With ``strict`` (the CLI), every key must be a policy field. Otherwise unrelated keys are
-    ignored, but a near-miss of a field name ("privcy") raises.
+    ignored (``thread_id``, ``checkpoint_ns``, ``__pregel_...``), but a key that looks meant for
+    a policy field raises, naming it: the field in another case or spelling (``PRIVACY``,
+    ``costCeiling``, ``cost-ceiling``), a typo (``privcy``), or the field's words with one more
+    (``privacy_mode``, ``enable_privacy``). See :func:`near_field`.
     """
     picked: dict[str, Any] = {}
     issues: list[PolicyIssue] = []
@@ -50,13 +55,46 @@ def policy_overrides(configurable: Mapping[str, Any], *, strict: bool = False,
         if key in FIELDS:
             picked[key] = value
             continue
-        close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.8 if not strict else 0.5)
+        close = near_field(key) if not strict else near_field(key, cutoff=0.5)
         if strict or close:
-            issues.append(PolicyIssue(f"unknown policy field {key!r}", origin, key=key,
-                                      suggestion=close[0] if close else None))
+            issues.append(PolicyIssue(f"unknown policy field {key!r}", origin, key=key, suggestion=close))
     if issues:
         raise PolicyError(issues)
     return picked
+
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_FIELD_WORDS = {name: tuple(name.split("_")) for name in FIELDS}
+
+
+def _words(key: str) -> tuple[str, ...]:
+    """``costCeiling``, ``cost-ceiling``, ``COST_CEILING`` -> ``("cost", "ceiling")``."""
+    return tuple(w.lower() for w in _WORD.findall(key))
+
+
+def near_field(key: str, *, cutoff: float = 0.8) -> str | None:
+    """The policy field ``key`` (not a field itself) seems meant for, else None.
+
+    A near miss is: the same words in another case or separator; a spelling within ``cutoff``
+    (difflib's ratio, on the words joined); or the field's words, in order, with one word more
+    before or after them. Other runnables' keys (``thread_id``, ``checkpoint_ns``, ``user_id``,
+    ``max_tokens``) are none of these.
+
+    Example:
+        >>> near_field("PRIVACY"), near_field("privacy_mode"), near_field("privcy"), near_field("thread_id")
+        ('privacy', 'privacy', 'privacy', None)
+    """
+    words = _words(key)
+    joined = "_".join(words)
+    for name, field_words in _FIELD_WORDS.items():
+        if words == field_words:
+            return name
+    for name, field_words in _FIELD_WORDS.items():
+        n = len(field_words)
+        if len(words) == n + 1 and field_words in (words[:n], words[1:]):
+            return name
+    close = difflib.get_close_matches(joined, FIELDS, n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 def effective_settings(policy: Policy, *, metadata: Mapping[str, Any] | None = None,

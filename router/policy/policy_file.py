@@ -40,6 +40,7 @@ from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
 from router.policy.issues import closest, from_validation, issue
+from router.policy.model_checks import NETWORK_PROVIDERS, model_problems
 from router.policy.routing_block import (
     RoutingBlock,
     routing_allowed_keys,
@@ -50,7 +51,6 @@ from router.policy.routing_block import (
 from router.policy.values import (
     StrictNonNegativeFloat,
     StrictPositiveInt,
-    is_loopback_url,
     looks_like_key,
     strict_flag,
 )
@@ -58,7 +58,6 @@ from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_loc
 from router.spend.config import Budget, LedgerURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
-NETWORK_PROVIDERS = frozenset({"openai", "google_genai"})
 
 
 class _Frozen(BaseModel):
@@ -106,8 +105,20 @@ class ModelSpec(_Frozen):
     def is_network(self) -> bool:
         return self.provider in NETWORK_PROVIDERS
 
-    def worst_case_usd(self, input_tokens: int, max_output_tokens: int) -> float:
+    def price_worst_case_usd(self, input_tokens: int, max_output_tokens: int) -> float:
+        """What ``price:`` makes of the input tokens and the output limit."""
         return (input_tokens * self.price.input + max_output_tokens * self.price.output) / 1e6
+
+    def worst_case_usd(self, input_tokens: int, max_output_tokens: int) -> float:
+        """The most one call may cost: reserved against the ceiling and the budgets before it.
+        A ``recorded`` model charges its recorded cost, so its worst case is at least the most
+        any of its recorded answers cost (the dataset is read once, when first needed)."""
+        priced = self.price_worst_case_usd(input_tokens, max_output_tokens)
+        if self.provider != "recorded":
+            return priced
+        from router.providers.recorded import recorded_cost_bound  # the provider reads the dataset
+
+        return max(priced, recorded_cost_bound(self))
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6
@@ -121,7 +132,7 @@ class PolicySettings(_Frozen):
     offline: bool | Literal["auto"] = "auto"
     quality_tier: StrictStr = "basic"
     max_output_tokens: StrictPositiveInt = 512
-    temperature: Annotated[float, Field(strict=True, ge=0, le=2)] = 0.0
+    temperature: Annotated[float, Field(strict=True, ge=0, le=2, allow_inf_nan=False)] = 0.0
     cascade: tuple[StrictStr, ...] = Field(min_length=1)
     confidence: tuple[Any, ...] = ()
     on_exhausted: Literal["best", "raise"] = "best"
@@ -343,22 +354,7 @@ def _semantic_problems(policy: Policy,
     problems: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if len(set(policy.tiers)) != len(policy.tiers):
         problems.append((("tiers",), "tiers must be distinct, ordered weakest first", None))
-    for name, spec in policy.models.items():
-        if spec.tier not in policy.tiers:
-            problems.append((("models", name, "tier"), f"unknown tier {spec.tier!r}; tiers are "
-                             f"{list(policy.tiers)}", closest(spec.tier, policy.tiers)))
-        if spec.provider == "llamacpp" and not spec.local:
-            problems.append((("models", name, "local"), "a llamacpp model runs here: set local: true", None))
-        if spec.local and spec.provider == "google_genai":
-            problems.append((("models", name, "local"), "a google_genai model is never local", None))
-        if spec.local and spec.provider == "openai" and not is_loopback_url(spec.base_url):
-            problems.append((("models", name, "local"), "an openai model may be local only with a "
-                             "loopback base_url (127.0.0.1, localhost)", None))
-        if spec.provider in NETWORK_PROVIDERS | {"recorded"} and not spec.model:
-            problems.append((("models", name), f"a {spec.provider} model needs 'model:'", None))
-        if spec.provider == "llamacpp" and spec.gguf is None:
-            problems.append((("models", name), "a llamacpp model needs 'gguf:' (a path or "
-                             "bundled:gemma-3-270m)", None))
+    problems += model_problems(policy.models, policy.tiers)
     settings_blocks: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [
         (("policy",), policy.policy.model_dump())]
     settings_blocks += [(("rules", i, "set"), rule.set_) for i, rule in enumerate(policy.rules)]

@@ -43,6 +43,17 @@ def _signature(path: Path) -> Signature:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
+def _decode(raw: bytes, path: Path) -> str:
+    """The file's text; a :class:`PolicyError` at the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise PolicyError([PolicyIssue(f"not UTF-8 text: byte 0x{raw[err.start]:02x} cannot be decoded",
+                                       str(path), line, column)]) from None
+
+
 class PolicyWatcher:
     """The current policy of one file, re-validated and swapped when the file changes.
 
@@ -58,8 +69,12 @@ class PolicyWatcher:
         self._clock = clock
         self._load_options = load_options
         self._lock = threading.Lock()
-        self._signature = _signature(self.path)
-        self._text = self.path.read_text(encoding="utf-8")
+        try:
+            self._signature = _signature(self.path)
+            raw = self.path.read_bytes()
+        except OSError as err:
+            raise PolicyError([PolicyIssue(f"cannot read policy file: {err.strerror}", str(self.path))]) from None
+        self._text = _decode(raw, self.path)
         self._racy = self._read_soon_after_write(self._signature)
         self._policy = policy if policy is not None else self._load(self._text)
         self._failed: Signature | None = None
@@ -102,15 +117,23 @@ class PolicyWatcher:
         return self._policy
 
     def _refresh(self) -> None:
+        """Re-read and re-validate the file if it changed. Whatever is wrong with the new
+        version (unreadable, not UTF-8, invalid) keeps the policy in force; the error is typed
+        (a :class:`PolicyError`), logged once and kept in :attr:`last_error`."""
         try:
             signature = _signature(self.path)
             if signature in (self._signature, self._failed) and not self._racy:
                 return
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
             self._racy = self._read_soon_after_write(signature)
         except OSError as err:
             self._reject(MISSING, None, PolicyError([PolicyIssue(f"cannot read policy file: {err.strerror}",
                                                                  str(self.path))]))
+            return
+        try:
+            text = _decode(raw, self.path)
+        except PolicyError as err:
+            self._reject(signature, None, err)
             return
         if text == self._text:  # touched, or restored to the text in force
             self._signature, self._failed, self._failed_text, self.last_error = signature, None, None, None

@@ -45,6 +45,14 @@ policy's own ``cascade``/``confidence``: a rule, ``configurable`` or ``--set`` t
 either wins, and so does a pinned model; the decision record says which task matched and
 whether its cascade ran.
 
+A ``match`` pattern comes from the policy file, and a pattern such as ``^(a|aa)+$`` backtracks
+exponentially (seconds for a 40-character prompt with Python's ``re``). Patterns are therefore
+validated as Python regular expressions and run on the ``regex`` module's engine (a dependency
+of tiktoken, so always installed; same syntax, and faster than ``re`` on these patterns) with a
+timeout of :data:`MATCH_TIMEOUT_S` per search: a search that runs out of time counts as no
+match for that entry (the next entry, or the block's own thresholds, apply), and the decision
+record's ``task.note`` says so. The whole prompt is always searched: nothing is cut off.
+
 ``share: 0.4`` limits an entry to that share of its prompts, the same ones every time: those whose
 :func:`prompt_share` (a hash of the prompt's text) is below it; the next entry that matches takes
 the others. ``router calibrate --routing`` writes such a pair when sending part of a task's
@@ -54,15 +62,27 @@ prompts through a dearer design reaches the target for less than any single desi
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 
 from router.checks import CheckSpec, build_check
+
+logger = logging.getLogger(__name__)
+
+#: How long one ``routing.tasks[i].match`` search of one prompt may run (seconds): far above what
+#: a plain pattern needs (the shipped ones: under 3 ms on a 100,000-character prompt), and a
+#: bound on what a catastrophically backtracking one costs each request.
+MATCH_TIMEOUT_S = 0.05
+_warned: set[str] = set()
 
 
 class Thresholds(BaseModel):
@@ -82,11 +102,25 @@ class Thresholds(BaseModel):
 
 
 def _regex(value: str) -> str:
-    """``value``, when it is a regular expression."""
+    """``value``, when it is a Python regular expression the matching engine also accepts."""
     try:
-        return re.compile(value).pattern
+        re.compile(value)
     except re.error as err:
-        raise ValueError(f"not a regular expression: {err}") from err
+        raise ValueError(f"not a regular expression: {err}") from None
+    try:
+        _compiled(value)
+    except regex.error as err:
+        raise ValueError(f"not supported by the matcher (the regex module): {err}") from None
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+class MatchTimeoutError(Exception):
+    """A ``match`` search ran out of :data:`MATCH_TIMEOUT_S` (treated as no match)."""
 
 
 class RungRules(Thresholds):
@@ -139,7 +173,34 @@ class TaskRules(RungRules):
         return self.cascade is not None or self.confidence is not None
 
     def matches(self, prompt: str) -> bool:
-        return re.search(self.match, prompt) is not None and (self.share is None or prompt_share(prompt) < self.share)
+        """Whether this entry takes ``prompt``; :class:`MatchTimeoutError` when ``match`` could
+        not decide within :data:`MATCH_TIMEOUT_S`."""
+        try:
+            found = _compiled(self.match).search(prompt, timeout=MATCH_TIMEOUT_S) is not None
+        except TimeoutError:
+            if self.match not in _warned:  # once per pattern: a prompt cannot flood the log
+                _warned.add(self.match)
+                logger.warning("routing task %r: match %r ran out of %g s; counted as no match",
+                               self.name, self.match[:80], MATCH_TIMEOUT_S)
+            raise MatchTimeoutError(self.name) from None
+        return found and (self.share is None or prompt_share(prompt) < self.share)
+
+
+@dataclass(frozen=True)
+class TaskMatch:
+    """The ``routing.tasks`` entry a prompt belongs to (None: none) and the entries before it
+    whose ``match`` ran out of time (counted as no match)."""
+
+    task: TaskRules | None
+    timed_out: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str:
+        """For the decision record: which entries could not be matched in time."""
+        if not self.timed_out:
+            return ""
+        names = ", ".join(repr(n) for n in self.timed_out)
+        return f"match of task {names} ran out of {MATCH_TIMEOUT_S:g} s: counted as no match"
 
 
 class RoutingBlock(RungRules):
@@ -153,7 +214,19 @@ class RoutingBlock(RungRules):
 
     def task_for(self, prompt: str) -> TaskRules | None:
         """The first task whose ``match`` finds something in ``prompt`` (None: no task)."""
-        return next((t for t in self.tasks if t.matches(prompt)), None)
+        return self.match_task(prompt).task
+
+    def match_task(self, prompt: str) -> TaskMatch:
+        """The first task that takes ``prompt``, and the entries skipped because their search
+        ran out of time."""
+        timed_out: list[str] = []
+        for task in self.tasks:
+            try:
+                if task.matches(prompt):
+                    return TaskMatch(task, tuple(timed_out))
+            except MatchTimeoutError:
+                timed_out.append(task.name)
+        return TaskMatch(None, tuple(timed_out))
 
     def rules_for(self, prompt: str) -> tuple[str | None, RungRules]:
         """The task ``prompt`` belongs to (``None``: none matched) and the rules that apply.
@@ -228,5 +301,6 @@ def routing_problems(block: RoutingBlock | None,
     return out
 
 
-__all__ = ["RoutingBlock", "RungRules", "TaskRules", "Thresholds", "prompt_share", "routing_allowed_keys",
+__all__ = ["MATCH_TIMEOUT_S", "MatchTimeoutError", "RoutingBlock", "RungRules", "TaskMatch", "TaskRules",
+           "Thresholds", "prompt_share", "routing_allowed_keys",
            "routing_problems", "task_blocks", "task_settings_blocks"]

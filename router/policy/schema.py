@@ -7,7 +7,8 @@ policy files with it: ``router schema > policy.schema.json``, then put
 The pydantic models are the source of truth; two places are made more precise than the models
 can say by themselves: each ``confidence:`` entry is one of the registered checks (its
 parameters from its own model) or a ``"module:function"`` check, and a rule's ``set:`` takes
-the fields of the ``policy:`` block. What a schema cannot express (a cascade naming catalog
+the fields of the ``policy:`` block; a network model that is not ``local: true`` requires
+``price``. What a schema cannot express (a cascade naming catalog
 models, tiers in order, ratchets) is still checked by ``router validate``. Values written as
 ``${VAR}`` are substituted before validation, so a non-string field written that way is
 flagged by an editor though the file loads.
@@ -25,6 +26,7 @@ from typing import Any
 
 from router.checks import check_class, registered_checks
 from router.checks.builtin import CustomCheck
+from router.policy.model_checks import NETWORK_PROVIDERS
 from router.policy.policy_file import Policy
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -53,7 +55,16 @@ def policy_json_schema() -> dict[str, Any]:
     override["description"] = "fields of the policy block that this rule replaces"
     defs["PolicyOverride"] = override
     defs["Rule"]["properties"]["set"] = {"$ref": REF.format(model="PolicyOverride")}
+    defs["ModelSpec"]["allOf"] = [_PRICE_REQUIRED]
     return {"$schema": DIALECT, **schema, "title": "policy-router policy file (version 1)"}
+
+
+# A network model that is not ``local: true`` declares its price (router.policy.model_checks).
+_PRICE_REQUIRED: dict[str, Any] = {
+    "if": {"properties": {"provider": {"enum": sorted(NETWORK_PROVIDERS)}, "local": {"not": {"const": True}}},
+           "required": ["provider"]},
+    "then": {"required": ["price"]},
+}
 
 
 def _check_schema(name: str, cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:

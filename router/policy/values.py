@@ -17,7 +17,9 @@ from pydantic import Field
 from pydantic_core import PydanticCustomError
 
 # Numbers and flags are strict: ``cost_ceiling: true`` is not $1 and ``privacy: "false"`` is not False.
-StrictNonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+# Amounts are finite: ``.inf`` / ``.nan`` are no price or ceiling (an infinite worst case cannot be
+# reserved, and NaN compares false with every limit).
+StrictNonNegativeFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 StrictPositiveInt = Annotated[int, Field(strict=True, gt=0)]
 _KEY_PREFIXES = ("sk-", "sk_", "AIza", "ya29.", "ghp_", "gho_", "github_pat_", "xox", "hf_", "glpat-")
 

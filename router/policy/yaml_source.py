@@ -121,11 +121,52 @@ class LocatedDocument:
             path = path[:-1]
 
     def redact(self, text: str) -> str:
-        """``text`` with every substituted environment value shown as ``${VAR}`` instead."""
+        """``text`` with every substituted environment value shown as ``${VAR}`` instead.
+
+        Parts count too: a message may show a value cut short (``'sk-proj-AbC...'``) or escaped
+        (``repr``), so every run of :data:`REDACT_RUN` or more characters that occurs in a value
+        (or in its escaped form) is replaced, not only the whole value."""
         for name, value in sorted(self.env_values.items(), key=lambda kv: -len(kv[1])):
             if len(value) >= 4:
                 text = text.replace(value, f"${{{name}}}")
+        spans: list[tuple[int, int, str]] = []
+        for name, value in self.env_values.items():
+            if len(value) >= REDACT_RUN:
+                spans += [(start, end, name) for form in {value, repr(value)[1:-1]}
+                          for start, end in _shared_runs(text, form, REDACT_RUN)]
+        for start, end, name in _merge_spans(spans)[::-1]:
+            text = f"{text[:start]}${{{name}}}{text[end:]}"
         return text
+
+
+REDACT_RUN = 8  # the shortest part of a substituted value that redact() still hides
+
+
+def _shared_runs(text: str, value: str, least: int) -> list[tuple[int, int]]:
+    """Maximal ``text[start:end]`` of at least ``least`` characters that occur in ``value``."""
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i <= len(text) - least:
+        if text[i:i + least] not in value:
+            i += 1
+            continue
+        end = i + least
+        while end < len(text) and text[i:end + 1] in value:
+            end += 1
+        runs.append((i, end))
+        i = end
+    return runs
+
+
+def _merge_spans(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping spans joined (named after the first), in order."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, name in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
+        else:
+            merged.append((start, end, name))
+    return merged
 
 
 class YamlSyntaxError(ValueError):
@@ -175,8 +216,15 @@ def _prescan(text: str) -> None:
 
 
 def _scalar(node: yaml.ScalarNode) -> tuple[Any, str | None]:
-    """The core-schema value of a scalar node, or an error message."""
+    """The core-schema value of a scalar node, or an error message.
+
+    An integer of more than 100 digits (no policy value needs one) is an error here, before
+    Python builds it: a 5,000-digit ``cost_ceiling`` would otherwise raise an untyped
+    ``ValueError`` (CPython's 4,300-digit limit) when built or when shown in a message. A
+    rejected text is shown shortened."""
+    max_digits = 100
     tag, text = node.tag, node.value
+    shown = repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
     if tag == _CORE + "str":
         return text, None
     if tag == _CORE + "null" and text in _NULL:
@@ -184,6 +232,10 @@ def _scalar(node: yaml.ScalarNode) -> tuple[Any, str | None]:
     if tag == _CORE + "bool" and text in _BOOL:
         return _BOOL[text], None
     if tag == _CORE + "int" and _INT.fullmatch(text):
+        digits = text.lstrip("+-")
+        digits = digits[2:] if digits.startswith(("0o", "0x")) else digits
+        if len(digits.lstrip("0")) > max_digits:
+            return None, f"integer {shown} is too large ({len(digits)} digits; at most {max_digits})"
         if text.startswith(("0o", "0x")):
             return int(text, 0), None
         return int(text), None
@@ -195,7 +247,7 @@ def _scalar(node: yaml.ScalarNode) -> tuple[Any, str | None]:
             return (-math.inf if text.startswith("-") else math.inf), None
         return float(text), None
     if tag.startswith(_CORE) and tag[len(_CORE):] in ("str", "null", "bool", "int", "float"):
-        return None, f"{text!r} is not a valid !!{tag[len(_CORE):]}"
+        return None, f"{shown} is not a valid !!{tag[len(_CORE):]}"
     return None, f"unsupported YAML tag {_short(tag)} (policy files hold plain data)"
 
 
@@ -228,7 +280,14 @@ def load_located(text: str, environ: Mapping[str, str] | None = None, *,
         return doc
     flattener = _PyLoader("")
     built = 0
+    pairs = 0  # mapping pairs after flattening merge keys, duplicates included
     active: set[int] = set()  # nodes being built: meeting one again is a recursive alias
+
+    def count(node: yaml.Node, more: int) -> None:
+        nonlocal pairs
+        pairs += more
+        if pairs > MAX_VALUES:
+            raise _TooManyValuesError(_loc(node))
 
     def build(node: yaml.Node, path: Path) -> Any:
         nonlocal built
@@ -262,6 +321,9 @@ def load_located(text: str, environ: Mapping[str, str] | None = None, *,
         except RecursionError:
             doc.problems.append(Problem(path, "recursive merge key", _loc(node)))
             return {}
+        # Every flattened pair counts towards MAX_VALUES, duplicates included: on PyYAML < 6.0.4
+        # a merge-key bomb flattens into millions of repeated pairs, each one a problem below.
+        count(node, len(node.value))
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key, problem = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else (None, "")

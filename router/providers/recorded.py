@@ -4,7 +4,11 @@ A catalog entry ``provider: recorded`` names the recorded model (``model:``) and
 (``dataset:``, a RouterBench CSV or JSONL file, see :mod:`router.lab.datasets`). For a request
 it looks up the last human message's text in the dataset (exactly, or after collapsing
 whitespace) and returns that model's recorded response; the recorded cost is reported as the
-attempt's actual cost, and usage comes from counting tokens (cl100k). A prompt that is not in
+attempt's actual cost, and usage comes from counting tokens (cl100k). The worst case reserved
+against the ceiling and the budgets is therefore at least the recorded cost, not only what
+``price:`` makes of the tokens: :func:`recorded_cost_bound` (the most any of the model's
+recorded answers cost, known before any call) and, per prompt, :meth:`_RecordedAdapter.worst_case_usd`
+(that prompt's own recorded cost). A prompt that is not in
 the dataset, or a model with no outcome for it, fails as a :class:`ProviderError` of kind
 ``missing_record``, so the cascade escalates past it.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,6 +85,45 @@ def count_request_tokens(messages: Sequence[BaseMessage]) -> int:
     """cl100k tokens of ``messages`` with OpenAI's chat overhead (which depends on the texts
     only), memoised: a simulation counts the same prompt for selection, each rung and usage."""
     return _cached_tokens(tuple(message_text(m) for m in messages))
+
+
+_COST_BOUNDS: weakref.WeakKeyDictionary[Dataset, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+def _max_costs(dataset: Dataset) -> dict[str, float]:
+    bounds = _COST_BOUNDS.get(dataset)
+    if bounds is None:
+        bounds = {}
+        for record in dataset:
+            for model, outcome in record.outcomes.items():
+                bounds[model] = max(bounds.get(model, 0.0), outcome.cost_usd)
+        _COST_BOUNDS[dataset] = bounds
+    return bounds
+
+
+def recorded_cost_bound(spec: ModelSpec) -> float:
+    """The most any recorded answer of ``spec``'s model cost in its dataset: a worst case known
+    before the call whatever the prompt. 0 when the dataset cannot be read (the model is then
+    unavailable and never called)."""
+    if not spec.dataset:
+        return 0.0
+    try:
+        dataset = load_dataset(spec.dataset)
+    except DatasetError:
+        return 0.0
+    return _max_costs(dataset).get(spec.model or "", 0.0)
+
+
+def recorded_cost(spec: ModelSpec, messages: Sequence[BaseMessage]) -> float | None:
+    """What answering ``messages`` costs by the recording (None: no outcome for this prompt)."""
+    if not spec.dataset:
+        return None
+    try:
+        record = load_dataset(spec.dataset).find(request_text(messages))
+    except DatasetError:
+        return None
+    outcome = record.outcomes.get(spec.model or "") if record is not None else None
+    return outcome.cost_usd if outcome is not None else None
 
 
 class RecordedChatModel(BaseChatModel):
@@ -145,6 +189,15 @@ class _RecordedAdapter:
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return count_request_tokens(messages)
 
+    def worst_case_usd(self, spec: ModelSpec, messages: Sequence[BaseMessage], input_tokens: int,
+                       max_output_tokens: int) -> float:
+        """This request's worst case: its recorded cost (what will be charged) or what ``price:``
+        makes of the tokens, whichever is more; with no outcome for the prompt (the call fails
+        as ``missing_record``, at no cost) the dataset-wide bound of ``spec.worst_case_usd``."""
+        priced = spec.price_worst_case_usd(input_tokens, max_output_tokens)
+        cost = recorded_cost(spec, messages)
+        return max(priced, cost) if cost is not None else spec.worst_case_usd(input_tokens, max_output_tokens)
+
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         if not spec.dataset:
             raise ValueError(f"recorded model {name!r} has no dataset:")
@@ -172,4 +225,5 @@ class _RecordedAdapter:
 
 ADAPTER = _RecordedAdapter()
 
-__all__ = ["ADAPTER", "MISSING_RECORD", "MissingRecordError", "RecordedChatModel", "request_text"]
+__all__ = ["ADAPTER", "MISSING_RECORD", "MissingRecordError", "RecordedChatModel", "recorded_cost",
+           "recorded_cost_bound", "request_text"]

@@ -3,9 +3,14 @@
 
 The handler reads the decision record each router run ends with (``response_metadata
 ["routing"]``, or the ``decision`` a ``RoutingError`` carries: money spent on a request that
-found no answer still counts). A record is counted once: a chain that merely passes the
-router's message on (``prompt | router``) ends with the same record, and is skipped because one
-of its descendant runs was already counted.
+found no answer still counts). A record is counted once per request: a chain that merely
+passes the router's message on ends with the same record, before the router (``prompt |
+router``: skipped because one of its descendant runs was already counted) or after it
+(``router | RunnablePassthrough()``, a guard, a logger: skipped because the message is the one
+already counted, known by its id, which LangChain derives from the router's run id).
+
+Not counted: a stream the consumer leaves mid-way ends without a record, though its budget is
+charged the live call's worst case (the budget, not this handler, is the account of record).
 
 Example:
     >>> with get_cost_callback() as cb:
@@ -34,6 +39,12 @@ def _routing(output: Any) -> dict[str, Any] | None:
     return routing if isinstance(routing, dict) and "total_cost_usd" in routing else None
 
 
+def _message_key(output: Any) -> str | None:
+    """The id of the message that carries a record: one per router run (``lc_run--<run id>``)."""
+    message_id = getattr(output, "id", None)
+    return message_id if isinstance(message_id, str) and message_id else None
+
+
 class CostCallbackHandler(BaseCallbackHandler):
     """Totals the USD cost of router runs it sees: ``total_usd``, ``requests``, ``by_model``."""
 
@@ -44,6 +55,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._parents: dict[UUID, UUID | None] = {}
         self._covered: set[UUID] = set()  # chains around a run already counted
+        self._counted: set[str] = set()  # ids of the messages already counted
         self.total_usd = 0.0
         self.requests = 0
         self.by_model: dict[str, float] = {}
@@ -57,7 +69,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             self._parents[run_id] = parent_run_id
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._ended(run_id, _routing(outputs))
+        self._ended(run_id, _routing(outputs), _message_key(outputs))
 
     # The router is a chat model: its own run is an LLM run whose message carries the record.
     def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: Any, *, run_id: UUID,
@@ -67,16 +79,17 @@ class CostCallbackHandler(BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         generations = getattr(response, "generations", None) or [[]]
         first = generations[0][0] if generations and generations[0] else None
-        self._ended(run_id, _routing(getattr(first, "message", None)))
+        message = getattr(first, "message", None)
+        self._ended(run_id, _routing(message), _message_key(message))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self.on_chain_error(error, run_id=run_id)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         decision = getattr(error, "decision", None)
-        self._ended(run_id, decision.to_dict() if hasattr(decision, "to_dict") else None)
+        self._ended(run_id, decision.to_dict() if hasattr(decision, "to_dict") else None, None)
 
-    def _ended(self, run_id: UUID, routing: dict[str, Any] | None) -> None:
+    def _ended(self, run_id: UUID, routing: dict[str, Any] | None, key: str | None) -> None:
         with self._lock:
             parent = self._parents.pop(run_id, None)
             if run_id in self._covered:
@@ -87,13 +100,20 @@ class CostCallbackHandler(BaseCallbackHandler):
             while parent is not None:  # every enclosing chain ends with this same record
                 self._covered.add(parent)
                 parent = self._parents.get(parent)
-            self.requests += 1
-            self.total_usd += float(routing["total_cost_usd"])
-            for attempt in routing.get("attempts", []):
-                self._add(attempt["model"], attempt.get("cost_usd", 0.0))
-                for check in attempt.get("checks", []):
-                    for call in check.get("calls", []):
-                        self._add(call["model"], call.get("cost_usd", 0.0))
+            if key is not None:  # a later step that passes the router's message on
+                if key in self._counted:
+                    return
+                self._counted.add(key)
+            self._count(routing)
+
+    def _count(self, routing: dict[str, Any]) -> None:
+        self.requests += 1
+        self.total_usd += float(routing["total_cost_usd"])
+        for attempt in routing.get("attempts", []):
+            self._add(attempt["model"], attempt.get("cost_usd", 0.0))
+            for check in attempt.get("checks", []):
+                for call in check.get("calls", []):
+                    self._add(call["model"], call.get("cost_usd", 0.0))
 
     def _add(self, model: str, cost: float) -> None:
         self.by_model[model] = self.by_model.get(model, 0.0) + float(cost)

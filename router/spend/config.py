@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Period = Literal["minute", "hour", "day", "month"]
 LEDGER_SCHEMES = ("sqlite", "redis", "rediss", "memory")
@@ -34,7 +34,7 @@ class Budget(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[^\s\[\]|]+$")
     period: Period
-    limit_usd: NonNegativeFloat
+    limit_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)]  # .inf is no limit: leave the budget out
     per: str | None = Field(None, min_length=1)
 
     def subject(self, metadata: Mapping[str, Any]) -> str | None:
@@ -55,10 +55,11 @@ class Budget(BaseModel):
 def redact(url: str) -> str:
     """The URL without its password (for messages, reprs and records)."""
     parsed = urlparse(url)
-    if parsed.password is None:
+    userinfo, at, host = parsed.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    netloc = f"{parsed.username or ''}:***@{parsed.hostname or ''}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
+    # Built from the netloc's text, never from ``.port``, which raises on a malformed port.
+    return urlunparse(parsed._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}"))
 
 
 class RedactedURL(str):
@@ -74,6 +75,10 @@ def _check_ledger_url(url: str) -> str:
         hint = difflib.get_close_matches(parsed.scheme, LEDGER_SCHEMES, n=1)
         raise ValueError("ledger must be sqlite:///path, redis://host:port/db or memory://"
                          + (f" (did you mean {hint[0]}://?)" if hint else ""))
+    try:
+        parsed.port  # noqa: B018 (urllib checks the port only when it is read)
+    except ValueError:
+        raise ValueError("the ledger's port must be a number from 0 to 65535") from None
     if parsed.scheme == "sqlite" and not parsed.path.strip("/"):
         raise ValueError("a sqlite ledger needs a path: sqlite:///path/to/ledger.db")
     for key, values in parse_qs(parsed.query, keep_blank_values=True).items():

@@ -164,7 +164,7 @@ def test_breaker_keys_are_validated_with_a_suggestion():
 version: 1
 name: bad
 models:
-  m: {provider: google_genai, model: gemini-2.0-flash}
+  m: {provider: google_genai, model: gemini-2.0-flash, price: {input: 0.1, output: 0.4}}
 policy:
   cascade: [m]
 breaker:

@@ -83,9 +83,11 @@ def test_yaml_1_1_booleans_are_strings_so_strict_flags_refuse_them():
 
 def test_duplicate_key_is_reported_at_the_duplicate_key():
     text = HEAD.replace("  m: {provider", "  gpt-4:\n    provider: openai\n    model: gpt-4\n"
-                                        "  gpt-4:\n    provider: openai\n    model: gpt-4-turbo\n  m: {provider")
+                                        "    price: {input: 30, output: 60}\n"
+                                        "  gpt-4:\n    provider: openai\n    model: gpt-4-turbo\n"
+                                        "    price: {input: 10, output: 30}\n  m: {provider")
     err = located(text)
-    assert (err.line, err.column, err.key) == (7, 3, "models.gpt-4") and "duplicate key" in str(err)
+    assert (err.line, err.column, err.key) == (8, 3, "models.gpt-4") and "duplicate key" in str(err)
 
 
 def test_a_cascade_naming_a_model_twice_is_an_error():
