@@ -35,7 +35,17 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 from router.errors import CodeNotAllowedError
 from router.routing.model_call import CallOutcome, ModelCall
@@ -108,6 +118,10 @@ class ConfidenceCheck(Protocol):
 
 class CheckSpec(BaseModel):
     """Base of built-in checks: a frozen, validated policy entry that can run itself."""
+
+    # Parameters are strict like router.policy.values' types (which router.checks cannot import:
+    # router.policy imports it): pydantic's StrictBool/StrictInt/StrictFloat, floats also
+    # ``allow_inf_nan=False``, so ``ignore_case: 'yes'``, ``n: true`` and ``min_mean: -.inf`` are errors.
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     check: str
@@ -215,7 +229,7 @@ class LogprobCheck(CheckSpec):
     """
 
     uses_logprobs: ClassVar[bool] = True
-    min_mean: float = Field(-1.5, le=0)
+    min_mean: StrictFloat = Field(-1.5, le=0, allow_inf_nan=False)
     when_missing: Literal["pass", "fail"] = "pass"
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult:
@@ -264,7 +278,7 @@ class RefusalCheck(CheckSpec):
 class MinLengthCheck(CheckSpec):
     """The stripped answer has at least ``chars`` characters."""
 
-    chars: int = Field(1, ge=0)
+    chars: StrictInt = Field(1, ge=0)
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult:
         length = len(answer.text.strip())
@@ -276,7 +290,7 @@ class RegexCheck(CheckSpec):
     """The answer must contain a match of ``pattern``."""
 
     pattern: str
-    ignore_case: bool = False
+    ignore_case: StrictBool = False
 
     @field_validator("pattern")
     @classmethod

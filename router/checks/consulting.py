@@ -38,7 +38,7 @@ from collections.abc import Generator
 from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from router.checks.builtin import Answer, CheckContext, CheckResult, CheckSpec, register_check
 from router.checks.extractors import EXTRACTORS, get_extractor
@@ -71,7 +71,7 @@ class ConsultingCheck(CheckSpec):
     """Base of checks that call models. Subclasses implement :meth:`consult`."""
 
     apply_to: tuple[str, ...] = ()
-    max_tokens: PositiveInt | None = None
+    max_tokens: StrictInt | None = Field(None, gt=0)
 
     @field_validator("extract", check_fields=False)
     @classmethod
@@ -116,7 +116,7 @@ class AgreementCheck(ConsultingCheck):
 
     models: tuple[str, ...] = Field(min_length=1)
     extract: str = "text"
-    min_agree: PositiveInt | None = None
+    min_agree: StrictInt | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _enough_models(self) -> AgreementCheck:
@@ -172,10 +172,10 @@ class VerifierCheck(ConsultingCheck):
 
     uses_logprobs: ClassVar[bool] = True
     model: str | None = None
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: StrictFloat = Field(0.5, ge=0, le=1, allow_inf_nan=False)
     prompt: str = VERIFIER_PROMPT
-    max_tokens: PositiveInt | None = 4
-    top_logprobs: int = Field(0, ge=0, le=20)
+    max_tokens: StrictInt | None = Field(4, gt=0)
+    top_logprobs: StrictInt = Field(0, ge=0, le=20)
 
     @field_validator("prompt")
     @classmethod
@@ -241,13 +241,13 @@ class SelfConsistencyCheck(ConsultingCheck):
     replays one answer whatever the temperature, so on recorded data every sample agrees.)
     """
 
-    n: int = Field(4, ge=1, le=20)
-    temperature: float = Field(0.7, gt=0, le=2)
-    threshold: float = Field(0.6, gt=0, le=1)
+    n: StrictInt = Field(4, ge=1, le=20)
+    temperature: StrictFloat = Field(0.7, gt=0, le=2, allow_inf_nan=False)
+    threshold: StrictFloat = Field(0.6, gt=0, le=1, allow_inf_nan=False)
     model: str | None = None
     extract: str = "text"
-    include_answer: bool = True
-    seed: int | None = None
+    include_answer: StrictBool = True
+    seed: StrictInt | None = None
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         extractor, question, mine = self._own_answer(answer)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict
+
+from router.policy.values import StrictBool, StrictNonNegativeFloat, StrictPositiveFloat, StrictPositiveInt
 
 FailureKind = Literal["timeout", "server", "connection", "rate_limit", "malformed"]
 
@@ -24,9 +26,9 @@ class BreakerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
-    failures: PositiveInt = 3  # this many failures of ``kinds`` ...
-    window_s: float = Field(60.0, gt=0)  # ... within this many seconds open the breaker
-    cooldown_s: float = Field(30.0, gt=0)  # then the model is excluded this long, then probed
+    enabled: StrictBool = True
+    failures: StrictPositiveInt = 3  # this many failures of ``kinds`` ...
+    window_s: StrictPositiveFloat = 60.0  # ... within this many seconds open the breaker
+    cooldown_s: StrictPositiveFloat = 30.0  # then the model is excluded this long, then probed
     kinds: tuple[FailureKind, ...] = ("timeout", "server", "connection")
-    max_retry_wait_s: NonNegativeFloat = 5.0  # a retry waits for a Retry-After up to this, else escalates
+    max_retry_wait_s: StrictNonNegativeFloat = 5.0  # a retry waits for a Retry-After up to this, else escalates

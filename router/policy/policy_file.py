@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,15 +25,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     PrivateAttr,
-    StrictBool,
     StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
@@ -49,9 +45,13 @@ from router.policy.routing_block import (
     task_settings_blocks,
 )
 from router.policy.values import (
+    EnvVarName,
+    StrictBool,
+    StrictInt,
     StrictNonNegativeFloat,
+    StrictPositiveFloat,
     StrictPositiveInt,
-    looks_like_key,
+    Version,
     strict_flag,
 )
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
@@ -81,25 +81,15 @@ class ModelSpec(_Frozen):
     tier: StrictStr = "basic"
     local: StrictBool = False
     price: Price = Price()
-    context_window: PositiveInt | None = None
+    context_window: StrictPositiveInt | None = None
     base_url: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(0, ge=0, le=10)
-    n_threads: PositiveInt | None = None
-    n_batch: PositiveInt = 512
+    api_key_env: EnvVarName | None = None
+    timeout_s: StrictPositiveFloat = 60.0
+    max_retries: StrictInt = Field(0, ge=0, le=10)
+    n_threads: StrictPositiveInt | None = None
+    n_batch: StrictPositiveInt = 512
     prefix_cache: StrictBool = False  # llamacpp: reuse the KV cache across requests (faster, not reproducible)
     dataset: str | None = None
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, name: str | None) -> str | None:
-        # The message never repeats the value: it is often the key itself.
-        if name is not None and (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or looks_like_key(name)):
-            raise PydanticCustomError(
-                "env_name", "must be the *name* of an environment variable (like OPENAI_API_KEY); "
-                "this value looks like a key, so it is not shown")
-        return name
 
     @property
     def is_network(self) -> bool:
@@ -194,7 +184,7 @@ class Rule(_Frozen):
 class Policy(_Frozen):
     """A whole policy file."""
 
-    version: Literal[1]
+    version: Version
     name: str
     description: str | None = None
     tiers: tuple[str, ...] = ("basic", "standard", "premium")

@@ -75,6 +75,7 @@ import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 
 from router.checks import CheckSpec, build_check
+from router.policy.values import StrictFiniteFloat
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,9 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    skip_below: float = Field(0.0, ge=0, le=1)
-    skip_gap: float | None = Field(None, ge=0, le=1)
-    trust_gap: float | None = Field(None, ge=0, le=1)
+    skip_below: StrictFiniteFloat = Field(0.0, ge=0, le=1)
+    skip_gap: StrictFiniteFloat | None = Field(None, ge=0, le=1)
+    trust_gap: StrictFiniteFloat | None = Field(None, ge=0, le=1)
 
     def __str__(self) -> str:
         parts = [f"skip_below={self.skip_below:g}"] if self.skip_below else []
@@ -153,7 +154,7 @@ class TaskRules(RungRules):
 
     name: str = Field(min_length=1)
     match: Annotated[str, Field(min_length=1), AfterValidator(_regex)]
-    share: float | None = Field(None, gt=0, lt=1)
+    share: StrictFiniteFloat | None = Field(None, gt=0, lt=1)
     # This task's own cascade and checks (None: the request's); see the module doc.
     cascade: tuple[StrictStr, ...] | None = Field(None, min_length=1)
     confidence: tuple[Any, ...] | None = None

@@ -15,11 +15,14 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from router.policy.values import StrictNonNegativeFloat
 
 Period = Literal["minute", "hour", "day", "month"]
 LEDGER_SCHEMES = ("sqlite", "redis", "rediss", "memory")
@@ -34,7 +37,7 @@ class Budget(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[^\s\[\]|]+$")
     period: Period
-    limit_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)]  # .inf is no limit: leave the budget out
+    limit_usd: StrictNonNegativeFloat  # .inf is no limit: leave the budget out; true is no $1
     per: str | None = Field(None, min_length=1)
 
     def subject(self, metadata: Mapping[str, Any]) -> str | None:
@@ -86,7 +89,7 @@ def _check_ledger_url(url: str) -> str:
             raise ValueError(f"unknown ledger option {key!r}; options: {', '.join(LEDGER_OPTIONS)}")
         if key == "ttl_s":
             try:
-                ok = float(values[-1]) > 0
+                ok = 0 < float(values[-1]) < math.inf  # inf: a dead process's reservation never expires
             except ValueError:
                 ok = False
             if not ok:
