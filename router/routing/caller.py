@@ -371,12 +371,15 @@ class Caller:
         tools = self.tools if call.purpose == "answer" else ()
         return self.plan.catalog.count_tokens(call.model, call.messages, tools)
 
-    def _overrun(self, call: ModelCall, input_tokens: int, output_tokens: int) -> str | None:
-        """Usage above the bounds the worst case assumed (None: within them, or a free model)."""
+    def _overrun(self, call: ModelCall, input_tokens: int, output_tokens: int,
+                 input_bound: int | None = None) -> str | None:
+        """Usage above the bounds the worst case assumed (None: within them, or a free model).
+        ``input_bound``: :meth:`_input_bound`, when the caller has counted it already."""
         price = self.plan.catalog.spec(call.model).price
         if not (price.input or price.output):
             return None
-        return usage_overrun(input_tokens, output_tokens, input_bound=self._input_bound(call),
+        bound = self._input_bound(call) if input_bound is None else input_bound
+        return usage_overrun(input_tokens, output_tokens, input_bound=bound,
                              output_bound=int(call.settings.get("max_tokens", self.plan.settings.max_output_tokens)))
 
     def _finished(self, call: ModelCall, message: AIMessage, chunks: list[AIMessageChunk],
@@ -388,13 +391,15 @@ class Caller:
         spec, adapter = catalog.spec(call.model), catalog.adapter(call.model)
         usage = message.usage_metadata
         estimated = not usage or (not usage.get("input_tokens") and not usage.get("output_tokens"))
-        if estimated:
-            input_tokens, output_tokens = self._input_bound(call), count_answer_tokens(message)
+        bound = None
+        if estimated:  # the input is counted once: it is the bound, so it cannot overrun it
+            input_tokens = bound = self._input_bound(call)
+            output_tokens = count_answer_tokens(message)
         else:
             input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
         reported = adapter.reported_cost_usd(message)
         cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
-        overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens)
+        overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens, bound)
         return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
                            output_tokens=output_tokens, cost_usd=cost,
                            cost_estimated=estimated and reported is None,

@@ -13,29 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 from langchain_core.load import dumpd
+from policy_texts import BASE
 
 from router import PolicyError, PolicyRouter
 from router.cli.main import main as cli_main
 from router.policy.overrides import policy_overrides
 from router.policy.policy_file import loads_policy
 
-BASE = """\
-version: 1
-name: base
-models:
-  local:
-    provider: llamacpp
-    gguf: bundled:gemma-3-270m
-    local: true
-  gpt:
-    provider: openai
-    model: gpt-4
-    tier: premium
-    price: {input: 1, output: 2}
-policy:
-  cascade: [local, gpt]
-  privacy: false
-"""
 PASSWORD = "Sup3rS3cretPw"
 LEDGER_PW = f"ledger: redis://admin:{PASSWORD}@db.example:6379/0?ttl=5\n"  # ttl: not an option
 BAD_REFUSAL = "  confidence:\n    - check: refusal\n      extra_patterns: [\"((\"]\n"

@@ -11,27 +11,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from policy_texts import BASE
 
 import router
 from router import PolicyError
 
-BASE = """\
-version: 1
-name: base
-models:
-  local:
-    provider: llamacpp
-    gguf: bundled:gemma-3-270m
-    local: true
-  gpt:
-    provider: openai
-    model: gpt-4
-    tier: premium
-    price: {input: 1, output: 2}
-policy:
-  cascade: [local, gpt]
-  privacy: false
-"""
 GPT_LINE = 11  # a key added to models.gpt lands here, after ``model: gpt-4``
 TAIL_LINE = 16  # the first line after BASE
 
