@@ -6,9 +6,8 @@ it looks up the last human message's text in the dataset (exactly, or after coll
 whitespace) and returns that model's recorded response; the recorded cost is reported as the
 attempt's actual cost, and usage comes from counting tokens (cl100k). The worst case reserved
 against the ceiling and the budgets is therefore at least the recorded cost, not only what
-``price:`` makes of the tokens: :func:`recorded_cost_bound` (the most any of the model's
-recorded answers cost, known before any call) and, per prompt, :meth:`_RecordedAdapter.worst_case_usd`
-(that prompt's own recorded cost). A prompt that is not in
+``price:`` makes of the tokens: :func:`recorded_cost_bound`, the most any of the model's
+recorded answers cost, known before any call. A prompt that is not in
 the dataset, or a model with no outcome for it, fails as a :class:`ProviderError` of kind
 ``missing_record``, so the cascade escalates past it.
 
@@ -114,18 +113,6 @@ def recorded_cost_bound(spec: ModelSpec) -> float:
     return _max_costs(dataset).get(spec.model or "", 0.0)
 
 
-def recorded_cost(spec: ModelSpec, messages: Sequence[BaseMessage]) -> float | None:
-    """What answering ``messages`` costs by the recording (None: no outcome for this prompt)."""
-    if not spec.dataset:
-        return None
-    try:
-        record = load_dataset(spec.dataset).find(request_text(messages))
-    except DatasetError:
-        return None
-    outcome = record.outcomes.get(spec.model or "") if record is not None else None
-    return outcome.cost_usd if outcome is not None else None
-
-
 class RecordedChatModel(BaseChatModel):
     """A chat model replaying ``recorded_model``'s answers from ``dataset``."""
 
@@ -189,15 +176,6 @@ class _RecordedAdapter:
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return count_request_tokens(messages)
 
-    def worst_case_usd(self, spec: ModelSpec, messages: Sequence[BaseMessage], input_tokens: int,
-                       max_output_tokens: int) -> float:
-        """This request's worst case: its recorded cost (what will be charged) or what ``price:``
-        makes of the tokens, whichever is more; with no outcome for the prompt (the call fails
-        as ``missing_record``, at no cost) the dataset-wide bound of ``spec.worst_case_usd``."""
-        priced = spec.price_worst_case_usd(input_tokens, max_output_tokens)
-        cost = recorded_cost(spec, messages)
-        return max(priced, cost) if cost is not None else spec.worst_case_usd(input_tokens, max_output_tokens)
-
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         if not spec.dataset:
             raise ValueError(f"recorded model {name!r} has no dataset:")
@@ -225,5 +203,4 @@ class _RecordedAdapter:
 
 ADAPTER = _RecordedAdapter()
 
-__all__ = ["ADAPTER", "MISSING_RECORD", "MissingRecordError", "RecordedChatModel", "recorded_cost",
-           "recorded_cost_bound", "request_text"]
+__all__ = ["ADAPTER", "MISSING_RECORD", "MissingRecordError", "RecordedChatModel", "recorded_cost_bound", "request_text"]

@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import HumanMessage
 
 from router import PolicyRouter, RoutingError
 from router.policy.policy_file import load_policy
-from router.providers.recorded import ADAPTER, recorded_cost_bound
+from router.providers.recorded import recorded_cost_bound
 
 PROMPTS = {"What is 2+2?": 0.004, "What is 3+3?": 0.0005}
 
@@ -44,9 +43,7 @@ def policy(dataset: str, *, ceiling: float, budget: float | None = None, price: 
 def test_the_worst_case_of_a_recorded_model_covers_its_recorded_cost(dataset: str, price: bool):
     spec = load_policy(policy(dataset, ceiling=1.0, price=price)).models["paid"]
     assert recorded_cost_bound(spec) == 0.004
-    assert spec.worst_case_usd(10, 8) >= 0.004  # the dearest recorded answer, known before any call
-    for prompt, cost in PROMPTS.items():
-        assert ADAPTER.worst_case_usd(spec, [HumanMessage(prompt)], 10, 8) >= cost
+    assert spec.worst_case_usd(10, 8) >= max(PROMPTS.values())  # the dearest answer, known before any call
 
 
 def test_a_recorded_model_is_not_called_over_the_ceiling(dataset: str):
