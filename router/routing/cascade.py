@@ -132,7 +132,7 @@ def run_cascade(plan: Plan) -> Cascade:
     best: tuple[tuple[bool, int, float, int], CallOutcome] | None = None
     last_error: ProviderError | None = None
     for rank, name in enumerate(plan.selection.candidates):
-        worst = _rung_worst(plan, name)
+        worst = plan.selection.worst_case_usd[name]  # the bound tools' schemas included
         request = ModelCall(name, plan.messages, worst_case_usd=worst, room_usd=spending.left())
         outcome = spending.reuse(request, plan)
         if outcome is None:
@@ -202,16 +202,6 @@ def run_cascade(plan: Plan) -> Cascade:
         return CascadeResult(decision, None, [], last_error)
     decision.final_model = best[1].model
     return CascadeResult(decision, best[1].message, best[1].chunks, last_error)
-
-
-def _rung_worst(plan: Plan, name: str) -> float:
-    """A rung's worst case. Its call sends the bound tools, whose schemas are input tokens:
-    counted here again, in case selection was not given the tools (never less than selection's)."""
-    worst = plan.selection.worst_case_usd[name]
-    if not plan.tools or worst <= 0:
-        return worst  # no tools, or a free model
-    tokens = plan.catalog.count_tokens(name, plan.messages, plan.tools)
-    return max(worst, plan.catalog.spec(name).worst_case_usd(tokens, plan.settings.max_output_tokens))
 
 
 def _stop_after_shown(decision: Decision, plan: Plan, rank: int) -> None:
