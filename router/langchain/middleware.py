@@ -51,11 +51,13 @@ from langchain.agents.middleware.types import (
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
+    OmitFromInput,
 )
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
-from langgraph.types import Command
+from langgraph.channels.binop import BinaryOperatorAggregate
+from langgraph.types import Command, Overwrite
 from pydantic import BaseModel
 
 from router.errors import PolicyError, RouterError
@@ -65,6 +67,7 @@ from router.policy.policy_file import Policy
 
 RATCHETS = ("privacy", "offline")
 _SCALARS = (str, int, float, bool)
+_OVERWRITE = "__overwrite__"  # LangGraph's reducer-bypass key (langgraph.types.Overwrite's dict form)
 
 
 def tighten(kept: Any, update: Any) -> dict[str, bool]:
@@ -75,10 +78,40 @@ def tighten(kept: Any, update: Any) -> dict[str, bool]:
     return dict.fromkeys(sorted(on(kept) | on(update)), True)
 
 
-class PolicyState(AgentState):
-    """The agent state, plus the policy switches turned on earlier in this thread."""
+class RatchetChannel(BinaryOperatorAggregate):
+    """The channel of ``policy_ratchets``: every write goes through :func:`tighten`.
 
-    policy_ratchets: NotRequired[Annotated[dict[str, bool], tighten]]
+    LangGraph lets a write bypass a key's reducer (``Overwrite({})``, ``{"__overwrite__": {}}``
+    or its JSON form ``{"type": "__overwrite__", "value": {}}``); here the bypass is unwrapped
+    and its value only *added*, like any other write, so no input, ``Command(update=...)`` or
+    tool can clear a switch.
+    """
+
+    def __init__(self, typ: Any = dict, operator: Callable[[Any, Any], Any] = tighten) -> None:
+        super().__init__(typ, operator)
+
+    def update(self, values: Sequence[Any]) -> bool:
+        return super().update([_bypassed(value) for value in values])
+
+
+def _bypassed(value: Any) -> Any:
+    """The value an ``Overwrite`` (any of its forms) carries, else ``value`` itself."""
+    if isinstance(value, Overwrite):
+        return value.value
+    if isinstance(value, Mapping):
+        if len(value) == 1 and _OVERWRITE in value:
+            return value[_OVERWRITE]
+        if value.get("type") == _OVERWRITE and "value" in value:
+            return value["value"]
+    return value
+
+
+class PolicyState(AgentState):
+    """The agent state, plus the policy switches turned on earlier in this thread. The key is
+    not part of the agent's input schema (a turn's input cannot name it) and its channel only
+    adds switches (see :class:`RatchetChannel`)."""
+
+    policy_ratchets: NotRequired[Annotated[dict[str, bool], RatchetChannel(), OmitFromInput]]
 
 
 class PolicyMiddlewareError(RouterError, TypeError):
