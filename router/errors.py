@@ -144,6 +144,18 @@ class RoutingError(_Unchained, RouterError):
         super().__init__(message)
 
 
+class PolicyBypassError(RouterError, PermissionError):
+    """A model other than the policy's router was about to be called where only the router may
+    answer (a middleware below ``PolicyMiddleware`` swapped the agent's model). Raised before
+    the model sends anything; ``model`` names the refused model's type."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"refused to call {model}: under PolicyMiddleware only the PolicyRouter answers a model "
+                         "call (a middleware below it swapped the model; put model-swapping middlewares above "
+                         "PolicyMiddleware, or make the policy's cascade hold the fallback)")
+
+
 class CodeNotAllowedError(RouterError, ValueError):
     """A policy names Python code (``check: "module:function"``) and the caller did not allow code."""
 

@@ -21,6 +21,16 @@ What the policy sees of the agent:
   whose history now holds the private message), and the key's reducer only adds switches, so a
   turn's input (``{"policy_ratchets": {}}``) cannot turn them off.
 
+**Only the router answers** (default deny). Below ``PolicyMiddleware`` (later in the
+``middleware=`` list, i.e. inside its ``wrap_model_call``) no other model may run: a middleware
+that swaps the model — ``ModelFallbackMiddleware``, a ``request.override(model=ChatOpenAI(...))``,
+an ``LLMToolSelectorMiddleware`` calling its own model — gets :class:`~router.errors.PolicyBypassError`
+when that model starts, before it sends anything (a callback on the call's config refuses every
+chat-model/LLM run that is neither the router's nor inside it). Put fallbacks in the policy's
+cascade instead. Middlewares placed *above* ``PolicyMiddleware`` (earlier in the list), and
+``before_model`` hooks that call models (summarization), run outside the policy: give them a
+``PolicyRouter`` as their model, or put ``PolicyMiddleware`` first.
+
 Tools, ``tool_choice`` and ``response_format`` are the agent's own: the call goes through
 ``create_agent``'s handler with the router as the model, so structured output works as with
 any chat model. The agent's own ``model`` is never called; pass the router itself (or any
@@ -44,6 +54,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, NotRequired
+from uuid import UUID
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -53,6 +64,7 @@ from langchain.agents.middleware.types import (
     ModelResponse,
     OmitFromInput,
 )
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
@@ -60,7 +72,7 @@ from langgraph.channels.binop import BinaryOperatorAggregate
 from langgraph.types import Command, Overwrite
 from pydantic import BaseModel
 
-from router.errors import PolicyError, RouterError
+from router.errors import PolicyBypassError, PolicyError, RouterError
 from router.langchain.policy_router import PolicyRouter
 from router.policy.overrides import effective_settings, policy_overrides
 from router.policy.policy_file import Policy
@@ -192,10 +204,14 @@ class PolicyMiddleware(AgentMiddleware[PolicyState, Any, Any]):
     @contextmanager
     def _under_policy(self, request: ModelRequest[Any]) -> Iterator[ModelRequest[Any]]:
         """The request answered by the router, with this call's metadata and ratchets in the
-        config that the router's run inherits (create_agent invokes its model without one)."""
-        token = var_child_runnable_config.set(self._call_config(request.state, request.runtime))
+        config that the router's run inherits (create_agent invokes its model without one), and
+        a guard that refuses any other model started under it."""
+        router = self._router(request)
+        config = self._call_config(request.state, request.runtime)
+        config["callbacks"] = _with_handler(config.get("callbacks"), OnlyTheRouter(router))
+        token = var_child_runnable_config.set(config)
         try:
-            yield request.override(model=self._router(request))  # type: ignore[arg-type]
+            yield request.override(model=router)  # type: ignore[arg-type]
         finally:
             var_child_runnable_config.reset(token)
 
@@ -240,6 +256,51 @@ class PolicyMiddleware(AgentMiddleware[PolicyState, Any, Any]):
         with self._under_policy(request) as routed:
             response = await handler(routed)
         return self._remember(request, response)
+
+
+class OnlyTheRouter(BaseCallbackHandler):
+    """Refuses, as it starts, every chat model or LLM run that is neither ``router``'s run nor
+    inside one (its parent run is one already allowed). Raised errors propagate
+    (``raise_error``) and the handler runs inline, before the model's request is sent."""
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, router: PolicyRouter) -> None:
+        self.router_type = router._llm_type
+        self.allowed: set[UUID] = set()
+
+    def _start(self, serialized: Mapping[str, Any] | None, run_id: UUID, parent_run_id: UUID | None,
+               invocation_params: Mapping[str, Any] | None) -> None:
+        if parent_run_id in self.allowed or (invocation_params or {}).get("_type") == self.router_type:
+            self.allowed.add(run_id)
+            return
+        names = (serialized or {}).get("id") or ["a model"]
+        raise PolicyBypassError(str(names[-1]))
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: UUID,
+                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(serialized, run_id, parent_run_id, kwargs.get("invocation_params"))
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: Any, *, run_id: UUID,
+                     parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(serialized, run_id, parent_run_id, kwargs.get("invocation_params"))
+
+    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
+                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        if parent_run_id in self.allowed:  # the router's own chains (checks, structured output)
+            self.allowed.add(run_id)
+
+
+def _with_handler(callbacks: Any, handler: BaseCallbackHandler) -> Any:
+    """``callbacks`` (None, a list or a manager) plus ``handler``, inherited by child runs."""
+    if callbacks is None:
+        return [handler]
+    if isinstance(callbacks, list):
+        return [*callbacks, handler]
+    manager = callbacks.copy()
+    manager.add_handler(handler, inherit=True)
+    return manager
 
 
 def _scalar_fields(context: Any) -> dict[str, Any]:
