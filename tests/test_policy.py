@@ -106,15 +106,17 @@ policy:
   cost_ceiling: ${CEILING:-0.25}
 """
     monkeypatch.setenv("GGUF_PATH", "/models/x.gguf")
-    policy = loads_policy(text)
+    policy = loads_policy(text, allow_env={"GGUF_PATH"})  # a path that names no file: allowed by the caller
     assert policy.name == "fallback"
     assert policy.models["m"].gguf == "/models/x.gguf"
     assert policy.policy.cost_ceiling == 0.25
     monkeypatch.setenv("POLICY_NAME", "named")
-    assert loads_policy(text).name == "named"
+    assert loads_policy(text, allow_env=["GGUF_PATH", "POLICY_NAME"]).name == "named"
+    with pytest.raises(PolicyError, match=r"\$\{POLICY_NAME\} is not substituted here"):
+        loads_policy(text, allow_env=["GGUF_PATH"])  # a name may be shown or sent: the caller decides
     monkeypatch.delenv("GGUF_PATH")
     with pytest.raises(PolicyError) as info:
-        loads_policy(text, "p.yaml")
+        loads_policy(text, "p.yaml", allow_env=["POLICY_NAME"])
     assert info.value.key == "models.m.gguf" and "GGUF_PATH" in str(info.value)
 
 

@@ -62,6 +62,10 @@ def _add_allow_code(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-code", action="store_true",
                         help="let the policy's 'module:function' checks import and run that code "
                              "(your own, unsandboxed code); off by default")
+    parser.add_argument("--allow-env", dest="allow_env", action="append", default=[], metavar="NAME",
+                        help="let the policy read environment variable NAME where a file alone may not "
+                             "(a non-conventional api_key_env, a base_url host that gets a key, ${NAME} "
+                             "in model:, base_url:, ledger:...); repeatable")
 
 
 def _router_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -69,7 +73,7 @@ def _router_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from router.policy.overrides import effective_settings, policy_overrides
 
     overrides = policy_overrides(parse_sets(args.sets), strict=True, origin="--set")
-    router = PolicyRouter.from_yaml(args.policy, allow_code=args.allow_code)
+    router = PolicyRouter.from_yaml(args.policy, allow_code=args.allow_code, allow_env=args.allow_env)
     effective_settings(router.policy, overrides=overrides, origin="--set")  # reported as --set's
     return router, {"configurable": overrides}
 
@@ -109,7 +113,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
         try:
-            policy = resolve_policy(path, allow_code=args.allow_code)
+            policy = resolve_policy(path, allow_code=args.allow_code, allow_env=args.allow_env)
         except PolicyError as err:
             failed = True
             for issue in err.issues:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +35,7 @@ from pydantic import (
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
+from router.policy.env_rules import allowed_names, credential_problems, env_place_problems
 from router.policy.issues import closest, from_validation, issue
 from router.policy.model_checks import NETWORK_PROVIDERS, model_problems
 from router.policy.routing_block import (
@@ -227,15 +228,20 @@ class Policy(_Frozen):
 
 
 def load_policy(source: str | os.PathLike[str] | Mapping[str, Any], *,
-                environ: Mapping[str, str] | None = None, allow_code: bool = False) -> Policy:
+                environ: Mapping[str, str] | None = None, allow_code: bool = False,
+                allow_env: str | Collection[str] | None = None) -> Policy:
     """Load and validate a policy from a YAML file path or a plain mapping.
 
     A policy file is data: it never imports or runs code. A ``check: "module:function"`` entry
     is refused unless ``allow_code=True`` (then that function is your own, unsandboxed code).
+    Nor does it choose which environment variable's value is sent anywhere: an ``api_key_env``
+    other than the provider's conventional variable, a ``base_url`` host that receives a key,
+    and a ``${VAR}`` outside numbers, flags and local file paths need the variable's name in
+    ``allow_env`` (see :mod:`router.policy.env_rules`).
     Raises :class:`PolicyError` listing every problem with file, line, column and key.
     """
     if isinstance(source, Mapping):
-        return _validate(LocatedDocument(data=dict(source)), "<dict>", allow_code)
+        return _validate(LocatedDocument(data=dict(source)), "<dict>", allow_code, allowed_names(allow_env))
     path = Path(source)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -243,29 +249,32 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any], *,
         raise PolicyError([PolicyIssue(f"cannot read policy file: {err.strerror}", str(path))]) from None
     except UnicodeDecodeError as err:
         raise PolicyError([PolicyIssue(f"not UTF-8 text (byte {err.start})", str(path), 1, 1)]) from None
-    return loads_policy(text, str(path), environ=environ, allow_code=allow_code)
+    return loads_policy(text, str(path), environ=environ, allow_code=allow_code, allow_env=allow_env)
 
 
 def loads_policy(text: str, filename: str = "<string>", *,
-                 environ: Mapping[str, str] | None = None, allow_code: bool = False) -> Policy:
+                 environ: Mapping[str, str] | None = None, allow_code: bool = False,
+                 allow_env: str | Collection[str] | None = None) -> Policy:
     """Load and validate a policy from YAML text (see :func:`load_policy`)."""
     try:
         doc = load_located(text, environ)
     except YamlSyntaxError as err:
         raise PolicyError([PolicyIssue(str(err), filename, err.location.line, err.location.column)]) from None
-    return _validate(doc, filename, allow_code)
+    return _validate(doc, filename, allow_code, allowed_names(allow_env))
 
 
-def _validate(doc: LocatedDocument, filename: str, allow_code: bool = False) -> Policy:
+def _validate(doc: LocatedDocument, filename: str, allow_code: bool = False,
+              allow_env: frozenset[str] = frozenset()) -> Policy:
     try:
-        return _validate_located(doc, filename, allow_code)
+        return _validate_located(doc, filename, allow_code, allow_env)
     except PolicyError as err:
         # Values that came from ${VAR} are shown as ${VAR}, whatever message mentions them.
         raise PolicyError([replace(issue, message=doc.redact(issue.message)) for issue in err.issues]) from None
 
 
-def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool) -> Policy:
+def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool, allow_env: frozenset[str]) -> Policy:
     issues = [issue(doc, filename, p.path, p.message, at=p.location) for p in doc.problems]
+    issues += [issue(doc, filename, path, message) for path, message in env_place_problems(doc, allow_env)]
     if not isinstance(doc.data, dict):
         issues.append(issue(doc, filename, (), "a policy file must be a mapping with version, name, "
                                                  "models and policy"))
@@ -279,7 +288,8 @@ def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool) -> 
     except ValidationError as err:
         raise PolicyError(from_validation(doc, filename, err, allowed_keys=_allowed_keys)) from None
     issues = [issue(doc, filename, path, msg, suggestion=hint)
-              for path, msg, hint in _semantic_problems(policy, allow_code)]
+              for path, msg, hint in [*_semantic_problems(policy, allow_code),
+                                      *credential_problems(policy.models, allow_env)]]
     if issues:
         raise PolicyError(issues)
     policy._source = filename

@@ -33,7 +33,7 @@ policy:
   cascade: [gemini-flash]
   confidence: {confidence}
 """
-    return PolicyRouter(policy=loads_policy(text, "gemini-only.yaml"))
+    return PolicyRouter(policy=loads_policy(text, "gemini-only.yaml", allow_env=["MY_GEMINI_KEY"]))
 
 
 def test_answer_usage_and_cost_from_usage_metadata(cloud_env: None, gemini_server: GeminiTestServer):

@@ -16,7 +16,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from router import PolicyRouter
 from router.policy.sources import policy_from_dict, resolve_policy
-from tests.langchain.conftest import served_policy
+from tests.langchain.conftest import KEY_VAR, served_policy
 
 MAX_TOKENS = 24  # short answers keep the suites quick on 2 cores
 TOOL_MAX_TOKENS = 64  # room for a whole tool call's or a joke's JSON (a cut one is never accepted)
@@ -114,7 +114,7 @@ def served_cascade(base_url: str) -> Any:
     ``ChatOpenAI``, after a buffered, rejected local attempt."""
     policy = served_policy(base_url, max_output_tokens=MAX_TOKENS)
     policy["policy"]["confidence"] = [{"check": "tests.langchain.test_standard:rejects_the_local_rung"}]
-    return policy_from_dict(policy, allow_code=True)
+    return policy_from_dict(policy, allow_code=True, allow_env=[KEY_VAR])
 
 
 class _Served(_Offline):

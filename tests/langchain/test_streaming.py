@@ -14,7 +14,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 
 from router import PolicyRouter, RoutingError, loads_policy
 from tests.conftest import LOCAL_POLICY
-from tests.langchain.conftest import served_policy
+from tests.langchain.conftest import KEY_VAR, served_policy
 
 QUESTION = "What is the capital of France?"
 REJECT_ALL = LOCAL_POLICY.replace("    - check: min_length\n      chars: 1\n",
@@ -120,7 +120,7 @@ def test_an_accepted_buffered_attempt_is_replayed_once():
 def test_streamed_usage_is_estimated_when_the_server_sends_none(served_llama: Any, served_key: None):
     policy = served_policy(served_llama.base_url, max_output_tokens=8)
     policy["policy"]["cascade"] = ["gpt-3.5-turbo"]
-    router = PolicyRouter.from_dict(policy)
+    router = PolicyRouter.from_dict(policy, allow_env=[KEY_VAR])
     chunks = list(router.stream(QUESTION))
     full = chunks[0]
     for chunk in chunks[1:]:

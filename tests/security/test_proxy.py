@@ -52,7 +52,8 @@ def proxy(monkeypatch: pytest.MonkeyPatch):
 
 
 def router_for(openai_fake: FakeOpenAIServer, cascade: str) -> PolicyRouter:
-    return PolicyRouter(policy=loads_policy(POLICY.format(local_url=openai_fake.base_url, cascade=cascade)))
+    return PolicyRouter(policy=loads_policy(POLICY.format(local_url=openai_fake.base_url, cascade=cascade),
+                                            allow_env=["LOCAL_GPT_KEY"]))
 
 
 @pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke"])

@@ -49,7 +49,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch):
 
 def router_for(server: FakeOpenAIServer, cascade: str, on_exhausted: str) -> PolicyRouter:
     return PolicyRouter(policy=loads_policy(POLICY.format(url=server.base_url, cascade=cascade,
-                                                          on_exhausted=on_exhausted)))
+                                                          on_exhausted=on_exhausted), allow_env=["LOCAL_GPT_KEY"]))
 
 
 async def event_text(router: PolicyRouter) -> str:

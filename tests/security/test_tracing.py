@@ -28,6 +28,7 @@ from router import PolicyRouter, loads_policy
 PRIVATE = "Summarise the merger memo for Project Nightingale"
 PUBLIC = "What is the boiling point of water at sea level"
 ANSWER = "Paris is the capital of France."
+ALLOW = ["LOCAL_GPT_KEY"]  # the policy reads its key from a variable of its own: the caller allows it
 POLICY = """\
 version: 1
 name: traced
@@ -60,7 +61,7 @@ SCRIPT = textwrap.dedent("""
         def on_llm_end(self, *a, **k):
             self.events.append("llm_end")
 
-    router = PolicyRouter(policy=load_policy(sys.argv[1]))
+    router = PolicyRouter(policy=load_policy(sys.argv[1], allow_env=["LOCAL_GPT_KEY"]))
     private, public = sys.argv[2], sys.argv[3]
     local = Local()
     config = {"configurable": {"privacy": True}, "callbacks": [local]}
@@ -130,7 +131,7 @@ def test_a_tracer_passed_as_a_callback_is_dropped_for_a_private_request(policy_f
         monkeypatch.delenv(var, raising=False)
     client = Client(api_url=tracer_sink.origin, api_key="ls-dummy-key", auto_batch_tracing=False)
     tracer = LangChainTracer(client=client, project_name="sec")
-    router = PolicyRouter(policy=loads_policy(policy_file.read_text(), "traced.yaml"))
+    router = PolicyRouter(policy=loads_policy(policy_file.read_text(), "traced.yaml", allow_env=ALLOW))
     local = Local()
     message = router.invoke(PRIVATE, config={"configurable": local_only, "callbacks": [tracer, local]})
     tracer.wait_for_futures()
@@ -219,7 +220,7 @@ def test_generate_applies_rules_on_its_metadata_and_drops_remote_tracers(openai_
 
     from langchain_core.messages import HumanMessage
 
-    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml"))
+    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml", allow_env=ALLOW))
     remote, local = Remote(), Local()
     prompts = [[HumanMessage(PRIVATE)], [HumanMessage(PRIVATE + " (second prompt)")]]
     kwargs: dict = {"callbacks": [remote, local], "metadata": {"data_class": "pii"}}
@@ -242,7 +243,7 @@ def test_a_remote_tracer_among_the_routers_own_callbacks_is_dropped_for_a_privat
     from langchain_core.messages import HumanMessage
 
     remote, local = Remote(), Local()
-    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml"),
+    router = PolicyRouter(policy=loads_policy(RULED.format(base_url=openai_fake.base_url), "ruled.yaml", allow_env=ALLOW),
                           callbacks=[remote, local])
     pii = {"data_class": "pii"}
     if entry == "invoke":
@@ -263,7 +264,7 @@ def test_a_reloaded_policy_that_turns_privacy_on_covers_the_very_next_requests_t
     private *and* is hidden from remote tracers (on main, tracing was decided on the old policy)."""
     import time
 
-    router = PolicyRouter.from_yaml(policy_file, reload=True)
+    router = PolicyRouter.from_yaml(policy_file, reload=True, allow_env=ALLOW)
     assert router.invoke(PUBLIC).response_metadata["routing"]["effective"]["privacy"] is False
     policy_file.write_text(policy_file.read_text().replace("policy:\n", "policy:\n  privacy: true\n"))
     later = time.time() + 5
