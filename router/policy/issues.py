@@ -23,7 +23,8 @@ from router.policy.yaml_source import LocatedDocument
 
 # ``scheme://user:password@`` or ``scheme://token@``: the user-info runs to the last ``@`` of the
 # URL, so an unescaped ``@``, ``/`` or ``#`` in a password cannot leave part of it in the open.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"]*)@")
+# Quotes count as part of it (RFC 3986 allows ``'`` in a password): masking too much is harmless.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(\S*)@")
 MAX_SHOWN = 80
 _MAX_INT_BITS = 256  # larger integers are described by their size, never converted to text
 

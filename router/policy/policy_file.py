@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -56,7 +57,7 @@ from router.policy.values import (
     strict_flag,
 )
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
-from router.spend.config import Budget, LedgerURL, budget_problems
+from router.spend.config import Budget, LedgerURL, RedactedURL, budget_problems
 
 Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
 
@@ -83,7 +84,7 @@ class ModelSpec(_Frozen):
     local: StrictBool = False
     price: Price = Price()
     context_window: StrictPositiveInt | None = None
-    base_url: str | None = None
+    base_url: Annotated[str, AfterValidator(RedactedURL)] | None = None  # repr and pickle: password masked
     api_key_env: EnvVarName | None = None
     timeout_s: StrictPositiveFloat = 60.0
     max_retries: StrictInt = Field(0, ge=0, le=10)

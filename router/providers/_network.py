@@ -6,13 +6,16 @@ A subclass names its variables and says how to count tokens, build the client an
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from langchain_core.messages import AIMessage
 
 from router.errors import ProviderError
+from router.policy.issues import mask_urls
 from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
@@ -44,7 +47,43 @@ class NetworkAdapter:
                 or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
 
 
-def http_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:
+def split_userinfo(url: str | None) -> tuple[str | None, httpx.BasicAuth | None]:
+    """``url`` without its ``user:password@``, and that user-info as the Basic auth httpx would
+    have built from it. The client is then built on a URL that holds no password, so none shows
+    in the chat model's repr, its traced parameters, the clients' logs or their errors.
+
+    Example:
+        >>> split_userinfo("https://me:pw@gw.example/v1")[0]
+        'https://gw.example/v1'
+    """
+    if not url:
+        return url, None
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), httpx.BasicAuth(unquote(user), unquote(password))
+
+
+class MaskURLPasswords(logging.Filter):
+    """Masks URL passwords in a record's text (httpx logs every request's URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = mask_urls(text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASK = MaskURLPasswords()
+for _name in ("httpx", "httpcore", "openai._base_client", "google_genai._api_client"):
+    if _MASK not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_MASK)
+
+
+def http_clients(base_url: str | None, timeout_s: float, auth: httpx.Auth | None = None) -> dict[str, Any]:
     """The ``http_client``/``http_async_client`` pair a network model is built with: one of its own
     (never a process-wide cached one), so with one model instance per event loop no pooled
     connection outlives its loop.
@@ -64,6 +103,8 @@ def http_clients(base_url: str | None, timeout_s: float) -> dict[str, Any]:
     """
     timeout = httpx.Timeout(timeout_s)
     if is_loopback_url(base_url):
-        return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout),
-                "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout)}
-    return {"http_client": httpx.Client(timeout=timeout), "http_async_client": httpx.AsyncClient(timeout=timeout)}
+        return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout, auth=auth),
+                "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout,
+                                                       auth=auth)}
+    return {"http_client": httpx.Client(timeout=timeout, auth=auth),
+            "http_async_client": httpx.AsyncClient(timeout=timeout, auth=auth)}

@@ -29,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
-from router.providers._network import NetworkAdapter
+from router.providers._network import NetworkAdapter, split_userinfo
 from router.routing.tokens import gemini_token_bound
 
 KEY_VAR = "GOOGLE_API_KEY"
@@ -43,6 +43,12 @@ class _GeminiAdapter(NetworkAdapter):
     key_var = KEY_VAR
     base_url_var = BASE_URL_VAR
     per_event_loop = False
+
+    def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
+        # The SDK would carry a URL password into its logs and errors: not supported (the URL is not shown).
+        if split_userinfo(self.base_url(spec))[1] is not None:
+            return f"unsupported: a password in the endpoint URL (the key goes in {self.key_var})"
+        return super().unavailable_reason(spec, env_hint)
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return gemini_token_bound(messages)  # an upper bound: Gemini's tokenizer is not published

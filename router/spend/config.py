@@ -66,10 +66,22 @@ def redact(url: str) -> str:
 
 
 class RedactedURL(str):
-    """A ledger URL whose repr hides the password (a policy's repr may be logged)."""
+    """A URL (ledger, endpoint) whose repr hides the password (a policy's repr may be logged), and
+    whose pickle carries it masked, as ``dumpd`` does: a pickled policy holds no secret (a
+    router unpickled elsewhere cannot use that URL until its policy gives the password again).
+    Copies in this process keep it."""
 
     def __repr__(self) -> str:
         return repr(redact(str(self)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RedactedURL, (redact(str(self)),))
+
+    def __copy__(self) -> RedactedURL:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> RedactedURL:
+        return self
 
 
 def _check_ledger_url(url: str) -> str:
