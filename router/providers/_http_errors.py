@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import re
@@ -42,10 +43,12 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import httpx
 from langchain_core import exceptions as lc
 from pydantic import SecretStr
 
 from router.errors import ProviderError
+from router.policy.issues import mask_urls
 
 _SECRETISH = re.compile(r"(key=|api[_-]?key[\"']?\s*[:=]\s*[\"']?|Bearer\s+)[^\s\"'&]+", re.IGNORECASE)
 _NO_CHUNKS = "No generation chunks were returned"
@@ -93,12 +96,62 @@ _BUILTIN: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def scrub(text: str, secrets: Iterable[SecretStr | str | None] = ()) -> str:
-    """Remove the given secret values, and anything that looks like a credential, from ``text``."""
+    """Remove the given secret values, anything that looks like a credential, and URL passwords
+    from ``text``."""
     for secret in secrets:
         value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         if value:
             text = text.replace(value, "***")
-    return _SECRETISH.sub(r"\1***", text)
+    return mask_urls(_SECRETISH.sub(r"\1***", text))
+
+
+_ECHO_ATTRIBUTES = ("body", "details", "response_json")  # parsed reply bodies (openai, google-genai)
+
+
+def scrub_exception(exc: BaseException, secrets: Iterable[SecretStr | str | None] = ()) -> BaseException:
+    """``exc`` and every exception in its chain, scrubbed *in place* (their text arguments,
+    ``message`` and notes; the parsed reply bodies they keep are dropped), and returned.
+
+    A chat model's run reports its client's exception to callbacks and tracers as it is (LangChain
+    calls ``on_llm_error(exc)`` before the router sees it), so the adapters' models scrub it
+    first; the class, status and headers stay, so it is translated as before.
+
+    Example:
+        >>> str(scrub_exception(ValueError("bad key sk-123"), ["sk-123"]))
+        'bad key ***'
+    """
+    secrets = list(secrets)
+    for item in _chain(exc):
+        item.args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in item.args)
+        if isinstance(getattr(item, "message", None), str):
+            item.message = scrub(item.message, secrets)  # type: ignore[attr-defined]
+        if getattr(item, "response", None) is not None:
+            with contextlib.suppress(AttributeError):
+                item.response = _scrubbed_response(item.response, secrets)  # type: ignore[attr-defined]
+        for name in _ECHO_ATTRIBUTES:
+            if getattr(item, name, None) is not None:
+                with contextlib.suppress(AttributeError):  # a read-only property: not in its text
+                    setattr(item, name, None)
+        notes = getattr(item, "__notes__", None)
+        if isinstance(notes, list):
+            item.__notes__ = [scrub(n, secrets) if isinstance(n, str) else n for n in notes]
+    return exc
+
+
+def _scrubbed_response(response: Any, secrets: list[SecretStr | str | None]) -> httpx.Response | None:
+    """A stand-in for a failed reply (LangChain puts an error's ``response`` body and headers in the
+    run's output): its status and headers, and its body as text, each scrubbed; no request."""
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    if not isinstance(status, int):
+        return None
+    headers = {str(k): scrub(str(v), secrets) for k, v in (getattr(response, "headers", None) or {}).items()}
+    try:
+        body = response.text if isinstance(response, httpx.Response) else ""
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        body = ""
+    headers.pop("content-length", None)
+    headers.pop("content-encoding", None)  # the stand-in's body is plain text
+    return httpx.Response(status, headers=headers, content=scrub(body, secrets).encode())
 
 
 def kind_for_status(status: int) -> str:

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
+from pydantic import SecretStr
 
 from router.errors import ProviderError
 from router.policy.issues import mask_urls
 from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
-from router.providers._http_errors import translate_http_error, unexpected_error
+from router.providers._http_errors import scrub_exception, translate_http_error, unexpected_error
 
 
 class NetworkAdapter:
@@ -45,6 +48,64 @@ class NetworkAdapter:
         secrets = [self.api_key(spec)]
         return (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
                 or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
+
+
+_SCRUBBING: dict[type, type] = {}
+
+
+def scrubbing(model_class: type[BaseChatModel]) -> type[BaseChatModel]:
+    """``model_class`` whose calls scrub a failure before LangChain reports it to callbacks and
+    tracers (``on_llm_error`` gets the exception ``_generate``/``_stream`` raised): the model's
+    own ``SecretStr`` fields (its key), credential-like text and URL passwords are removed from
+    the exception and its chain (:func:`~router.providers._http_errors.scrub_exception`). Same
+    name, same fields, same behaviour otherwise.
+
+    Example:
+        >>> scrubbing(ChatOpenAI)(model="gpt-4o", api_key="sk-...").invoke("hi")  # a 401 echoing the key
+        Traceback (most recent call last):
+        openai.AuthenticationError: Error code: 401 - ... Bearer ***
+    """
+    if model_class in _SCRUBBING:
+        return _SCRUBBING[model_class]
+
+    class Scrubbed(model_class):  # type: ignore[valid-type, misc]
+        def _secrets(self) -> list[SecretStr]:
+            return [value for value in self.__dict__.values() if isinstance(value, SecretStr)]
+
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super()._generate(*args, **kwargs)
+            except Exception as exc:
+                scrub_exception(exc, self._secrets())
+                raise
+
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super()._agenerate(*args, **kwargs)
+            except Exception as exc:
+                scrub_exception(exc, self._secrets())
+                raise
+
+        def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from super()._stream(*args, **kwargs)
+            except Exception as exc:
+                scrub_exception(exc, self._secrets())
+                raise
+
+        async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for chunk in super()._astream(*args, **kwargs):
+                    yield chunk
+            except Exception as exc:
+                scrub_exception(exc, self._secrets())
+                raise
+
+    Scrubbed.__name__ = model_class.__name__
+    Scrubbed.__qualname__ = model_class.__qualname__
+    Scrubbed.__module__ = model_class.__module__
+    _SCRUBBING[model_class] = Scrubbed
+    return Scrubbed
 
 
 def split_userinfo(url: str | None) -> tuple[str | None, httpx.BasicAuth | None]:

@@ -29,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
-from router.providers._network import NetworkAdapter, split_userinfo
+from router.providers._network import NetworkAdapter, scrubbing, split_userinfo
 from router.routing.tokens import gemini_token_bound
 
 KEY_VAR = "GOOGLE_API_KEY"
@@ -56,7 +56,7 @@ class _GeminiAdapter(NetworkAdapter):
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_google_genai import ChatGoogleGenerativeAI
 
-        return ChatGoogleGenerativeAI(model=spec.model or name, google_api_key=self.api_key(spec),
+        return scrubbing(ChatGoogleGenerativeAI)(model=spec.model or name, google_api_key=self.api_key(spec),
                                       base_url=self.base_url(spec), timeout=spec.timeout_s,
                                       max_retries=1)
 

@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
-from router.providers._network import NetworkAdapter, http_clients, split_userinfo
+from router.providers._network import NetworkAdapter, http_clients, scrubbing, split_userinfo
 from router.routing.tokens import count_openai_tokens
 
 KEY_VAR = "OPENAI_API_KEY"
@@ -56,7 +56,7 @@ class _OpenAIAdapter(NetworkAdapter):
 
         # A password in the endpoint travels as the clients' Basic auth, never in the URL.
         base_url, auth = split_userinfo(self.base_url(spec))
-        return ChatOpenAI(model=spec.model or name, api_key=self.api_key(spec), base_url=base_url,
+        return scrubbing(ChatOpenAI)(model=spec.model or name, api_key=self.api_key(spec), base_url=base_url,
                           # The router performs max_retries itself (router.providers.retries).
                           timeout=spec.timeout_s, max_retries=0, stream_usage=True,
                           **http_clients(base_url, spec.timeout_s, auth))
