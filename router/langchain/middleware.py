@@ -18,8 +18,9 @@ What the policy sees of the agent:
   middleware records it in the state key ``policy_ratchets`` and every later call of the thread
   runs with it on too (kept across turns by the agent's checkpointer). Ratchets only tighten:
   they are recorded *before* the call (so a call that fails still leaves them on for the thread,
-  whose history now holds the private message), and the key's reducer only adds switches, so a
-  turn's input (``{"policy_ratchets": {}}``) cannot turn them off.
+  whose history now holds the private message), and the key's channel only adds switches, so a
+  turn's input (``{"policy_ratchets": {}}``, or LangGraph's reducer bypass ``Overwrite({})``) cannot
+  turn them off (see :class:`RatchetChannel`).
 
 **Only the router answers** (default deny). Below ``PolicyMiddleware`` (later in the
 ``middleware=`` list, i.e. inside its ``wrap_model_call``) no other model may run: a middleware

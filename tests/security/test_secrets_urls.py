@@ -109,3 +109,13 @@ def test_property_no_password_in_any_static_form(password: str):
     text = POLICY.format(base_url=with_password("http://127.0.0.1:9/v1", password), password=password)
     router = PolicyRouter(policy=loads_policy(text))
     static_forms(router, password)
+
+
+def test_a_built_child_model_holds_no_url_password(network_env: None):
+    from router.providers import get_adapter
+
+    policy = loads_policy(POLICY.format(base_url=with_password("http://127.0.0.1:9/v1"), password=PASSWORD))
+    model = get_adapter("openai").build("gpt", policy.models["gpt"])
+    assert type(model).__name__ == "ChatOpenAI"  # the scrubbing subclass keeps the name traces show
+    for text in (repr(model), str(model), dumps(model), repr(model.model_dump())):
+        assert PASSWORD not in text
