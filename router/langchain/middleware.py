@@ -81,6 +81,7 @@ from router.policy.policy_file import Policy
 RATCHETS = ("privacy", "offline")
 _SCALARS = (str, int, float, bool)
 _OVERWRITE = "__overwrite__"  # LangGraph's reducer-bypass key (langgraph.types.Overwrite's dict form)
+_MAX_UNWRAP = 64
 
 
 def tighten(kept: Any, update: Any) -> dict[str, bool]:
@@ -108,15 +109,18 @@ class RatchetChannel(BinaryOperatorAggregate):
 
 
 def _bypassed(value: Any) -> Any:
-    """The value an ``Overwrite`` (any of its forms) carries, else ``value`` itself."""
-    if isinstance(value, Overwrite):
-        return value.value
-    if isinstance(value, Mapping):
-        if len(value) == 1 and _OVERWRITE in value:
-            return value[_OVERWRITE]
-        if value.get("type") == _OVERWRITE and "value" in value:
-            return value["value"]
-    return value
+    """The value an ``Overwrite`` (any of its forms, nested any number of times) carries, else
+    ``value`` itself: what is left is never a bypass form (nor, past a bound, a cycle of them)."""
+    for _ in range(_MAX_UNWRAP):
+        if isinstance(value, Overwrite):
+            value = value.value
+        elif isinstance(value, Mapping) and len(value) == 1 and _OVERWRITE in value:
+            value = value[_OVERWRITE]
+        elif isinstance(value, Mapping) and value.get("type") == _OVERWRITE and "value" in value:
+            value = value["value"]
+        else:
+            return value
+    return {}  # an Overwrite of itself: adds nothing
 
 
 class PolicyState(AgentState):
@@ -268,12 +272,15 @@ class OnlyTheRouter(BaseCallbackHandler):
     run_inline = True
 
     def __init__(self, router: PolicyRouter) -> None:
-        self.router_type = router._llm_type
+        # What the router's run reports as its parameters: its type and its policy's name (a
+        # router of another policy swapped in is refused too).
+        self.router_params = {"_type": router._llm_type, "policy": router.policy.name}
         self.allowed: set[UUID] = set()
 
     def _start(self, serialized: Mapping[str, Any] | None, run_id: UUID, parent_run_id: UUID | None,
                invocation_params: Mapping[str, Any] | None) -> None:
-        if parent_run_id in self.allowed or (invocation_params or {}).get("_type") == self.router_type:
+        params = invocation_params or {}
+        if parent_run_id in self.allowed or all(params.get(k) == v for k, v in self.router_params.items()):
             self.allowed.add(run_id)
             return
         names = (serialized or {}).get("id") or ["a model"]

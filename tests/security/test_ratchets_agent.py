@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import Command, Overwrite
 from security_servers import FakeOpenAIServer
 
 from router import PolicyRouter, RoutingError, loads_policy
-from router.langchain.middleware import PolicyMiddleware
+from router.langchain.middleware import PolicyMiddleware, RatchetChannel
 
 POLICY = """
 version: 1
@@ -73,6 +76,7 @@ BYPASSES = {
     "overwrite-object": Overwrite({}),
     "overwrite-off": Overwrite({"privacy": False}),
     "plain-off": {"privacy": False},
+    "nested": Overwrite({"__overwrite__": Overwrite({})}),
 }
 
 
@@ -118,3 +122,33 @@ async def test_async_turn_cannot_bypass_the_ratchets_reducer(network_env: None, 
 def test_the_ratchets_key_is_not_part_of_the_agents_input_schema():
     schema = agent().get_input_jsonschema()
     assert "policy_ratchets" not in schema.get("properties", {})
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.sampled_from(["false", "0", ""]))
+PAYLOADS = st.recursive(
+    st.one_of(SCALARS, st.dictionaries(st.sampled_from(["privacy", "offline", "__overwrite__", "type", "value"]),
+                                       SCALARS, max_size=3)),
+    lambda inner: st.one_of(st.builds(Overwrite, inner), st.dictionaries(
+        st.sampled_from(["privacy", "offline", "__overwrite__", "type", "value"]), inner, max_size=3),
+        st.lists(inner, max_size=2)),
+    max_leaves=6)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(kept=st.sets(st.sampled_from(["privacy", "offline"]), min_size=1), updates=st.lists(PAYLOADS, max_size=4))
+def test_property_no_write_removes_a_switch(kept: set[str], updates: list[Any]):
+    """Whatever a turn, a Command or a tool writes to the channel, every switch on stays on."""
+    channel = RatchetChannel().from_checkpoint(dict.fromkeys(kept, True))
+    for update in updates:
+        with contextlib.suppress(InvalidUpdateError):
+            channel.update([update])
+    assert {k for k, v in channel.get().items() if v is True} >= kept
+    assert set(channel.get().values()) <= {True}
+
+
+def test_an_overwrite_of_itself_adds_nothing_and_ends():
+    cycle: dict[str, Any] = {}
+    cycle["__overwrite__"] = cycle
+    channel = RatchetChannel().from_checkpoint({"privacy": True})
+    channel.update([cycle])
+    assert channel.get() == {"privacy": True}

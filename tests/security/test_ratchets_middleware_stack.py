@@ -108,3 +108,16 @@ def test_a_middleware_calling_its_own_model_below_the_policy_is_refused(network_
     with pytest.raises(PolicyBypassError):
         agent(select_tools).invoke({"messages": [HumanMessage(SECRET)]}, context=Ctx("pii"))
     assert_not_sent(openai_fake)
+
+
+def test_a_router_of_another_policy_swapped_in_is_refused(network_env: None, openai_fake: FakeOpenAIServer):
+    looser = PolicyRouter(policy=loads_policy(POLICY.replace("name: agent-stack", "name: looser")
+                                              .split("rules:")[0], "looser.yaml"))
+
+    @wrap_model_call
+    def swap(request: Any, handler: Any) -> Any:
+        return handler(request.override(model=looser))
+
+    with pytest.raises(PolicyBypassError):
+        agent(swap).invoke({"messages": [HumanMessage(SECRET)]}, context=Ctx("pii"))
+    assert_not_sent(openai_fake)
