@@ -22,7 +22,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
     if url is None and args.policy is not None:
         from router.policy.policy_file import load_policy
 
-        url = load_policy(args.policy).ledger  # a PolicyError is reported by router.cli.main.main
+        url = load_policy(args.policy, allow_env=args.allow_env).ledger  # a PolicyError is reported by router.cli.main.main
     try:
         report = spend_report(url, since=args.since, by=args.by)
     except (ValueError, LedgerError) as err:  # a bad --since, or a ledger that cannot be read
@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     source.add_argument("--ledger", default=None, metavar="URL",
                         help="sqlite:///path, redis://host:port/db (default: the user state dir's SQLite)")
     source.add_argument("--policy", default=None, metavar="FILE", help="use this policy's ledger:")
+    parser.add_argument("--allow-env", dest="allow_env", action="append", default=[], metavar="NAME",
+                        help="let the policy's ledger: take ${NAME} (a password, say); repeatable")
     parser.add_argument("--since", default=None, metavar="DATE",
                         help="2026-11-27, 2026-11-27T08:00 (UTC), 7d, 12h, 30m or today")
     parser.add_argument("--by", default="model", metavar="GROUP",

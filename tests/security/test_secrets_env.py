@@ -190,3 +190,13 @@ def test_property_no_file_sends_an_unallowed_variable(monkeypatch: pytest.Monkey
         assert secret not in str(err)
     assert all(secret.encode() not in r.body and secret not in str(r.headers) and secret not in r.path
                for r in openai_fake.requests)
+
+
+def test_router_spend_takes_allow_env_for_a_ledger_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("LEDGER_DB", str(tmp_path / "ledger.db"))
+    path = tmp_path / "p.yaml"
+    path.write_text(text().replace("name: exfil\n", 'name: exfil\nledger: "sqlite:///${LEDGER_DB}"\n'))
+    assert main(["spend", "--policy", str(path)]) == 1
+    assert "--allow-env LEDGER_DB" in capsys.readouterr().err
+    assert main(["spend", "--policy", str(path), "--allow-env", "LEDGER_DB"]) == 0
