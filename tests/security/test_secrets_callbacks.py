@@ -24,6 +24,7 @@ from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.schemas import Run
 from langsmith import Client
 from security_servers import FakeOpenAIServer, TracerSink
+from servers._base import QuietHandler, RecordedRequest, ThreadedTestServer
 
 from router import PolicyRouter, RoutingError, loads_policy
 
@@ -139,3 +140,44 @@ def test_property_no_echoed_key_reaches_a_handler(key: str, monkeypatch: pytest.
     assert recorder.errors
     text = shown([*recorder.errors, info.value]) + "\n".join(r.error or "" for r in every_run(local.runs))
     assert key not in text and key[3:19] not in text
+
+
+class _EchoGeminiHandler(QuietHandler):
+    server_state: ThreadedTestServer
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server_state.record(RecordedRequest("POST", self.path, headers, self.read_body()))
+        key = headers.get("x-goog-api-key", "")
+        self.send_json(401, {"error": {"code": 401, "message": f"API key {key} is not valid (key={key})",
+                                       "status": "UNAUTHENTICATED"}})
+
+
+class EchoGemini(ThreadedTestServer):
+    handler_class = _EchoGeminiHandler
+
+
+GEMINI_KEY = "AIzaSyD-SECRETechoGEMINI-0123456789"
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream"])
+def test_gemini_child_runs_error_is_scrubbed_too(entry: str, monkeypatch: pytest.MonkeyPatch):
+    with EchoGemini() as server:
+        monkeypatch.setenv("GOOGLE_API_KEY", GEMINI_KEY)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.origin)
+        for var in ("GEMINI_API_KEY", "GOOGLE_GENAI_API_VERSION", "GOOGLE_GENAI_USE_VERTEXAI"):
+            monkeypatch.delenv(var, raising=False)
+        router = PolicyRouter(policy=loads_policy(POLICY.replace("provider: openai", "provider: google_genai")
+                                                  .replace("model: gpt-3.5-turbo", "model: gemini-2.0-flash")))
+        recorder, local = Recorder(), LocalTracer()
+        with pytest.raises(RoutingError):
+            if entry == "invoke":
+                router.invoke("hi", config={"callbacks": [recorder, local]})
+            else:
+                list(router.stream("hi", config={"callbacks": [recorder, local]}))
+        assert server.requests and server.requests[0].headers["x-goog-api-key"] == GEMINI_KEY
+    errors = [run.error or "" for run in every_run(local.runs) if run.name == "ChatGoogleGenerativeAI"]
+    assert errors and all("is not valid" in e for e in errors)
+    text = shown(recorder.errors) + "\n".join(r.error or "" for r in every_run(local.runs))
+    text += "\n".join(str(r.outputs) for r in every_run(local.runs))
+    assert GEMINI_KEY not in text and GEMINI_KEY[8:24] not in text
