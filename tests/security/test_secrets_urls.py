@@ -119,3 +119,17 @@ def test_a_built_child_model_holds_no_url_password(network_env: None):
     assert type(model).__name__ == "ChatOpenAI"  # the scrubbing subclass keeps the name traces show
     for text in (repr(model), str(model), dumps(model), repr(model.model_dump())):
         assert PASSWORD not in text
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(password=PASSWORDS, user=st.text(string.ascii_letters, min_size=1, max_size=8),
+       path=st.text(string.ascii_letters + "/@:", max_size=20))
+def test_property_the_log_filter_masks_any_url_password(password: str, user: str, path: str):
+    """What httpx logs (``HTTP Request: POST <url> "HTTP/1.1 401"``) passes the filter masked,
+    whatever the password and path."""
+    from router.providers._network import MaskURLPasswords
+
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s %d %s"',
+                               ("POST", f"https://{user}:{password}@gw.example/{path}", "HTTP/1.1", 401, "x"), None)
+    assert MaskURLPasswords().filter(record)
+    assert password not in record.getMessage() and "HTTP Request: POST https://" in record.getMessage()
