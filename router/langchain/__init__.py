@@ -3,9 +3,10 @@
 
 from typing import Any
 
+from router.langchain.boundary import CacheNotAllowedError, PolicyBoundary, PrivateRunTracedError
 from router.langchain.policy_router import PolicyRouter
 
-__all__ = ["PolicyMiddleware", "PolicyRouter"]
+__all__ = ["CacheNotAllowedError", "PolicyBoundary", "PolicyMiddleware", "PolicyRouter", "PrivateRunTracedError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -50,9 +50,33 @@ def _no_answer(result: CascadeResult) -> RoutingError:
     return RoutingError(message, decision, last_error=result.last_error)
 
 
+#: What a check's ``detail``/``error`` on an attempt whose answer is not returned reads instead.
+WITHHELD = "withheld: may quote an answer that was not returned"
+
+
+def withhold_rejected(result: CascadeResult) -> None:
+    """Blank the ``detail`` and ``error`` of every check on an attempt whose answer is not the one
+    returned: checks may quote the text they judged (``refusal: '...'``, ``answer '...'``, a
+    custom check's message), and a rejected attempt's text reaches no channel (not the stream,
+    not the record, not a tracer). ``passed``, ``score`` and costs stay."""
+    decision = result.decision
+    returned = None
+    if result.message is not None:
+        returned = next((a for a in reversed(decision.attempts) if a.model == decision.final_model), None)
+    for attempt in decision.attempts:
+        if attempt is returned:
+            continue
+        for check in attempt.checks:
+            if check.detail:
+                check.detail = WITHHELD
+            if check.error:
+                check.error = WITHHELD
+
+
 def finish(result: CascadeResult, tracing: str | None) -> AIMessage:
     """The answer with its record; a :class:`RoutingError` (carrying the record) when none."""
     decision = result.decision
+    withhold_rejected(result)
     if tracing is not None:
         decision.effective["tracing"] = tracing
     if result.message is None:
