@@ -429,6 +429,8 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
 
         With ``include_raw=True`` the result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
         (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
+        The parser runs as a run of its own (with the answer as its input), so the whole is
+        :meth:`guard`-ed: a private request's parser run reaches no remote tracer either.
         """
-        return structured.structured_output(self, schema, include_raw=include_raw)
+        return self.guard(structured.structured_output(self, schema, include_raw=include_raw))
 
