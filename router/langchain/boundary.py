@@ -52,13 +52,18 @@ class CacheNotAllowedError(RouterError, TypeError):
 
 def leaking_handlers(config: RunnableConfig) -> list[str]:
     """The remote tracers recording the run that encloses a call made with ``config`` (an
-    enclosing run's child manager), except those silenced by the current private scope."""
+    enclosing run's child manager), except those silenced by the current private scope; and
+    LangSmith's, when the call is made inside a ``@traceable`` function's run."""
+    from langsmith.run_helpers import get_current_run_tree
+    from langsmith.utils import tracing_is_enabled
+
+    found = ["langsmith @traceable run"] if get_current_run_tree() is not None and tracing_is_enabled() is True else []
     callbacks = config.get("callbacks")
     if not isinstance(callbacks, BaseCallbackManager) or callbacks.parent_run_id is None:
-        return []
+        return found
     scoped = in_private_scope()
     return sorted({type(h).__name__ for h in handlers_of(callbacks)
-                   if is_remote_tracer(h) and not (scoped and honours_suppression(h))})
+                   if is_remote_tracer(h) and not (scoped and honours_suppression(h))}) + found
 
 
 def refuse_traced_enclosing_run(config: RunnableConfig) -> None:

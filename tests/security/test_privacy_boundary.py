@@ -316,3 +316,26 @@ def test_environment_tracing_of_a_guarded_chain_uploads_nothing_private(fake: Fa
     assert SECRET.encode() not in private_uploads and ANSWER.encode() not in private_uploads
     assert "CONTROL-DONE" in out, err
     assert PUBLIC.encode() in sink.received()  # control: tracing was on, and reached the sink
+
+
+def test_a_private_request_inside_a_traceable_function_fails_closed(fake: FakeOpenAIServer, sink: TracerSink):
+    """A LangSmith ``@traceable`` function's run has the prompt as its input and the answer as its
+    output: outside a private scope the router refuses; inside ``private_scope()`` it runs."""
+    from langsmith import traceable, tracing_context
+
+    from router.langchain.privacy_scope import private_scope
+
+    router = router_for(fake)
+    client = Client(api_url=sink.origin, api_key="ls-dummy-key", auto_batch_tracing=False)
+
+    @traceable(client=client)
+    def app(text: str) -> str:
+        return str(router.invoke(text, config=PRIVATE_CONFIG).content)
+
+    with tracing_context(enabled=True, client=client), pytest.raises(PrivateRunTracedError, match="traceable"):
+        app(SECRET)
+    assert fake.count() == 0
+    with tracing_context(enabled=True, client=client), private_scope():
+        assert app(SECRET) == ANSWER
+    client.flush()
+    assert ANSWER.encode() not in sink.received()
