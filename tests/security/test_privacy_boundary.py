@@ -227,6 +227,9 @@ def test_an_instrumentor_exports_no_private_span(fake: FakeOpenAIServer, spans: 
     guarded = router.guard(chain_of(router))
     assert guarded.invoke({"doc": SECRET}, config=PRIVATE_CONFIG) == ANSWER
     assert asyncio.run(guarded.ainvoke({"doc": SECRET}, config=PRIVATE_CONFIG)) == ANSWER
+    siblings = router.guard(RunnableParallel(a=chain_of(router), b=chain_of(router)))  # threads: context copied
+    assert siblings.invoke({"doc": SECRET}, config=PRIVATE_CONFIG) == {"a": ANSWER, "b": ANSWER}
+    assert asyncio.run(siblings.ainvoke({"doc": SECRET}, config=PRIVATE_CONFIG)) == {"a": ANSWER, "b": ANSWER}
     text = _span_text(spans)
     assert SECRET not in text and ANSWER not in text
     # Control: a request that is not private is exported.
