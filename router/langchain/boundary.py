@@ -99,6 +99,16 @@ class PolicyBoundary(Runnable[Any, Any]):
     def OutputType(self) -> Any:  # noqa: N802 (LangChain's name)
         return self.bound.OutputType
 
+    @property
+    def config_specs(self) -> list[Any]:
+        return self.bound.config_specs
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
+        return self.bound.get_input_schema(config)
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
+        return self.bound.get_output_schema(config)
+
     def _prepare(self, config: RunnableConfig | None) -> tuple[RunnableConfig, bool]:
         config = ensure_config(config)
         if not local_only(self.policy, config):
