@@ -50,6 +50,15 @@ class CacheNotAllowedError(RouterError, TypeError):
     policy of the request that got it, and a private request's text must not be stored."""
 
 
+def refuse_cache(cache: Any) -> None:
+    """Raise :class:`CacheNotAllowedError` unless ``cache`` is ``False`` or ``None``."""
+    if cache is not None and cache is not False:
+        raise CacheNotAllowedError(
+            f"PolicyRouter does not use LangChain's LLM cache (got cache={cache!r}): a cached answer was given "
+            "under another request's policy, and a private request must not be stored. Leave cache unset; "
+            "the global set_llm_cache() cache is not used by the router nor the models it calls either.")
+
+
 def leaking_handlers(config: RunnableConfig) -> list[str]:
     """The remote tracers recording the run that encloses a call made with ``config`` (an
     enclosing run's child manager), except those silenced by the current private scope; and
@@ -156,5 +165,5 @@ class PolicyBoundary(Runnable[Any, Any]):
         return f"PolicyBoundary(policy={self.policy.name!r}, bound={self.bound!r})"
 
 
-__all__ = ["CacheNotAllowedError", "PolicyBoundary", "PrivateRunTracedError", "leaking_handlers",
+__all__ = ["CacheNotAllowedError", "PolicyBoundary", "PrivateRunTracedError", "leaking_handlers", "refuse_cache",
            "refuse_traced_enclosing_run"]

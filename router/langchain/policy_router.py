@@ -36,7 +36,7 @@ from router.errors import InputError
 from router.estimators.route import route
 from router.langchain import run_context, serialization, structured
 from router.langchain.answer import clean, closing, finish
-from router.langchain.boundary import CacheNotAllowedError, PolicyBoundary
+from router.langchain.boundary import PolicyBoundary, refuse_cache
 from router.langchain.callbacks import child_manager
 from router.langchain.constructors import PolicyConstructors
 from router.langchain.request import CURRENT, CallParams, Request, bounded_policy, to_messages
@@ -52,14 +52,6 @@ from router.routing.catalog import Catalog
 from router.routing.decision import Decision
 from router.routing.selection import select_candidates
 from router.spend.guard import BudgetGuard
-
-
-def _refuse_cache(cache: Any) -> None:
-    if cache is not None and cache is not False:
-        raise CacheNotAllowedError(
-            f"PolicyRouter does not use LangChain's LLM cache (got cache={cache!r}): a cached answer was given "
-            "under another request's policy, and a private request must not be stored. Leave cache unset; "
-            "the global set_llm_cache() cache is not used by the router nor the models it calls either.")
 
 
 class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseChatModel):
@@ -87,7 +79,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
     _policy_guard: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
-        _refuse_cache(data.get("cache", False))
+        refuse_cache(data.get("cache", False))
         data["cache"] = False
         # A mapping is validated like a file (PolicyError with key paths), not left to fail later.
         if isinstance(data.get("policy"), Mapping):
@@ -225,7 +217,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         request must not reach a remote tracer among this router's own ``callbacks``, a copy
         without it (LangChain adds those to every run). A reloaded policy is adopted first, so
         tracing is decided on the policy the request runs under."""
-        _refuse_cache(self.cache)  # set after construction (router.cache = ...)
+        refuse_cache(self.cache)  # set after construction (router.cache = ...)
         catalog = self._live_catalog()
         config, context, own = run_context.enter(catalog, self._with_own_fields(config), self.callbacks)
         runner = self if own is self.callbacks else self.model_copy(update={"callbacks": own})
@@ -234,12 +226,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
     def _with_own_fields(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` with the router's own ``tags``/``metadata`` fields added (its metadata wins,
         as in the run LangChain records), so the policy's rules see what tracers see."""
-        config = ensure_config(config)
-        if not self.tags and not self.metadata:
-            return config
-        tags = list(config.get("tags") or [])
-        return {**config, "tags": tags + [t for t in self.tags or () if t not in tags],
-                "metadata": {**(config.get("metadata") or {}), **(self.metadata or {})}}
+        return run_context.with_fields(config, self.tags, self.metadata)
 
     @staticmethod
     def _entered(run_id: Any) -> bool:

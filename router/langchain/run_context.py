@@ -80,6 +80,18 @@ def _without_usage_handlers(config: RunnableConfig) -> tuple[RunnableConfig, lis
     return {**config, "callbacks": [h for h in callbacks if not isinstance(h, UsageMetadataCallbackHandler)]}, found
 
 
+def with_fields(config: RunnableConfig | None, tags: list[str] | None,
+                metadata: dict[str, Any] | None) -> RunnableConfig:
+    """``config`` with a runnable's own ``tags``/``metadata`` fields added (its metadata wins, as
+    in the run LangChain records), so the policy's rules see what tracers see."""
+    config = ensure_config(config)
+    if not tags and not metadata:
+        return config
+    known = list(config.get("tags") or [])
+    return {**config, "tags": known + [t for t in tags or () if t not in known],
+            "metadata": {**(config.get("metadata") or {}), **(metadata or {})}}
+
+
 def generate_config(callbacks: Any, tags: list[str] | None, metadata: dict[str, Any] | None,
                      run_id: Any) -> RunnableConfig:
     """The config a direct ``generate`` call stands for (its arguments are a config's fields)."""
@@ -167,4 +179,4 @@ def abind_stream(stream: Any, context: Context) -> Any:
 
 
 __all__ = ["abind_stream", "aiterate_in", "bind_stream", "enter", "generate_config", "iterate_in", "run_in",
-           "task_in"]
+           "task_in", "with_fields"]
