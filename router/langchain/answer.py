@@ -52,13 +52,20 @@ def _no_answer(result: CascadeResult) -> RoutingError:
 
 #: What a check's ``detail``/``error`` on an attempt whose answer is not returned reads instead.
 WITHHELD = "withheld: may quote an answer that was not returned"
+#: Details that quote nothing of the answer (fixed texts of the built-in checks and of the
+#: completeness check): kept on every attempt. Any other detail is withheld (default deny).
+FIXED_DETAILS = frozenset({
+    "finish_reason length: cut off at the token limit",
+    "no finish reason: the reply ended without its final marker",
+    "empty answer", "no match", "no logprobs from this model", "no other model to consult",
+})
 
 
 def withhold_rejected(result: CascadeResult) -> None:
     """Blank the ``detail`` and ``error`` of every check on an attempt whose answer is not the one
     returned: checks may quote the text they judged (``refusal: '...'``, ``answer '...'``, a
     custom check's message), and a rejected attempt's text reaches no channel (not the stream,
-    not the record, not a tracer). ``passed``, ``score`` and costs stay."""
+    not the record, not a tracer). ``passed``, ``score``, costs and :data:`FIXED_DETAILS` stay."""
     decision = result.decision
     returned = None
     if result.message is not None:
@@ -67,7 +74,7 @@ def withhold_rejected(result: CascadeResult) -> None:
         if attempt is returned:
             continue
         for check in attempt.checks:
-            if check.detail:
+            if check.detail and check.detail not in FIXED_DETAILS:
                 check.detail = WITHHELD
             if check.error:
                 check.error = WITHHELD

@@ -108,3 +108,11 @@ def test_a_routing_error_carries_no_rejected_text(fake: FakeOpenAIServer):
         fake.scripts["m-good"] = (GOOD, "stop")
     seen = _seen(raised.value.decision.to_dict()) + str(raised.value)
     assert "secret" not in seen and "other words" not in seen
+
+
+def test_fixed_details_that_quote_nothing_stay(fake: FakeOpenAIServer):
+    """A cut-off attempt's ``complete`` check says why in a fixed text: kept (records stay useful)."""
+    fake.scripts["m-rej"] = ("cut off rejectme", "length")
+    routing = _router(fake).invoke("q").response_metadata["routing"]
+    assert routing["attempts"][0]["checks"] == [{"check": "complete", "passed": False, "score": None,
+                                                 "detail": "finish_reason length: cut off at the token limit"}]
