@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,12 +54,17 @@ def _no_answer(result: CascadeResult) -> RoutingError:
 #: What a check's ``detail``/``error`` on an attempt whose answer is not returned reads instead.
 WITHHELD = "withheld: may quote an answer that was not returned"
 #: Details that quote nothing of the answer (fixed texts of the built-in checks and of the
-#: completeness check): kept on every attempt. Any other detail is withheld (default deny).
-FIXED_DETAILS = frozenset({
-    "finish_reason length: cut off at the token limit",
-    "no finish reason: the reply ended without its final marker",
-    "empty answer", "no match", "no logprobs from this model", "no other model to consult",
-})
+#: completeness check, or naming only a catalog model and the router's own reason): kept on every
+#: attempt for the built-in checks. Any other detail, a custom check's always, is withheld (default deny).
+BUILT_IN_CHECKS = frozenset({"complete", "refusal", "min_length", "regex", "json", "logprob", "agreement",
+                             "verifier", "self_consistency", "answer_in"})
+FIXED_DETAILS = re.compile("|".join((
+    r"finish_reason length: cut off at the token limit",
+    r"no finish reason: the reply ended without its final marker",
+    r"empty answer", r"no match", r"no logprobs from this model", r"no other model to consult",
+    r"not run: trusted by routing", r"not applied to [\w.:/-]+", r"P\(yes\) from \w+",
+    r"[\w.:/-]+ call (?:skipped|failed): [^'\"]{0,200}",
+)))
 
 
 def withhold_rejected(result: CascadeResult) -> None:
@@ -74,7 +80,7 @@ def withhold_rejected(result: CascadeResult) -> None:
         if attempt is returned:
             continue
         for check in attempt.checks:
-            if check.detail and check.detail not in FIXED_DETAILS:
+            if check.detail and not (check.check in BUILT_IN_CHECKS and FIXED_DETAILS.fullmatch(check.detail)):
                 check.detail = WITHHELD
             if check.error:
                 check.error = WITHHELD
