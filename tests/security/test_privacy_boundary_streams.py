@@ -116,3 +116,32 @@ def test_fixed_details_that_quote_nothing_stay(fake: FakeOpenAIServer):
     routing = _router(fake).invoke("q").response_metadata["routing"]
     assert routing["attempts"][0]["checks"] == [{"check": "complete", "passed": False, "score": None,
                                                  "detail": "finish_reason length: cut off at the token limit"}]
+
+
+def quoting(answer: Any) -> Any:
+    """A custom check that fails by quoting what it judged, in its detail or in an exception."""
+    from router.checks.builtin import CheckResult
+
+    if "rejectme" in answer.text and "raise" in answer.text:
+        raise ValueError(f"cannot judge {answer.text!r}")
+    if "rejectme" in answer.text:
+        return CheckResult("quoting", False, None, f"saw {answer.text}")
+    return True
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXT, raises=st.booleans())
+def test_a_custom_checks_detail_and_error_quote_nothing_rejected(fake: FakeOpenAIServer, text: str, raises: bool):
+    rejected = ("rejectme raise " if raises else "rejectme ") + text
+    fake.scripts["m-rej"] = (rejected, "stop")
+    policy = POLICY.format(url=fake.base_url, on_exhausted="best").replace(
+        '    - check: refusal\n      extra_patterns: ["rejectme[a-z0-9 ]*"]\n',
+        '    - check: "test_privacy_boundary_streams:quoting"\n')
+    router = PolicyRouter(policy=loads_policy(policy, allow_code=True))
+    chunks = list(router.stream("q"))
+    seen = _seen([[c.content, c.response_metadata] for c in chunks])
+    assert "rejectme" not in seen and rejected not in seen
+    (check,) = chunks[-1].response_metadata["routing"]["attempts"][0]["checks"]
+    assert check["passed"] is False
+    if raises:
+        assert check["error"] == f"ValueError: {WITHHELD}"
