@@ -212,6 +212,8 @@ class _RunTree(BaseTracer):
     """Chat model runs by parent, as a tracer (LangSmith's kind of handler) records them: the
     router is a chat model whose run is the root here."""
 
+    router_local_tracer = True  # keeps runs in memory: kept for local-only requests too
+
     def __init__(self) -> None:
         super().__init__()
         self.chains: dict[UUID, UUID | None] = {}

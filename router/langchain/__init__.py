@@ -3,9 +3,12 @@
 
 from typing import Any
 
+from router.langchain.boundary import CacheNotAllowedError, PolicyBoundary, PrivateRunTracedError
 from router.langchain.policy_router import PolicyRouter
+from router.langchain.privacy_scope import private_scope
 
-__all__ = ["PolicyMiddleware", "PolicyRouter"]
+__all__ = ["CacheNotAllowedError", "PolicyBoundary", "PolicyMiddleware", "PolicyRouter", "PrivateRunTracedError",
+           "private_scope"]
 
 
 def __getattr__(name: str) -> Any:

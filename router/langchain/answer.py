@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,9 +51,52 @@ def _no_answer(result: CascadeResult) -> RoutingError:
     return RoutingError(message, decision, last_error=result.last_error)
 
 
+#: What a check's ``detail``/``error`` on an attempt whose answer is not returned reads instead.
+WITHHELD = "withheld: may quote an answer that was not returned"
+#: Details that quote nothing of the answer (fixed texts of the built-in checks and of the
+#: completeness check, or naming only a catalog model and the router's own reason): kept on every
+#: attempt for the built-in checks. Any other detail, a custom check's always, is withheld (default deny).
+#: The router's own detail and error texts for a check that failed to run (any check): they name
+#: types only. A raised exception's message is withheld; its type stays (``KeyError: withheld...``).
+BROKEN = "check failed to run"
+RETURNED_WRONG = re.compile(r"returned \w+, expected CheckResult \(or bool/number from a function\)")
+BUILT_IN_CHECKS = frozenset({"complete", "refusal", "min_length", "regex", "json", "logprob", "agreement",
+                             "verifier", "self_consistency", "answer_in"})
+FIXED_DETAILS = re.compile("|".join((
+    r"finish_reason length: cut off at the token limit",
+    r"no finish reason: the reply ended without its final marker",
+    r"empty answer", r"no match", r"no logprobs from this model", r"no other model to consult",
+    r"not run: trusted by routing", r"not applied to [\w.:/-]+", r"P\(yes\) from \w+",
+    r"[\w.:/-]+ call (?:skipped|failed): [^'\"]{0,200}",
+)))
+
+
+def withhold_rejected(result: CascadeResult) -> None:
+    """Blank the ``detail`` and ``error`` of every check on an attempt whose answer is not the one
+    returned: checks may quote the text they judged (``refusal: '...'``, ``answer '...'``, a
+    custom check's message), and a rejected attempt's text reaches no channel (not the stream,
+    not the record, not a tracer). ``passed``, ``score``, costs, :data:`FIXED_DETAILS` and a raised
+    exception's type stay."""
+    decision = result.decision
+    returned = None
+    if result.message is not None:
+        returned = next((a for a in reversed(decision.attempts) if a.model == decision.final_model), None)
+    for attempt in decision.attempts:
+        if attempt is returned:
+            continue
+        for check in attempt.checks:
+            if check.detail and not (check.detail == BROKEN or (check.check in BUILT_IN_CHECKS
+                                                                  and FIXED_DETAILS.fullmatch(check.detail))):
+                check.detail = WITHHELD
+            if check.error and not RETURNED_WRONG.fullmatch(check.error):
+                kind = check.error.split(":", 1)[0]
+                check.error = f"{kind}: {WITHHELD}" if kind.isidentifier() else WITHHELD
+
+
 def finish(result: CascadeResult, tracing: str | None) -> AIMessage:
     """The answer with its record; a :class:`RoutingError` (carrying the record) when none."""
     decision = result.decision
+    withhold_rejected(result)
     if tracing is not None:
         decision.effective["tracing"] = tracing
     if result.message is None:

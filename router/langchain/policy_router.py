@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import Context
 from typing import Any
@@ -37,6 +36,7 @@ from router.errors import InputError
 from router.estimators.route import route
 from router.langchain import run_context, serialization, structured
 from router.langchain.answer import clean, closing, finish
+from router.langchain.boundary import PolicyBoundary, refuse_cache
 from router.langchain.callbacks import child_manager
 from router.langchain.constructors import PolicyConstructors
 from router.langchain.request import CURRENT, CallParams, Request, bounded_policy, to_messages
@@ -71,12 +71,16 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
     # At most these per model call: each model's ``timeout_s``/``max_retries`` is capped by them.
     timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
+    # LangChain's LLM cache never applies (CacheNotAllowedError explains why); False is the only value.
+    cache: Any = Field(default=False, exclude=True)
     _catalog: Catalog = PrivateAttr()
     _watcher: PolicyWatcher | None = PrivateAttr(default=None)
     _guard_from_policy: bool = PrivateAttr(default=False)
     _policy_guard: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        refuse_cache(data.get("cache", False))
+        data["cache"] = False
         # A mapping is validated like a file (PolicyError with key paths), not left to fail later.
         if isinstance(data.get("policy"), Mapping):
             data["policy"] = policy_from_dict(data["policy"])
@@ -135,7 +139,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         ``params`` (``max_tokens``, ``temperature``) enter the settings, so the ceiling math
         uses this request's ``max_tokens``. ``catalog``: the one the request started on
         (default: the live one, after adopting a reloaded policy)."""
-        config = ensure_config(config)
+        config = self._with_own_fields(config)
         messages = to_messages(input)
         catalog = catalog or self._live_catalog()
         overrides = policy_overrides(config.get("configurable") or {})
@@ -213,10 +217,16 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         request must not reach a remote tracer among this router's own ``callbacks``, a copy
         without it (LangChain adds those to every run). A reloaded policy is adopted first, so
         tracing is decided on the policy the request runs under."""
+        refuse_cache(self.cache)  # set after construction (router.cache = ...)
         catalog = self._live_catalog()
-        config, context, own = run_context.enter(catalog, config, self.callbacks)
+        config, context, own = run_context.enter(catalog, self._with_own_fields(config), self.callbacks)
         runner = self if own is self.callbacks else self.model_copy(update={"callbacks": own})
         return config, context, runner
+
+    def _with_own_fields(self, config: RunnableConfig | None) -> RunnableConfig:
+        """``config`` with the router's own ``tags``/``metadata`` fields added (its metadata wins,
+        as in the run LangChain records), so the policy's rules see what tracers see."""
+        return run_context.with_fields(config, self.tags, self.metadata)
 
     @staticmethod
     def _entered(run_id: Any) -> bool:
@@ -231,7 +241,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
             return Request(ensure_config(), run_id or uuid4())  # _generate called directly
         if run_id is not None and request.run_id != run_id:
             # generate() with several prompts: one run each, all under the config it entered with
-            return Request(request.config, run_id, request.usage_handlers, request.catalog)
+            return Request(request.config, run_id, request.usage_handlers, request.catalog, request.private)
         return request
 
     def _setup(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any,
@@ -308,13 +318,13 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
         config, context, runner = self._enter(config)
-        return context.run(super(PolicyRouter, runner).invoke, input, config, stop=stop, **kwargs)
+        return run_context.run_in(context, super(PolicyRouter, runner).invoke, input, config, stop=stop, **kwargs)
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
         config, context, runner = self._enter(config)
-        return await asyncio.create_task(super(PolicyRouter, runner).ainvoke(input, config, stop=stop, **kwargs),
-                                         context=context)
+        return await run_context.task_in(context, super(PolicyRouter, runner).ainvoke(input, config, stop=stop,
+                                                                                        **kwargs))
 
     def generate(self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Any = None,
                  *, tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
@@ -325,7 +335,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
             return super().generate(messages, stop, callbacks, tags=tags, metadata=metadata,
                                     run_name=run_name, run_id=run_id, **kwargs)
         config, context, runner = self._enter(run_context.generate_config(callbacks, tags, metadata, run_id))
-        return context.run(super(PolicyRouter, runner).generate, messages, stop, config.get("callbacks"),
+        return run_context.run_in(context, super(PolicyRouter, runner).generate, messages, stop, config.get("callbacks"),
                            tags=tags, metadata=metadata, run_name=run_name, run_id=config["run_id"], **kwargs)
 
     async def agenerate(self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
@@ -340,15 +350,15 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         opening = super(PolicyRouter, runner).agenerate(messages, stop, config.get("callbacks"), tags=tags,
                                                         metadata=metadata, run_name=run_name,
                                                         run_id=config["run_id"], **kwargs)
-        return await asyncio.create_task(opening, context=context)
+        return await run_context.task_in(context, opening)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
         """Stream the answer: the final rung live, other attempts only once their checks
         accepted them (a rejected attempt's tokens never reach any channel)."""
         config, context, runner = self._enter(config)
-        yield from run_context.iterate_in(context, context.run(super(PolicyRouter, runner).stream, input, config,
-                                                               stop=stop, **kwargs))
+        yield from run_context.iterate_in(context, run_context.run_in(context, super(PolicyRouter, runner).stream,
+                                                                      input, config, stop=stop, **kwargs))
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
@@ -364,7 +374,8 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         if version != "v3":
             return super().stream_events(input, config, version=version, **kwargs)
         config, context, runner = self._enter(config)
-        stream = context.run(super(PolicyRouter, runner).stream_events, input, config, version="v3", **kwargs)
+        stream = run_context.run_in(context, super(PolicyRouter, runner).stream_events, input, config,
+                                    version="v3", **kwargs)
         return run_context.bind_stream(stream, context)
 
     def astream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
@@ -376,10 +387,20 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         opening = super(PolicyRouter, runner).astream_events
 
         async def opened() -> Any:
-            stream = await asyncio.create_task(opening(input, config, version="v3", **kwargs), context=context)
+            stream = await run_context.task_in(context, opening(input, config, version="v3", **kwargs))
             return run_context.abind_stream(stream, context)
 
         return opened()
+
+    def guard(self, chain: Runnable[Any, Any]) -> PolicyBoundary:
+        """``chain`` inside this router's privacy boundary: a request its policy makes private
+        (``configurable``, ``metadata``, ``tags`` through the rules) runs every run of the chain
+        away from remote tracers and instrumentors (:mod:`router.langchain.boundary`).
+
+        Example:
+            >>> chain = router.guard(prompt | router | StrOutputParser())
+        """
+        return PolicyBoundary(chain, self)
 
     # ------------------------------------------------------------------ tools
 
@@ -395,6 +416,8 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
 
         With ``include_raw=True`` the result is ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
         (as with LangChain chat models), and ``raw.response_metadata["routing"]`` is the record.
+        The parser runs as a run of its own (with the answer as its input), so the whole is
+        :meth:`guard`-ed: a private request's parser run reaches no remote tracer either.
         """
-        return structured.structured_output(self, schema, include_raw=include_raw)
+        return self.guard(structured.structured_output(self, schema, include_raw=include_raw))
 

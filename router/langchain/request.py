@@ -125,6 +125,8 @@ class Request:
     usage_handlers: list[BaseCallbackHandler] = field(default_factory=list)
     # The catalog (so the policy) the entry point decided tracing on; the run plans on the same.
     catalog: Catalog | None = None
+    # Local-only (privacy or offline): the run goes inside router.langchain.privacy_scope.private_scope.
+    private: bool = False
 
 
 CURRENT: ContextVar[Request | None] = ContextVar("policy_router_request", default=None)

@@ -33,7 +33,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from langchain_core.tracers.langchain import LangChainTracer
 
 from router.errors import PolicyError
@@ -88,13 +88,38 @@ for _name in dir(BaseCallbackHandler):
         setattr(RedactedTracer, _name, _ignore)
 
 
+def _local_tracer_types() -> tuple[type, ...]:
+    from langchain_core.tracers.log_stream import LogStreamCallbackHandler
+    from langchain_core.tracers.root_listeners import AsyncRootListenersTracer, RootListenersTracer
+    from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+    from langchain_core.tracers.stdout import FunctionCallbackHandler
+
+    return (RedactedTracer, FunctionCallbackHandler, LogStreamCallbackHandler, RootListenersTracer,
+            AsyncRootListenersTracer, RunCollectorCallbackHandler)
+
+
 def is_remote_tracer(handler: Any) -> bool:
-    """Whether ``handler`` sends runs off this machine (see the module docstring)."""
+    """Whether ``handler`` may send runs off this machine, by default deny: ``LangChainTracer``,
+    a handler from a tracing service's package (:data:`REMOTE_TRACER_PACKAGES`) or with a true
+    ``router_remote_tracer``, and every tracer (``BaseTracer``/``AsyncBaseTracer``) that is not
+    one of LangChain's local ones (console, ``astream_log``/``astream_events``, listeners, run
+    collector) or marked ``router_local_tracer = True`` (a tracer you wrote that keeps runs here)."""
+    if isinstance(handler, _local_tracer_types()) and not isinstance(handler, LangChainTracer):
+        return False
     if isinstance(handler, RedactedTracer):
         return False
     if isinstance(handler, LangChainTracer) or getattr(handler, "router_remote_tracer", False) is True:
         return True
-    return type(handler).__module__.split(".")[0] in REMOTE_TRACER_PACKAGES
+    if type(handler).__module__.split(".")[0] in REMOTE_TRACER_PACKAGES:
+        return True
+    return isinstance(handler, (BaseTracer, AsyncBaseTracer)) and getattr(handler, "router_local_tracer",
+                                                                           False) is not True
+
+
+def honours_suppression(handler: Any) -> bool:
+    """Whether ``handler`` records nothing inside :func:`router.langchain.privacy_scope.private_scope`
+    (OpenInference's tracers check OpenTelemetry's suppress-instrumentation key on every run)."""
+    return type(handler).__module__.startswith("openinference.")
 
 
 def _environment_tracing() -> bool:
@@ -104,7 +129,7 @@ def _environment_tracing() -> bool:
     return tracing_v2_callback_var.get() is not None or bool(tracing_is_enabled())
 
 
-def _local_only(policy: Policy, config: RunnableConfig) -> bool:
+def local_only(policy: Policy, config: RunnableConfig) -> bool:
     try:
         overrides = policy_overrides(config.get("configurable") or {})
         settings = effective_settings(policy, metadata=config.get("metadata"), tags=config.get("tags"),
@@ -121,7 +146,7 @@ def private_config(policy: Policy, config: RunnableConfig | None,
     unless the request is local-only (privacy or offline); then remote tracers are dropped from
     both and a :class:`RedactedTracer` naming them takes the LangSmith slot."""
     config = ensure_config(config)
-    if not _local_only(policy, config):
+    if not local_only(policy, config):
         return config, own_callbacks
     replaced = ["environment tracing"] if _environment_tracing() else []
     dropped = sorted({type(h).__name__ for h in handlers_of(config.get("callbacks")) + handlers_of(own_callbacks)

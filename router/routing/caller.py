@@ -91,6 +91,15 @@ class _Tries:
     started: float = field(default_factory=time.perf_counter)
 
 
+def uncached(model: Any) -> Any:
+    """``model`` with LangChain's LLM cache off: a cached answer was given under another request's
+    policy (no cache key holds it), and a private request's text must not be stored in a shared
+    cache. ``cache=None`` would read and write the process-wide ``set_llm_cache()`` one."""
+    if getattr(model, "cache", False) is not False:
+        model.cache = False
+    return model
+
+
 @dataclass
 class Caller:
     plan: Plan
@@ -109,7 +118,7 @@ class Caller:
         if settings.local_only and not spec.local:
             return CallOutcome(call.model, skipped="not local: refused a network call")
         adapter = catalog.adapter(call.model)
-        model: Runnable[Any, Any] = catalog.chat_model(call.model, loop)
+        model: Runnable[Any, Any] = uncached(catalog.chat_model(call.model, loop))
         if self.tools and call.purpose == "answer":
             model = model.bind_tools(list(self.tools), tool_choice=self.tool_choice)  # type: ignore[attr-defined]
         kwargs = adapter.call_kwargs(

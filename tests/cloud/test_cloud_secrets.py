@@ -67,6 +67,8 @@ class Recorder(BaseCallbackHandler):
 class RunDump(BaseTracer):
     """A tracer (it sees the router's child runs): a text dump of every run as it starts and ends."""
 
+    router_local_tracer = True  # keeps runs in memory: kept for local-only requests too
+
     def __init__(self) -> None:
         super().__init__()
         self.events: list[str] = []

@@ -61,8 +61,11 @@ def test_a_gated_rung_is_accepted_only_on_its_listed_answers():
     routing = router.invoke(a.prompt).response_metadata["routing"]
     assert [x["model"] for x in routing["attempts"]] == ["yi-34b", "gpt-4"]
     assert routing["final_model"] == "gpt-4"
+    # The rejected rung's extracted answer is not quoted in the record (a rejected attempt's text
+    # reaches no channel; router.langchain.answer.withhold_rejected): the verdict stays.
     assert routing["attempts"][0]["checks"][-1] == {
-        "check": "answer_in", "passed": False, "score": None, "detail": "answer 'A' is not one of ['B']"}
+        "check": "answer_in", "passed": False, "score": None,
+        "detail": "withheld: may quote an answer that was not returned"}
     assert routing["total_cost_usd"] == pytest.approx(a.outcomes[YI].cost_usd + a.outcomes["gpt-4-1106-preview"].cost_usd)
 
 

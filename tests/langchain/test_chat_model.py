@@ -123,6 +123,8 @@ def test_tracers_see_the_answering_model_as_ls_model_name(entry: str):
     from langchain_core.tracers.base import BaseTracer
 
     class Names(BaseTracer):
+        router_local_tracer = True  # keeps runs here: kept for the offline policy's local-only requests
+
         def __init__(self) -> None:
             super().__init__()
             self.at_start: list[str] = []
