@@ -40,7 +40,7 @@ policy:
 def router(monkeypatch: pytest.MonkeyPatch) -> Iterator[PolicyRouter]:
     monkeypatch.setenv("LOCAL_GPT_KEY", "sk-local-dummy")
     with FakeOpenAIServer(reply="an answer") as fake:
-        yield PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url)))
+        yield PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url), allow_env=["LOCAL_GPT_KEY"]))
 
 
 def _total(usage: dict[str, Any]) -> int:

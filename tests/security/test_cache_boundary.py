@@ -70,7 +70,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
 
 
 def _router(server: FakeOpenAIServer) -> PolicyRouter:
-    return PolicyRouter(policy=loads_policy(POLICY.format(url=server.base_url)))
+    return PolicyRouter(policy=loads_policy(POLICY.format(url=server.base_url), allow_env=["LOCAL_GPT_KEY"]))
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_a_private_request_writes_nothing_into_the_cache(server: FakeOpenAIServe
 @pytest.mark.parametrize("cache", [True, InMemoryCache()], ids=["true", "instance"])
 def test_a_cache_given_to_the_router_is_refused(server: FakeOpenAIServer, cache: Any):
     with pytest.raises(CacheNotAllowedError, match="does not use LangChain's LLM cache"):
-        PolicyRouter(policy=loads_policy(POLICY.format(url=server.base_url)), cache=cache)
+        PolicyRouter(policy=loads_policy(POLICY.format(url=server.base_url), allow_env=["LOCAL_GPT_KEY"]), cache=cache)
     router = _router(server)
     assert router.cache is False
     router.cache = cache  # set after construction: refused when used, before any call

@@ -74,7 +74,7 @@ def sink() -> Iterator[TracerSink]:
 
 
 def router_for(fake: FakeOpenAIServer, **fields: Any) -> PolicyRouter:
-    return PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url)), **fields)
+    return PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url), allow_env=["LOCAL_GPT_KEY"]), **fields)
 
 
 def chain_of(router: PolicyRouter) -> Any:
@@ -280,7 +280,7 @@ ENV_SCRIPT = textwrap.dedent("""
     from langchain_core.tracers.langchain import get_client, wait_for_all_tracers
     from router import PolicyRouter, loads_policy
 
-    router = PolicyRouter(policy=loads_policy(sys.stdin.readline().replace("\\\\n", "\\n")))
+    router = PolicyRouter(policy=loads_policy(sys.stdin.readline().replace("\\\\n", "\\n"), allow_env=["LOCAL_GPT_KEY"]))
     guarded = router.guard(ChatPromptTemplate.from_template("Summarise: {doc}") | router | StrOutputParser())
     private = {"configurable": {"privacy": True}}
     out = [guarded.invoke({"doc": sys.argv[1]}, config=private),

@@ -53,7 +53,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _router(fake: FakeOpenAIServer, on_exhausted: str = "best") -> PolicyRouter:
-    return PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url, on_exhausted=on_exhausted)))
+    return PolicyRouter(policy=loads_policy(POLICY.format(url=fake.base_url, on_exhausted=on_exhausted), allow_env=["LOCAL_GPT_KEY"]))
 
 
 async def _events(router: PolicyRouter) -> list[Any]:
@@ -137,7 +137,7 @@ def test_a_custom_checks_detail_and_error_quote_nothing_rejected(fake: FakeOpenA
     policy = POLICY.format(url=fake.base_url, on_exhausted="best").replace(
         '    - check: refusal\n      extra_patterns: ["rejectme[a-z0-9 ]*"]\n',
         '    - check: "test_privacy_boundary_streams:quoting"\n')
-    router = PolicyRouter(policy=loads_policy(policy, allow_code=True))
+    router = PolicyRouter(policy=loads_policy(policy, allow_code=True, allow_env=["LOCAL_GPT_KEY"]))
     chunks = list(router.stream("q"))
     seen = _seen([[c.content, c.response_metadata] for c in chunks])
     assert "rejectme" not in seen and rejected not in seen
