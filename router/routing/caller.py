@@ -41,6 +41,7 @@ from router.routing.charges import merge_chunks, provably_unbilled, report_usage
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.selection import format_usd
 from router.routing.tokens import count_answer_tokens, usage_overrun
+from router.routing.usage import Incredible, credible_cost, read_usage
 
 
 class CallAbandoned(BaseException):
@@ -356,12 +357,15 @@ class Caller:
         error = (self.plan.catalog.adapter(call.model).translate_error(spec, exc)
                  or unexpected_error(spec.provider, spec.model or call.model, exc))
         failed = CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
-        usage = merge_chunks(chunks).usage_metadata if chunks else None
-        if usage and (usage.get("input_tokens") or usage.get("output_tokens")):
-            used_in, used_out = int(usage["input_tokens"]), int(usage["output_tokens"])
+        usage = read_usage(merge_chunks(chunks).usage_metadata if chunks else None)
+        if isinstance(usage, Incredible):
+            return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0,
+                           overrun=usage.reason)
+        if usage is not None:
+            used_in, used_out = usage
             return replace(failed, input_tokens=used_in, output_tokens=used_out,
                            cost_usd=spec.cost_usd(used_in, used_out), overrun=self._overrun(call, used_in, used_out))
-        if provably_unbilled(error, exc):
+        if provably_unbilled(error, exc) and not chunks:  # a stream that sent a chunk ran
             return failed
         return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0)
 
@@ -389,19 +393,37 @@ class Caller:
         latency = time.perf_counter() - started
         catalog = self.plan.catalog
         spec, adapter = catalog.spec(call.model), catalog.adapter(call.model)
-        usage = message.usage_metadata
-        estimated = not usage or (not usage.get("input_tokens") and not usage.get("output_tokens"))
+        usage = read_usage(message.usage_metadata)
+        reported, incredible = self._reported_cost(adapter, message)
+        estimated = usage is None or isinstance(usage, Incredible)
         bound = None
         if estimated:  # the input is counted once: it is the bound, so it cannot overrun it
             input_tokens = bound = self._input_bound(call)
             output_tokens = count_answer_tokens(message)
         else:
-            input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
-        reported = adapter.reported_cost_usd(message)
-        cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
-        overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens, bound)
+            input_tokens, output_tokens = usage  # type: ignore[misc]
+        if isinstance(usage, Incredible):
+            incredible = incredible or usage.reason
+        if incredible is not None:  # not believed: an overrun, charged at no less than the worst case
+            cost = max(call.worst_case_usd, spec.cost_usd(input_tokens, output_tokens))
+            overrun: str | None = incredible
+        else:
+            cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
+            overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens, bound)
         return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
                            output_tokens=output_tokens, cost_usd=cost,
                            cost_estimated=estimated and reported is None,
                            token_logprobs=adapter.token_logprobs(message), chunks=chunks, overrun=overrun)
+
+    @staticmethod
+    def _reported_cost(adapter: Any, message: AIMessage) -> tuple[float | None, str | None]:
+        """The provider's own cost figure (None: it reports none), and why it is not believed."""
+        try:
+            raw = adapter.reported_cost_usd(message)
+        except (TypeError, ValueError, OverflowError):
+            return None, "reported cost is not a number"
+        if raw is None:
+            return None, None
+        cost = credible_cost(raw)
+        return (cost, None) if cost is not None else (None, f"reported cost {raw!r:.40} is not an amount")
 

@@ -4,6 +4,9 @@ The normalised ``finish_reason`` is one of ``stop``, ``length``, ``content_filte
 ``tool_calls``, ``unknown``. An answer is ``truncated`` when the provider says it stopped at the
 token limit (OpenAI ``length``, Gemini ``MAX_TOKENS``, llama.cpp ``length``) or when a provider
 that always sends a finish reason sent none (a stream that ended without its final event).
+Only an explicit stop or tool-call finish counts as complete: a reason the router does not know
+(DeepSeek's ``insufficient_system_resource``, vLLM's ``model_length``, ``error``, any other
+string) may be a cut-off or failed answer, so it is ``unknown`` and treated as truncated.
 A truncated answer, one stopped by a content filter, a tool call that did not parse, or one whose
 arguments break the bound tool's JSON schema (a small model's ``{"input": 10**15}`` for a field
 ``< 1000``) is never accepted: the cascade records why and escalates.
@@ -82,6 +85,8 @@ def completeness(message: AIMessage, *, expects_finish_reason: bool = True,
         return Completeness(reason, True, "no finish reason: the reply ended without its final marker")
     if reason == "content_filter":
         return Completeness(reason, False, f"finish_reason content_filter ({raw}): answer withheld or cut")
+    if reason == "unknown" and raw is not None:  # model_length, error, ...: not a stop the router knows
+        return Completeness(reason, True, f"finish_reason {str(raw)[:40]!r} unknown: not a complete answer")
     if message.invalid_tool_calls:
         names = ", ".join(str(c.get("name") or "?") for c in message.invalid_tool_calls)
         return Completeness(reason, False, f"tool call did not parse: {names}")
