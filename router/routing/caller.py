@@ -86,6 +86,8 @@ class _Tries:
 
     reservation: Any
     notes: list[RetryNote] = field(default_factory=list)
+    in_flight: bool = False  # the hold covers a try that was sent and is not settled yet
+    unfinished: asyncio.Future[Any] | None = None  # ledger work in a thread a cancel left running
     charged: float = 0.0
     estimated: bool = False
     count: int = 1
@@ -200,7 +202,7 @@ class Caller:
         refusal = self._no_room(call, outcome, tries)
         if refusal is None:
             self._settle(tries.reservation, outcome)
-            tries.reservation = None
+            tries.reservation, tries.in_flight = None, False
             held = self._reserve(call)
             refusal = held if isinstance(held, str) else None
             tries.reservation = None if refusal is not None else held
@@ -225,6 +227,7 @@ class Caller:
     def _done(self, call: ModelCall, outcome: CallOutcome, tries: _Tries) -> CallOutcome:
         """The attempt's outcome: the last try's, charged for every try; its hold settled."""
         self._settle(tries.reservation, outcome)
+        tries.reservation, tries.in_flight = None, False
         return replace(outcome, cost_usd=tries.charged + outcome.cost_usd, retries=tuple(tries.notes),
                        worst_case_usd=call.worst_case_usd * tries.count,
                        cost_estimated=tries.estimated or outcome.cost_estimated,
@@ -234,14 +237,37 @@ class Caller:
         if self.sink is not None and self.sink.closed:
             raise CallAbandoned
 
-    def _abandon(self, reservation: Any, call: ModelCall, exc: BaseException, started: bool) -> None:
-        """Give back (nothing spent) or, for a call the consumer left mid-way, charge its worst case."""
+    def _abandon(self, call: ModelCall, tries: _Tries) -> None:
+        """Settle the hold a call left by an exception, a cancel, Ctrl-C or a closed stream: at
+        its worst case when it covers a try that was sent (the provider may bill the whole
+        answer of a request the client left), else give it back (nothing was sent on it)."""
+        reservation, tries.reservation = tries.reservation, None
         if self.guard is None or reservation is None:
             return
-        if started and isinstance(exc, (CallAbandoned, asyncio.CancelledError)):
+        if tries.in_flight:
             self.guard.settle(reservation, call.worst_case_usd)
         else:
             self.guard.release(reservation)
+
+    def _abandon_after(self, call: ModelCall, tries: _Tries) -> None:
+        """:meth:`_abandon`, once ledger work a cancel left running in a thread has finished
+        (it may still take a retry's hold: that one must be given back too)."""
+        unfinished = tries.unfinished
+        if unfinished is None or unfinished.done():
+            self._abandon(call, tries)
+            return
+        unfinished.add_done_callback(lambda _: threading.Thread(
+            target=self._abandon, args=(call, tries), name="settle-abandoned-call", daemon=True).start())
+
+    async def _off_loop(self, tries: _Tries, function: Any, *args: Any) -> Any:
+        """``function(*args)`` (ledger I/O) in a thread; a cancel does not stop it, so the thread
+        is kept in ``tries.unfinished`` for :meth:`_abandon_after`."""
+        task = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            tries.unfinished = task
+            raise
 
     def __call__(self, call: ModelCall) -> CallOutcome:
         self._check_open()
@@ -255,15 +281,16 @@ class Caller:
         tries = _Tries(reservation)
         try:
             while True:
+                tries.in_flight = True
                 outcome = self._perform(call, *prepared)
                 wait = self._next_try(call, gate, outcome, tries)
                 if wait is None:
                     break
                 time.sleep(wait)
             return self._done(call, outcome, tries)
-        except BaseException as exc:
+        except BaseException:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(tries.reservation, call, exc, started=True)
+            self._abandon(call, tries)
             raise
 
     async def acall(self, call: ModelCall) -> CallOutcome:
@@ -280,21 +307,21 @@ class Caller:
         reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
-        calling, tries = False, _Tries(reservation)
+        tries = _Tries(reservation)
         try:
             while True:
-                calling = True
+                tries.in_flight = True
                 outcome = await self._aperform(call, *prepared)
-                wait = (await asyncio.to_thread(self._next_try, call, gate, outcome, tries) if blocking
+                wait = (await self._off_loop(tries, self._next_try, call, gate, outcome, tries) if blocking
                         else self._next_try(call, gate, outcome, tries))
                 if wait is None:
                     break
                 await asyncio.sleep(wait)
-            return (await asyncio.to_thread(self._done, call, outcome, tries)
+            return (await self._off_loop(tries, self._done, call, outcome, tries)
                     if self.guard is not None else self._done(call, outcome, tries))
-        except BaseException as exc:
+        except BaseException:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(tries.reservation, call, exc, started=calling)
+            self._abandon_after(call, tries)
             raise
 
     def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
