@@ -24,6 +24,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 
+from router.routing.tool_args import RegexTimeoutError, args_problem, schema_problem
+
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "unknown")
 #: Metadata a stream may repeat on several chunks that holds one value, not text to join.
 SINGLE_VALUED = ("finish_reason", "stop_reason", "model_name")
@@ -101,8 +103,7 @@ def tool_call_problem(message: AIMessage, tools: Sequence[dict[str, Any]]) -> st
     """Why a tool call of ``message`` is not a valid call of the bound ``tools``, else None.
     The reason names the tool, the argument's path and the rule, never the value (arguments
     may hold the user's data)."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError, best_match
+    from jsonschema.exceptions import SchemaError
 
     schemas = {t["function"]["name"]: t["function"].get("parameters") for t in tools if "function" in t}
     for call in message.tool_calls:
@@ -112,10 +113,18 @@ def tool_call_problem(message: AIMessage, tools: Sequence[dict[str, Any]]) -> st
         schema = schemas[name]
         if not schema:
             continue
+        args = call.get("args") or {}
+        too_big = args_problem(args)
+        if too_big is not None:
+            return f"tool call arguments of {name} not checked: {too_big}"
         try:
-            error = best_match(Draft202012Validator(schema).iter_errors(call.get("args") or {}))
+            error = schema_problem(schema, args)
         except SchemaError:
             return None  # a schema jsonschema cannot read is not the answer's fault
+        except RegexTimeoutError as err:
+            return f"tool call arguments of {name} not checked: {err}"
+        except RecursionError:  # a recursive schema deeper than the bounds above allow for
+            return f"tool call arguments of {name} not checked: too deep for the schema"
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(arguments)"
             return f"tool call arguments of {name} break its schema: {where} fails {error.validator} " \

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from router.errors import UnboundedContentError, UnencodableInputError
+from router.routing.tool_args import dumps
 
 if TYPE_CHECKING:
     import tiktoken
@@ -79,7 +80,7 @@ def message_extras(message: BaseMessage) -> list[str]:
         extras.append(message.tool_call_id or "")
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
-            extras += [call["name"], json.dumps(call["args"], ensure_ascii=False), call.get("id") or ""]
+            extras += [call["name"], dumps(call["args"]), call.get("id") or ""]
         for bad in message.invalid_tool_calls:
             extras += [bad.get("name") or "", bad.get("args") or "", bad.get("id") or ""]
     return [text for text in extras if text]
@@ -155,7 +156,7 @@ def count_text_tokens(text: str) -> int:
 def count_answer_tokens(message: AIMessage) -> int:
     """cl100k tokens of an answer: its text and its tool calls' names and arguments (an
     estimate, for a reply whose usage the provider did not report)."""
-    calls = [text for call in message.tool_calls for text in (call["name"], json.dumps(call["args"]))]
+    calls = [text for call in message.tool_calls for text in (call["name"], dumps(call["args"]))]
     bad = [text for call in message.invalid_tool_calls for text in (call.get("name"), call.get("args")) if text]
     return sum(count_text_tokens(text) for text in [message_text(message), *calls, *bad])
 

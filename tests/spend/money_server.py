@@ -24,6 +24,7 @@ class Reply:
                                                                    "total_tokens": 12})
     delay_s: float = 0.0
     status: int = 200
+    tool_call: tuple[str, str] | None = None  # (name, arguments as the model wrote them: any text)
 
 
 class _Handler(QuietHandler):
@@ -41,7 +42,11 @@ class _Handler(QuietHandler):
             state.stopping.wait(reply.delay_s)
         if reply.status != 200:
             return self.send_json(reply.status, {"error": {"message": "server error", "type": "server_error"}})
-        message = {"role": "assistant", "content": reply.text}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_call is not None:
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function",
+                 "function": {"name": reply.tool_call[0], "arguments": reply.tool_call[1]}}]}
         base = {"id": "chatcmpl-money", "created": int(time.time()), "model": body.get("model", "?")}
         if not body.get("stream"):
             payload = {**base, "object": "chat.completion",
