@@ -38,6 +38,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from stat import S_ISREG
 from types import MappingProxyType
 from typing import Any
 
@@ -201,6 +202,8 @@ def load_dataset(source: str | os.PathLike[str] | Dataset) -> Dataset:
         stat = os.stat(path)
     except OSError as err:
         raise DatasetError(f"cannot read dataset: {err.strerror}", path) from None
+    if not S_ISREG(stat.st_mode):  # a FIFO would block every request; a device never ends
+        raise DatasetError("cannot read dataset: not a regular file", path)
     stamp = (stat.st_mtime_ns, stat.st_size)
     with _REGISTRY_LOCK:
         entry = _REGISTRY.get(path)
