@@ -116,6 +116,25 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
+def input_bytes(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] = ()) -> int:
+    """UTF-8 bytes of what a call would send: every message's content (text, and any other
+    part as JSON), tool calls and ids, and the bound tools' schemas. Linear in their size.
+
+    Example:
+        >>> input_bytes([HumanMessage("日本")])
+        6
+    """
+    total = _utf8_len(tools_json(tools)) if tools else 0
+    for message in messages:
+        total += sum(_utf8_len(text) for text in message_extras(message))
+        if isinstance(message.content, str):
+            total += _utf8_len(message.content)
+            continue
+        for part in message.content:
+            total += _utf8_len(part if isinstance(part, str) else dumps(part))
+    return total
+
+
 def check_encodable(messages: Sequence[BaseMessage]) -> None:
     """Raise :class:`UnencodableInputError` when a message's text is not valid Unicode (a lone
     surrogate), naming the message and the position."""
