@@ -143,3 +143,21 @@ def test_any_arguments_are_checked_without_a_crash(value: Any, depth: int):
     ended = completeness(message, tools=[RECURSIVE])
     if args_problem(args) is not None:
         assert ended.problem is not None
+
+
+def test_an_answer_nested_too_deep_fails_the_json_check_cleanly():
+    from router.checks.builtin import Answer, JsonCheck
+
+    text = "[" * 100_000 + "]" * 100_000
+    result = JsonCheck(check="json").run(Answer(model="m", text=text, message=AIMessage(text)), None)
+    assert (result.passed, result.detail) == (False, "not JSON: nested too deep to parse")
+
+
+def test_a_local_tool_reply_nested_too_deep_stays_text():
+    from langchain_core.messages import HumanMessage
+
+    from router.providers.llama_tools import plan_tools
+
+    plan = plan_tools([HumanMessage("go")], [RECURSIVE], "walk")
+    text = '{"name": "walk", "arguments": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert plan.reply(text) == (text, [])
