@@ -170,3 +170,24 @@ def test_no_unknown_string_is_complete(raw: str):
     ended = completeness(AIMessage("x", response_metadata={"finish_reason": raw}))
     if ended.problem is None:
         assert ended.finish_reason in ("stop", "tool_calls")
+
+
+@pytest.mark.parametrize("prompt_tokens", [-10_000_000, 10**30], ids=["negative", "1e30"])
+def test_hostile_gemini_usage_metadata_is_never_a_credit(gemini: Any, prompt_tokens: int):
+    """Gemini's ``usageMetadata`` through the real langchain-google-genai client: it drops the
+    hostile figures (the router then counts the call itself) or they are an overrun."""
+    from spend_support import gemini_policy
+
+    from router.policy import loads_policy
+
+    gemini.prompt_counter = lambda prompt: prompt_tokens
+    try:
+        router = PolicyRouter(policy=loads_policy(gemini_policy(gemini.base_url, f"memory://{uuid.uuid4().hex}",
+                                                                limit=1.0)))
+        attempt = router.invoke("Capital of France?").response_metadata["routing"]["attempts"][0]
+        assert math.isfinite(attempt["cost_usd"]) and attempt["cost_usd"] > 0
+        assert attempt["cost_estimated"] or "not a token count" in (attempt["overrun"] or "")
+        assert 0 <= attempt["input_tokens"] < 1000
+        assert spent(router) == pytest.approx(attempt["cost_usd"], abs=1e-9)
+    finally:
+        gemini.prompt_counter = None
