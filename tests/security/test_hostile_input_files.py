@@ -131,3 +131,27 @@ def test_a_recorded_dataset_naming_a_fifo_fails_at_once(tmp_path: Path):
     os.mkfifo(path)
     with pytest.raises(DatasetError, match="not a regular file"):
         within(10, lambda: load_dataset(str(path)))
+
+
+@pytest.mark.parametrize("cost", ["-99.99", "NaN", "Infinity", "1e400"])
+def test_a_recorded_cost_that_is_not_an_amount_is_a_dataset_error(tmp_path: Path, cost: str):
+    """A recorded model's cost is charged and budgeted: a dataset may not credit it."""
+    from router.lab.datasets import DatasetError, load_dataset
+
+    jsonl = tmp_path / "data.jsonl"
+    jsonl.write_text('{"prompt": "q", "models": {"m": {"response": "a", "cost_usd": ' + cost + "}}}\n")
+    with pytest.raises(DatasetError, match="cost_usd"):
+        load_dataset(str(jsonl))
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text(f"prompt,m,m|model_response,m|total_cost\nq,1,a,{cost}\n")
+    with pytest.raises(DatasetError, match="cost"):
+        load_dataset(str(csv_file))
+
+
+def test_a_reported_cost_that_is_not_an_amount_is_charged_the_worst_case():
+    """Defence in depth behind the dataset check: the caller believes no cost figure that is
+    not a finite amount >= 0 (an adapter reporting one is an overrun at the worst case)."""
+    from router.routing.usage import credible_cost
+
+    assert [credible_cost(v) for v in (0.5, 0, -1.0, float("nan"), float("inf"), True, "1")] == \
+        [0.5, 0.0, None, None, None, None, None]
