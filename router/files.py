@@ -64,6 +64,20 @@ def read_regular(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTE
     return data
 
 
+def read_head(path: str | os.PathLike[str], size: int) -> bytes:
+    """The first ``size`` bytes of the regular file at ``path`` (opened without blocking, like
+    :func:`read_regular`); :class:`NotRegularFileError` for anything else."""
+    where = os.fspath(path)
+    fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind})", where)
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
 def check_regular(path: str | os.PathLike[str]) -> None:
     """Raise :class:`NotRegularFileError` when ``path`` exists and is not a regular file (it is
     followed through symlinks; a missing path is fine: the caller may create it)."""

@@ -155,3 +155,22 @@ def test_a_reported_cost_that_is_not_an_amount_is_charged_the_worst_case():
 
     assert [credible_cost(v) for v in (0.5, 0, -1.0, float("nan"), float("inf"), True, "1")] == \
         [0.5, 0.0, None, None, None, None, None]
+
+
+def test_a_sqlite_ledger_replaced_by_a_fifo_is_lost_not_a_hang(tmp_path: Path):
+    import time as clock
+
+    from router.spend import Bucket
+    from router.spend.ledger import LedgerLostError
+    from router.spend.periods import period_key
+    from router.spend.sqlite_ledger import SQLiteLedger
+
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    today = Bucket("daily", None, period_key("day", clock.time()), 10**9)
+    ledger.usage(today, clock.time())  # opened, and known by its inode
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+    with pytest.raises(LedgerLostError, match="replaced"):
+        within(10, lambda: ledger.usage(today, clock.time()))
