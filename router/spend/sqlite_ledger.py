@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from router.files import NotRegularFileError, read_head
 from router.spend.config import DEFAULT_TTL_S
 from router.spend.ledger import (
     Bucket,
@@ -126,10 +127,11 @@ class SQLiteLedger:
         what = None
         try:
             stat = os.stat(self.path)
-            with open(self.path, "rb") as file:
-                header = file.read(100)
+            header = read_head(self.path, 100)  # never blocks: the path may now name a FIFO
         except FileNotFoundError:
             what = "deleted"
+        except NotRegularFileError:
+            what = "replaced"
         except OSError as err:
             raise LedgerError(f"cannot read the ledger file: {err.strerror}", backend=self.backend,
                               url=self.url) from err
