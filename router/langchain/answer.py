@@ -68,6 +68,11 @@ FIXED_DETAILS = re.compile("|".join((
     r"empty answer", r"no match", r"no logprobs from this model", r"no other model to consult",
     r"not run: trusted by routing", r"not applied to [\w.:/-]+", r"P\(yes\) from \w+",
     r"[\w.:/-]+ call (?:skipped|failed): [^'\"]{0,200}",
+    # the completeness check's tool-call texts (routing/completeness.tool_call_problem): a bound
+    # tool's name, a path of argument keys, the schema's own rule; never an argument's value
+    r"tool call arguments of [\w.-]{1,64} not checked: (?:nested deeper than \d+ levels|more than \d+ values"
+    r"|too deep for the schema|the schema's patterns ran out of time \([\d.]+ s\)|pattern .{1,64} ran out of time)",
+    r"tool call arguments of [\w.-]{1,64} break its schema: [\w.()]{1,100} fails \w+ .{0,200}",
 )))
 
 
