@@ -18,7 +18,8 @@ import pytest
 from security.security_servers import FakeOpenAIServer
 
 from router import PolicyRouter, RoutingError, loads_policy
-from router.routing.cascade import EMPTY_ANSWER
+
+EMPTY_ANSWER = "empty answer: no text and no tool call"  # router.routing.cascade.EMPTY_ANSWER
 
 KEY = "sk-proj-Zz9SECRETwrongKEY0123456789"
 POLICY = """\
