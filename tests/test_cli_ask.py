@@ -131,3 +131,9 @@ def test_stream_of_a_buffered_accepted_answer_and_of_a_failure(tmp_path: Path, s
     assert main(["ask", "q", "--policy", policy_file(tmp_path, server, "good"), "--stream"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "good: not accepted: complete: empty answer" in err
+
+
+def test_a_usage_error_is_1_not_the_2_of_no_answer(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as raised:
+        main(["ask", "q", "--json", "--stream"])
+    assert raised.value.code == 1 and "not allowed with argument --json" in capsys.readouterr().err

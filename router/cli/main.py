@@ -13,7 +13,7 @@ booleans) and validated strictly: ``--set privacy=0`` is an error, not "privacy 
 ``--allow-code`` lets the policy's ``check: "module:function"`` entries import and run that
 code; without it such a policy is refused and nothing is imported.
 
-Exit codes: 0 success (``ask``: an accepted answer); 1 an invalid policy or override; 2 no answer
+Exit codes: 0 success (``ask``: an accepted answer); 1 an invalid policy, override or usage; 2 no answer
 (``ask``: status ``failed``, a ``RoutingError``); 3 ``ask``: status ``exhausted`` (no answer passed
 the checks: the best complete one is printed under ``on_exhausted: best``, none under ``raise``).
 ``ask`` says on stderr, one line per rung, why each was not accepted or not tried.
@@ -26,7 +26,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from router.errors import PolicyError, PolicyIssue, RoutingError
 from router.policy.yaml_source import parse_value
@@ -164,9 +164,18 @@ def _load_extra_commands() -> None:
             COMMANDS.append(mod.register)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; here 2 means "no answer", so a usage error is 1
+    (the code of an invalid policy or override)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_extra_commands()
-    parser = argparse.ArgumentParser(prog="router", description="LLM cost-policy router")
+    parser = _Parser(prog="router", description="LLM cost-policy router")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in COMMANDS:
         register(sub)
