@@ -16,6 +16,12 @@ import sys
 from router.spend.ledger import LedgerError
 from router.spend.report import BUILTIN_GROUPS, spend_report
 
+#: Why a ledger may hold nothing although paid calls were made (said on stderr).
+NOTHING_RECORDED = ("note: nothing recorded here. The ledger records the paid calls of a policy with budgets: "
+                    "(under its ledger:, else this default one); a policy without budgets: records nothing, "
+                    "and local models cost nothing. Each answer's own record has its cost "
+                    "(router ask --json: routing.total_cost_usd).")
+
 
 def cmd_spend(args: argparse.Namespace) -> int:
     url = args.ledger
@@ -34,6 +40,8 @@ def cmd_spend(args: argparse.Namespace) -> int:
         sys.stdout.write(report.to_csv())
     else:
         print(report)
+    if not report.calls:
+        print(NOTHING_RECORDED, file=sys.stderr)
     return 0
 
 
