@@ -165,3 +165,26 @@ policy:
             router.invoke("q")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "GGUF file not found" in warnings[0] and "'gone'" in warnings[0]
+
+
+def test_a_refused_gemini_key_names_its_variable_and_endpoint(monkeypatch: pytest.MonkeyPatch):
+    from servers.gemini import GeminiTestServer
+
+    with GeminiTestServer(api_key="the-right-key") as gemini:
+        monkeypatch.setenv("GOOGLE_API_KEY", KEY)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+        policy = loads_policy("""
+version: 1
+name: gemini-key
+models:
+  flash: {provider: google_genai, model: gemini-2.0-flash, price: {input: 0.1, output: 0.4}}
+policy:
+  max_output_tokens: 8
+  cascade: [flash]
+""")
+        with pytest.raises(RoutingError) as raised:
+            PolicyRouter(policy=policy).invoke("q")
+        endpoint = gemini.base_url.rstrip("/")
+    (attempt,) = raised.value.decision.attempts
+    assert attempt.error["hint"] == f"403 from {endpoint} (check GOOGLE_API_KEY)"
+    assert KEY not in str(raised.value) and KEY not in raised.value.decision.to_json()
