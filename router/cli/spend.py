@@ -17,10 +17,9 @@ from router.spend.ledger import LedgerError
 from router.spend.report import BUILTIN_GROUPS, spend_report
 
 #: Why a ledger may hold nothing although paid calls were made (said on stderr).
-NOTHING_RECORDED = ("note: nothing recorded here. The ledger records the paid calls of a policy with budgets: "
-                    "(under its ledger:, else this default one); a policy without budgets: records nothing, "
-                    "and local models cost nothing. Each answer's own record has its cost "
-                    "(router ask --json: routing.total_cost_usd).")
+NOTHING_RECORDED = ("note: nothing recorded here. Every paid call is recorded in its policy's ledger: "
+                    "(this default one when the policy names none); local models cost nothing and are "
+                    "not recorded.")
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
