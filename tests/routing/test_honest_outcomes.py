@@ -188,3 +188,16 @@ policy:
     (attempt,) = raised.value.decision.attempts
     assert attempt.error["hint"] == f"403 from {endpoint} (check GOOGLE_API_KEY)"
     assert KEY not in str(raised.value) and KEY not in raised.value.decision.to_json()
+
+
+@pytest.mark.parametrize(("base_url", "shown"), [
+    ("https://user:pa55word@gw.example:8443/v1/?key=AIzaSECRET#frag", "https://gw.example:8443/v1"),
+    ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+    (None, "https://api.openai.com/v1"),
+])
+def test_the_endpoint_in_an_auth_hint_holds_no_credential(base_url: str | None, shown: str):
+    from router.policy.policy_file import ModelSpec
+    from router.providers import get_adapter
+
+    spec = ModelSpec(provider="openai", model="m", base_url=base_url, price={"input": 1, "output": 1})
+    assert get_adapter("openai").endpoint(spec) == shown
