@@ -98,6 +98,9 @@ class ProviderError(_Unchained, RouterError):
     """
 
     client_exception: str | None = None
+    #: A short, secret-free pointer at what to fix, when the provider knows one (an auth
+    #: failure: ``401 from https://api.openai.com/v1 (check OPENAI_API_KEY)``).
+    hint: str | None = None
 
     def __init__(
         self,
@@ -129,7 +132,7 @@ class ProviderError(_Unchained, RouterError):
             "status_code": self.status_code,
             "retry_after_s": self.retry_after_s,
             "message": str(self),
-        }
+        } | ({"hint": self.hint} if self.hint else {})
 
 
 class RoutingError(_Unchained, RouterError):

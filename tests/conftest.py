@@ -51,6 +51,18 @@ def _loopback_only():
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session")
+def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state-home")
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(monkeypatch: pytest.MonkeyPatch, _state_home: Path) -> None:
+    """Every paid call is recorded in the default ledger (the user state dir's SQLite) unless its
+    policy names another: the suite's go to a temporary one, never the machine's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(_state_home))
+
+
 @pytest.fixture(autouse=True)
 def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start with no cloud credentials or endpoints; a test that needs them sets them."""

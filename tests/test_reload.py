@@ -203,7 +203,7 @@ def test_a_reloaded_cascade_answers_with_the_real_local_model(policy_file: Path)
 
 def test_a_reload_that_changes_budgets_rebuilds_the_policy_guard(policy_file: Path):
     router = PolicyRouter.from_yaml(policy_file, reload=True)
-    assert router.spend_guard is None  # no budgets, no guard
+    assert router.spend_guard.budgets == ()  # no budgets: a guard that only records
     edit(policy_file, policy_text() + "budgets:\n  - {name: daily, period: day, limit_usd: 1.0}\n"
                                       "ledger: memory://\n")
     seen(router)

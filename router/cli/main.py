@@ -1,6 +1,6 @@
 """The ``router`` command.
 
-    router ask "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
+    router ask "question" [--policy FILE] [--set key=value ...] [--json | --stream] [--allow-code]
     router explain "question" [--policy FILE] [--set key=value ...] [--json] [--allow-code]
     router validate FILE [FILE ...] [--allow-code]
     router init [PATH] [--from NAME] [--force]      (router/cli/policy_files.py)
@@ -13,7 +13,10 @@ booleans) and validated strictly: ``--set privacy=0`` is an error, not "privacy 
 ``--allow-code`` lets the policy's ``check: "module:function"`` entries import and run that
 code; without it such a policy is refused and nothing is imported.
 
-Exit codes: 0 success; 1 an invalid policy or override; 2 no answer (``RoutingError``).
+Exit codes: 0 success (``ask``: an accepted answer); 1 an invalid policy, override or usage; 2 no answer
+(``ask``: status ``failed``, a ``RoutingError``); 3 ``ask``: status ``exhausted`` (no answer passed
+the checks: the best complete one is printed under ``on_exhausted: best``, none under ``raise``).
+``ask`` says on stderr, one line per rung, why each was not accepted or not tried.
 Further commands (simulate, calibrate, spend) register themselves in :data:`COMMANDS`.
 """
 
@@ -23,7 +26,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from router.errors import PolicyError, PolicyIssue, RoutingError
 from router.policy.yaml_source import parse_value
@@ -48,13 +51,17 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _add_policy_args(parser: argparse.ArgumentParser) -> None:
+def _add_policy_args(parser: argparse.ArgumentParser, *, stream: bool = False) -> None:
     parser.add_argument("question")
     parser.add_argument("--policy", default=None, help="policy file or packaged name (default: $ROUTER_POLICY, "
                                                        "policies/default.yaml if present, else the packaged default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the policy block for this call")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    if stream:
+        output.add_argument("--stream", action="store_true",
+                            help="print the answer as it comes (the record's summary follows on stderr)")
     _add_allow_code(parser)
 
 
@@ -79,25 +86,31 @@ def _router_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from router.cli.outcome import exit_code, report_outcome
+    from router.routing.decision import decision_from_dict
+
     router, config = _router_and_config(args)
+    if args.stream:
+        from router.cli.outcome import ask_streaming
+
+        return ask_streaming(router, args.question, config)
     try:
         message = router.invoke(args.question, config=config)
     except RoutingError as err:
         if args.json:
             print(json.dumps({"answer": None, "error": str(err), "routing": err.decision.to_dict()}, indent=2))
-        else:
-            print(f"error: {err}\n\n{err.decision.summary()}", file=sys.stderr)
-        return 2
+        report_outcome(err.decision, answered=False)
+        return exit_code(err.decision)
     routing = message.response_metadata["routing"]
+    decision = decision_from_dict(routing)
     if args.json:
         print(json.dumps({"answer": message.content, "routing": routing}, indent=2))
     else:
-        from router.routing.decision import decision_from_dict
-
         print(str(message.content).strip())
         print()
-        print(decision_from_dict(routing).summary())
-    return 0
+        print(decision.summary())
+    report_outcome(decision, answered=True)
+    return exit_code(decision)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -124,8 +137,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _core_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    ask = sub.add_parser("ask", help="answer a question under a policy")
-    _add_policy_args(ask)
+    ask = sub.add_parser("ask", help="answer a question under a policy",
+                         epilog="exit codes: 0 accepted; 1 invalid policy or override; 2 failed (no answer); "
+                                "3 exhausted (no answer passed the checks)")
+    _add_policy_args(ask, stream=True)
     ask.set_defaults(func=cmd_ask)
     explain = sub.add_parser("explain", help="show the decision without calling any model")
     _add_policy_args(explain)
@@ -153,9 +168,18 @@ def _load_extra_commands() -> None:
             COMMANDS.append(mod.register)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; here 2 means "no answer", so a usage error is 1
+    (the code of an invalid policy or override)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_extra_commands()
-    parser = argparse.ArgumentParser(prog="router", description="LLM cost-policy router")
+    parser = _Parser(prog="router", description="LLM cost-policy router")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in COMMANDS:
         register(sub)

@@ -16,6 +16,11 @@ import sys
 from router.spend.ledger import LedgerError
 from router.spend.report import BUILTIN_GROUPS, spend_report
 
+#: Why a ledger may hold nothing although paid calls were made (said on stderr).
+NOTHING_RECORDED = ("note: nothing recorded here. Every paid call is recorded in its policy's ledger: "
+                    "(this default one when the policy names none); local models cost nothing and are "
+                    "not recorded.")
+
 
 def cmd_spend(args: argparse.Namespace) -> int:
     url = args.ledger
@@ -34,6 +39,8 @@ def cmd_spend(args: argparse.Namespace) -> int:
         sys.stdout.write(report.to_csv())
     else:
         print(report)
+    if not report.calls:
+        print(NOTHING_RECORDED, file=sys.stderr)
     return 0
 
 

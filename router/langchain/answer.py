@@ -24,6 +24,7 @@ from langchain_core.messages.ai import UsageMetadata
 from router.errors import RoutingError
 from router.routing.cascade import CascadeResult
 from router.routing.decision import Decision
+from router.routing.outcome import rung_lines
 
 _DROPPED = ("logprobs", "model_name", "routing")
 
@@ -42,10 +43,12 @@ def _no_answer(result: CascadeResult) -> RoutingError:
     if decision.status == "exhausted":
         message = "no candidate passed the confidence checks (on_exhausted: raise)"
     elif not decision.candidates:
-        message = "no eligible model: " + "; ".join(f"{e.model}: {e.reason}" for e in decision.excluded)
+        message = "no eligible model"
+    elif all(a.error is not None for a in decision.attempts):
+        message = "every candidate failed"
     else:
-        message = "every candidate failed: " + "; ".join(
-            f"{a.model}: {(a.error or {}).get('kind')}" for a in decision.attempts)
+        message = "no complete, non-empty answer"
+    message += ": " + "; ".join(rung_lines(decision))
     if result.last_error is not None:
         result.last_error.decision = decision
     return RoutingError(message, decision, last_error=result.last_error)

@@ -74,7 +74,7 @@ def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *
     issues = []
     # Unknown keys first: a misspelt key usually explains the "missing" error beside it.
     for e in sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden"):
-        path = _doc_path(doc, prefix, e["loc"])
+        path = doc_path(doc, prefix, e["loc"])
         if e["type"] == "extra_forbidden":
             key = path[-1]
             allowed = list(model.model_fields) if model else allowed_keys(path[:-1])
@@ -90,7 +90,7 @@ def from_validation(doc: LocatedDocument, filename: str, err: ValidationError, *
     return issues
 
 
-def _doc_path(doc: LocatedDocument, prefix: tuple[str | int, ...], loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+def doc_path(doc: LocatedDocument, prefix: tuple[str | int, ...], loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     """A pydantic error location as a document path: pydantic's own steps (``function-after[...]``,
     ``literal['auto']``) are dropped, a key that merely contains ``[`` is kept."""
     path = prefix

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -36,8 +36,9 @@ from pydantic import (
 from router.checks import CheckSpec, build_check, check_class, registered_checks
 from router.errors import CodeNotAllowedError, PolicyError, PolicyIssue
 from router.policy.breaker_settings import BreakerSettings
+from router.policy.collect import set_aside, under, validate_setting_aside
 from router.policy.env_rules import allowed_names, credential_problems, env_place_problems
-from router.policy.issues import closest, from_validation, issue
+from router.policy.issues import closest, doc_path, from_validation, issue
 from router.policy.model_checks import NETWORK_PROVIDERS, model_problems
 from router.policy.routing_block import (
     RoutingBlock,
@@ -281,17 +282,23 @@ def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool, all
         issues.append(issue(doc, filename, (), "a policy file must be a mapping with version, name, "
                                                  "models and policy"))
         raise PolicyError(issues)
-    data = dict(doc.data)
-    issues += _check_entries(doc, filename, data, allow_code)
-    if issues:
+    aside: list[tuple[str | int, ...]] = []
+    issues += _check_entries(doc, filename, dict(doc.data), allow_code, aside)
+    # What a stage rejected is set aside and the next stages run on the rest: every problem of
+    # the file in one run (router/policy/collect.py).
+    data = set_aside(dict(doc.data), aside, stand_in=_STAND_IN_CHECK)
+    validated, err, dropped = validate_setting_aside(Policy, data, {"allow_code": allow_code},
+                                                     lambda loc: doc_path(doc, (), loc))
+    if err is not None:
+        issues += from_validation(doc, filename, err, allowed_keys=_allowed_keys)
+    if validated is None:
         raise PolicyError(issues)
-    try:
-        policy = Policy.model_validate(data, context={"allow_code": allow_code})
-    except ValidationError as err:
-        raise PolicyError(from_validation(doc, filename, err, allowed_keys=_allowed_keys)) from None
-    issues = [issue(doc, filename, path, msg, suggestion=hint)
-              for path, msg, hint in [*_semantic_problems(policy, allow_code),
-                                      *credential_problems(policy.models, allow_env)]]
+    policy = cast(Policy, validated)
+    aside += dropped
+    issues += [issue(doc, filename, path, msg, suggestion=hint)
+               for path, msg, hint in [*_semantic_problems(policy, allow_code),
+                                        *credential_problems(policy.models, allow_env)]
+               if not under(path, aside)]
     if issues:
         raise PolicyError(issues)
     policy._source = filename
@@ -300,14 +307,19 @@ def _validate_located(doc: LocatedDocument, filename: str, allow_code: bool, all
     return policy
 
 
+#: What stands in for a check entry set aside (its index, and the others', still locate problems).
+_STAND_IN_CHECK = {"check": "min_length", "chars": 0}
+
+
 def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
-                   allow_code: bool) -> list[PolicyIssue]:
+                   allow_code: bool, aside: list[tuple[str | int, ...]]) -> list[PolicyIssue]:
     """Validate confidence checks and rule ``set`` blocks with locations (pydantic would lose
-    them inside the field validators)."""
+    them inside the field validators); the path of each part found bad goes to ``aside``."""
     issues: list[PolicyIssue] = []
     models = data.get("models")
     for name, entry in (models.items() if isinstance(models, dict) else ()):
         if isinstance(entry, dict) and ("models", name, "api_key_env") in doc.env_raw:
+            aside.append(("models", name, "api_key_env"))
             issues.append(issue(doc, filename, ("models", name, "api_key_env"),
                                  "api_key_env is the *name* of the variable that holds the key: write "
                                  f"api_key_env: {doc.env_refs[('models', name, 'api_key_env')][0]}, "
@@ -321,6 +333,7 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
             continue
         for key in rule["set"]:
             if key not in PolicySettings.model_fields:
+                aside.append(("rules", i, "set", key))
                 issues.append(issue(doc, filename, ("rules", i, "set", key),
                                      f"unknown policy field {key!r} in rule", prefer_key=True,
                                      suggestion=closest(key, PolicySettings.model_fields)))
@@ -332,8 +345,10 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
         for j, entry in enumerate(entries):
             path = (*prefix, j)
             if not isinstance(entry, dict) or not isinstance(entry.get("check"), str):
+                aside.append(path)
                 issues.append(issue(doc, filename, path, "each check needs a 'check:' name"))
                 continue
+            found = len(issues)
             try:
                 build_check(entry, allow_code=allow_code)
             except CodeNotAllowedError as err:
@@ -348,6 +363,8 @@ def _check_entries(doc: LocatedDocument, filename: str, data: dict[str, Any],
                                            model=check_class(entry["check"]))
             except ValueError as err:
                 issues.append(issue(doc, filename, (*path, "check"), str(err)))
+            if len(issues) > found:
+                aside.append(path)
     return issues
 
 

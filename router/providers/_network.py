@@ -21,7 +21,7 @@ from router.errors import ProviderError
 from router.policy.issues import mask_urls
 from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
-from router.providers._credentials import api_key, missing_key_reason
+from router.providers._credentials import api_key, api_key_var, missing_key_reason
 from router.providers._http_errors import scrub_exception, translate_http_error, unexpected_error
 
 
@@ -29,6 +29,7 @@ class NetworkAdapter:
     name: str
     key_var: str       # the standard environment variable of the key (the entry's api_key_env wins)
     base_url_var: str  # the standard environment variable of the endpoint (the entry's base_url wins)
+    default_base_url: str  # the provider's own endpoint, when neither is set
     reports_finish_reason = True  # OpenAI and Gemini end every complete reply with one
 
     def base_url(self, spec: ModelSpec) -> str | None:
@@ -46,8 +47,22 @@ class NetworkAdapter:
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
         secrets = [self.api_key(spec)]
-        return (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
-                or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
+        error = (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
+                 or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
+        if error.kind == "auth":
+            status = error.status_code or "refused"
+            error.hint = f"{status} from {self.endpoint(spec)} (check {api_key_var(spec, self.key_var)})"
+        return error
+
+    def endpoint(self, spec: ModelSpec) -> str:
+        """Where calls go, for messages: scheme, host, port and path only (no user, password
+        or query, which may hold a credential)."""
+        parts = urlsplit(self.base_url(spec) or self.default_base_url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit((parts.scheme, host + port, parts.path.rstrip("/"), "", ""))
 
 
 _SCRUBBING: dict[type, type] = {}

@@ -42,6 +42,7 @@ class _GeminiAdapter(NetworkAdapter):
     supports_tools = True
     key_var = KEY_VAR
     base_url_var = BASE_URL_VAR
+    default_base_url = "https://generativelanguage.googleapis.com"
     per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:

@@ -46,6 +46,7 @@ class _OpenAIAdapter(NetworkAdapter):
     supports_tools = True
     key_var = KEY_VAR
     base_url_var = BASE_URL_VAR
+    default_base_url = "https://api.openai.com/v1"
     per_event_loop = True
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:

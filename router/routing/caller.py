@@ -311,8 +311,10 @@ class Caller:
         if isinstance(prepared, CallOutcome):
             return prepared
         gate = model_gate(self.plan.catalog, call.model)
-        # Ledger and shared breaker I/O blocks (SQLite, Redis): keep it off the event loop.
-        blocking = self.guard is not None or gate.blocking
+        # Ledger and shared breaker I/O blocks (SQLite, Redis): keep it off the event loop. A $0
+        # call (a local model) is neither reserved nor recorded: no ledger I/O, no thread hop.
+        ledger_io = self.guard is not None and call.worst_case_usd > 0
+        blocking = ledger_io or gate.blocking
         reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
@@ -327,7 +329,7 @@ class Caller:
                     break
                 await asyncio.sleep(wait)
             return (await self._off_loop(tries, self._done, call, outcome, tries)
-                    if self.guard is not None else self._done(call, outcome, tries))
+                    if ledger_io else self._done(call, outcome, tries))
         except BaseException:
             gate.abandon()  # a probe that did not finish: let the next request probe
             self._abandon_after(call, tries)

@@ -31,10 +31,13 @@ from router.routing.catalog import Catalog
 from router.routing.completeness import completeness
 from router.routing.decision import Attempt, Decision, Estimate, Exclusion, TaskRoute
 from router.routing.model_call import CallOutcome, ModelCall
+from router.routing.outcome import warn_lost_rungs
 from router.routing.selection import Selection, format_usd
 from router.routing.tokens import message_text
 
 Cascade = Generator[ModelCall, CallOutcome, "CascadeResult"]
+#: Why an answer with no text (after stripping whitespace) and no tool call is never accepted.
+EMPTY_ANSWER = "empty answer: no text and no tool call"
 
 
 @dataclass
@@ -126,10 +129,18 @@ def _reuse_key(request: ModelCall, plan: Plan) -> tuple[Any, ...] | None:
 
 
 def run_cascade(plan: Plan) -> Cascade:
+    """The cascade for ``plan``; a rung lost to configuration (a refused key, a missing GGUF
+    file) is logged once per router (:func:`router.routing.outcome.warn_lost_rungs`)."""
+    result = yield from _cascade(plan)
+    warn_lost_rungs(plan.catalog, result.decision)
+    return result
+
+
+def _cascade(plan: Plan) -> Cascade:
     decision = plan.new_decision()
     settings = plan.settings
     spending = _Request(settings.cost_ceiling)
-    best: tuple[tuple[bool, int, float, int], CallOutcome] | None = None
+    best: tuple[tuple[int, float, int], CallOutcome] | None = None
     last_error: ProviderError | None = None
     for rank, name in enumerate(plan.selection.candidates):
         worst = plan.selection.worst_case_usd[name]  # the bound tools' schemas included
@@ -170,6 +181,8 @@ def run_cascade(plan: Plan) -> Cascade:
         ended = completeness(outcome.message, tools=plan.tools,
                              expects_finish_reason=plan.catalog.adapter(name).reports_finish_reason)
         attempt.finish_reason, attempt.truncated = ended.finish_reason, ended.truncated
+        if ended.problem is None and not answer.text.strip():
+            ended = replace(ended, problem=EMPTY_ANSWER)  # every policy's, not only min_length's
         if ended.problem is not None:  # never accepted: no check (some cost money) can change that
             attempt.checks.append(CheckResult("complete", False, None, ended.problem))
         for check in settings.confidence if ended.problem is None else ():
@@ -184,17 +197,19 @@ def run_cascade(plan: Plan) -> Cascade:
         if attempt.accepted:
             decision.final_model, decision.status = name, "accepted"
             return CascadeResult(decision, outcome.message, outcome.chunks, last_error)
-        # Under on_exhausted: best a complete answer beats a cut-off one (a truncated tool call's
-        # JSON is not a tool call at all), then more checks passed, then confidence.
-        score = (ended.problem is None, sum(c.passed for c in attempt.checks),
+        # Under on_exhausted: best only a complete, non-empty answer may come back (a cut-off
+        # answer, a truncated tool call's JSON or an empty one is no answer); among those more
+        # checks passed, then confidence, then the later rung.
+        score = (sum(c.passed for c in attempt.checks),
                  attempt.mean_logprob if attempt.mean_logprob is not None else -math.inf, rank)
-        if best is None or score > best[0]:
+        usable = ended.problem is None
+        if usable and (best is None or score > best[0]):
             best = (score, outcome)
         if outcome.shown:  # its tokens reached the caller: no later rung may follow them
-            best = (score, outcome)
+            best = (score, outcome) if usable else None
             _stop_after_shown(decision, plan, rank)
             break
-    if best is None:
+    if best is None:  # nothing complete and non-empty: a typed error, never an empty "answer"
         decision.status = "failed"
         return CascadeResult(decision, None, [], last_error)
     decision.status = "exhausted"

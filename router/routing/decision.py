@@ -130,7 +130,9 @@ class Decision:
 
     @property
     def truncated(self) -> bool:
-        """The returned answer was cut off (only ever with status ``exhausted``)."""
+        """The returned answer was cut off. Kept for the record's shape: a cut-off answer is never
+        returned, not even as ``exhausted``'s best (the request is ``failed`` instead), so this
+        is False for every returned answer."""
         final = next((a for a in reversed(self.attempts) if a.model == self.final_model), None)
         return bool(final is not None and final.truncated)
 

@@ -12,6 +12,10 @@ it lands; its hold meanwhile keeps holding the worst case (a SQLite hold of a li
 does not expire). A ledger file deleted or truncated under the router raises
 :class:`router.spend.ledger.LedgerLostError` from :meth:`BudgetGuard.reserve`: paid calls stop.
 
+Without ``budgets:`` the guard only records: every paid call's cost is settled into the ledger
+(the policy's ``ledger:``, else the default SQLite one), so ``router spend`` shows what was spent;
+nothing is held or refused, and a ledger that cannot be written only logs (the settle is retried).
+
 Calls whose worst case is $0 (local models) need no budget: they are neither reserved nor
 recorded. A ``per:`` budget applies to the value of its key in the call's LangChain
 ``config["metadata"]``; a paid call *without* that key is refused (fails closed), because
@@ -116,9 +120,10 @@ class BudgetGuard:
     @classmethod
     def from_policy(cls, policy: Policy, *, ledger: Ledger | str | None = None,
                     clock: Clock = time.time) -> BudgetGuard | None:
-        """The guard for ``policy``'s budgets and ledger, or None when it declares no budget."""
-        if not policy.budgets:
-            return None
+        """The guard for ``policy``'s budgets and ledger. Without budgets it only records: each
+        paid call's cost lands in the ledger (``router spend`` shows it), no call is refused,
+        and the ledger is opened at the first paid call's settle (a local-only router never
+        touches it)."""
         return cls(policy.budgets, ledger if ledger is not None else policy.ledger, policy=policy.name,
                    clock=clock)
 
@@ -139,8 +144,11 @@ class BudgetGuard:
     def reserve(self, call: ModelCall, config: RunnableConfig) -> Hold | str | None:
         """A hold on ``call.worst_case_usd`` in every applicable budget; a reason when one has
         no room (or the ledger cannot be reached: fails closed); None for a free call."""
-        if call.worst_case_usd <= 0 or not self.budgets:
+        if call.worst_case_usd <= 0:
             return None
+        if not self.budgets:  # record only: nothing to hold, nothing to refuse; the settle records
+            return Hold(uuid.uuid4().hex, (), to_units(call.worst_case_usd, round_up=True), self.clock(),
+                        self.policy, call.model, call.purpose, owner=current_owner())
         metadata: Mapping[str, Any] = config.get("metadata") or {}
         now = self.clock()
         missing = [b for b in self.budgets if b.per is not None and b.per not in metadata]
@@ -175,6 +183,8 @@ class BudgetGuard:
 
     def release(self, reservation: Hold) -> None:
         """Drop the reservation (the call failed: nothing spent); retried like a settle."""
+        if not reservation.buckets:
+            return  # a record-only hold holds nothing
         self._finish(PendingSettle(reservation, None, self.clock(), ""))
 
     def _finish(self, pending: PendingSettle) -> None:

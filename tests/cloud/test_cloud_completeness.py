@@ -99,13 +99,15 @@ def test_openai_stream_without_final_event_is_truncated(cloud_env: None, openai_
     assert routing["final_model"] == "gemini-flash" and routing["status"] == "accepted"
 
 
-def test_a_truncated_last_answer_is_only_exhausted(cloud_env: None, gemini_server: GeminiTestServer,
-                                                   openai_server: LlamaOpenAIServer):
+def test_a_truncated_last_answer_is_no_answer(cloud_env: None, gemini_server: GeminiTestServer,
+                                              openai_server: LlamaOpenAIServer):
+    """Not even under ``on_exhausted: best`` (issue 25): a cut-off answer is never returned."""
     gemini_server.fail("truncate")
-    msg = router("[gemini-flash]").invoke(QUESTION)
-    routing = msg.response_metadata["routing"]
-    assert routing["status"] == "exhausted" and routing["truncated"] is True
-    assert routing["attempts"][0]["truncated"] is True and msg.content
+    with pytest.raises(RoutingError) as raised:
+        router("[gemini-flash]").invoke(QUESTION)
+    decision = raised.value.decision
+    assert decision.status == "failed" and decision.attempts[0].truncated is True
+    assert "gemini-flash: not accepted: complete: finish_reason length" in str(raised.value)
 
 
 def test_a_truncated_last_answer_raises_under_on_exhausted_raise(cloud_env: None, gemini_server: GeminiTestServer,

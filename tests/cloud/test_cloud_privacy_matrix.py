@@ -143,7 +143,7 @@ def _cli_decision(policy_file: Path, switch: str) -> dict[str, Any]:
     with redirect_stdout(out):
         code = cli_main(argv)
     printed = json.loads(out.getvalue())
-    assert code == (0 if printed["answer"] is not None else 2)
+    assert code == {"accepted": 0, "exhausted": 3}.get(printed["routing"]["status"], 2)
     return printed["routing"]
 
 
@@ -161,10 +161,12 @@ def _assert_fail_closed(decision: dict[str, Any], switch: str, failure: str, pol
             assert first["model"] == "tinyllama" and first["error"]["kind"] == "local"
         elif "tinyllama" in policy.models:  # the bundled model answered and its answer failed
             assert first["error"] is None and first["checks"][-1]["passed"] is False
-    # A local answer failed its check: the best is returned, flagged ("exhausted"). Every local
-    # rung erred (replayed models asked a prompt outside their dataset) or none is eligible
-    # (premium tier floor): RoutingError ("failed"). Never accepted: no check can pass.
-    answered = any(a["error"] is None for a in decision["attempts"])
+    # A complete local answer failed its check: the best is returned, flagged ("exhausted"). Every
+    # local rung erred (replayed models asked a prompt outside their dataset), answered nothing
+    # or was cut off (max_output_tokens=1), or none is eligible (premium tier floor):
+    # RoutingError ("failed"). Never accepted: no check can pass.
+    answered = any(a["error"] is None and all(c["check"] != "complete" for c in a["checks"])
+                   for a in decision["attempts"])
     assert decision["status"] == ("exhausted" if answered else "failed")
 
 

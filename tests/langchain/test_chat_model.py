@@ -6,13 +6,15 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, loads
 
-from router import PolicyRouter, loads_policy
+from router import Decision, PolicyRouter, RoutingError, loads_policy
 
 QUESTION = "What is the capital of France?"
 
@@ -38,24 +40,34 @@ def test_is_a_chat_model_with_langsmith_params(router: PolicyRouter):
     assert router._get_ls_params(model="gemma-strong")["ls_model_name"] == "gemma-strong"
 
 
+def record(call: Callable[[], Any]) -> Decision:
+    """The decision of ``call``: on its answer, or on the RoutingError of a request whose answers
+    were all cut off (a cut-off answer is no answer, issue 25)."""
+    try:
+        return Decision.from_message(call())
+    except RoutingError as err:
+        return err.decision
+
+
 def test_max_tokens_reaches_the_model_and_the_ceiling_math(router: PolicyRouter):
-    short = router.invoke(QUESTION, max_tokens=1)
-    assert short.usage_metadata["output_tokens"] == 1
+    short = record(lambda: router.invoke(QUESTION, max_tokens=1))
+    assert short.attempts[0].output_tokens == 1
     # The ceiling math reserves this request's max_tokens (gemma-strong: $2 per 1M output tokens).
-    worst = [router.invoke(QUESTION, model="gemma-strong", max_tokens=n).response_metadata["routing"]
-             ["estimated_cost_usd"] for n in (1, 4)]
+    worst = [record(lambda n=n: router.invoke(QUESTION, model="gemma-strong", max_tokens=n)).estimated_cost_usd
+             for n in (1, 4)]
     assert worst[1] - worst[0] == pytest.approx(3 * 2.0 / 1e6)
-    bound = router.bind(max_tokens=2).invoke(QUESTION)
-    assert bound.usage_metadata["output_tokens"] <= 2
+    bound = record(lambda: router.bind(max_tokens=2).invoke(QUESTION))
+    assert all(a.output_tokens <= 2 for a in bound.attempts)
     # Never above the policy's own limit.
     assert router.plan(QUESTION, params=router._params({"max_tokens": 10**6})).settings.max_output_tokens \
         == router.policy.policy.max_output_tokens
 
 
 def test_stop_and_temperature_apply_to_every_rung(router: PolicyRouter):
-    free = router.invoke("Count: 1, 2, 3,", max_tokens=12)
+    free = record(lambda: router.invoke("Count: 1, 2, 3,", max_tokens=12))
     stopped = router.invoke("Count: 1, 2, 3,", max_tokens=12, stop=[","])
-    assert "," in str(free.content) and "," not in str(stopped.content)
+    assert free.attempts[0].finish_reason == "length"  # counted on to the limit: cut off, no answer
+    assert "," not in str(stopped.content) and str(stopped.content).strip()
     assert router.bind(stop=[","]).invoke("Count: 1, 2, 3,", max_tokens=12).content == stopped.content
     assert PolicyRouter(policy=router.policy, stop=[","]).invoke("Count: 1, 2, 3,", max_tokens=12).content \
         == stopped.content

@@ -26,10 +26,12 @@ from router import PolicyRouter, RoutingError, loads_policy
 from router.langchain.middleware import PolicyMiddleware, PolicyMiddlewareError, PolicyState
 from router.providers.llamacpp import LlamaCppChat, resolve_gguf
 
-LOCAL = """  smollm2:
+# gemma (completion-style) gives a whole short answer; SmolLM2 runs past max_output_tokens, and a
+# cut-off answer is no answer (issue 25), so the local rung would end every private turn failed.
+LOCAL = """  gemma:
     provider: llamacpp
-    gguf: bundled:smollm2-135m
-    chat_format: auto
+    gguf: bundled:gemma-3-270m
+    chat_format: qa
     local: true
     n_threads: 1
 """
@@ -47,7 +49,7 @@ models:
 {LOCAL}{GEMINI}
 policy:
   max_output_tokens: 32
-  cascade: [smollm2, gemini-flash]
+  cascade: [gemma, gemini-flash]
   confidence:
     - check: regex
       pattern: '^Paris is the capital'
@@ -134,7 +136,7 @@ def test_pii_flag_turns_privacy_on_for_the_rest_of_the_thread(gemini: GeminiTest
 
     later = _turn(agent, "t1", source, "public", "And the capital of Italy?")  # the flag is gone
     assert later["routing"]["effective"]["privacy"] is True and later["routing"].get("rule") is None
-    assert [a["model"] for a in later["routing"]["attempts"]] == ["smollm2"]
+    assert [a["model"] for a in later["routing"]["attempts"]] == ["gemma"]
     assert gemini.count() == 0
 
     other = _turn(agent, "t2", source, "public")  # another thread: the policy as written
@@ -155,7 +157,7 @@ async def test_async_agent_runs_under_the_policy(gemini: GeminiTestServer):
     assert gemini.count() == 0
 
 
-CLOUD_ONLY = PRIVACY_POLICY.replace("  cascade: [smollm2, gemini-flash]", "  cascade: [gemini-flash]")
+CLOUD_ONLY = PRIVACY_POLICY.replace("  cascade: [gemma, gemini-flash]", "  cascade: [gemini-flash]")
 
 
 def test_a_private_turn_that_fails_still_keeps_the_thread_private(gemini: GeminiTestServer):
@@ -210,8 +212,8 @@ def get_weather(city: str) -> str:
 def test_the_router_answers_every_model_call_not_the_agents_model():
     """The agent's own model here is Gemma, which would copy the call pattern forever (see
     test_agents); the middleware's router (SmolLM2, offline) answers every turn instead."""
-    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [smollm2, gemini-flash]",
-                                                                     "  offline: true\n  cascade: [smollm2]")))
+    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [gemma, gemini-flash]",
+                                                                     "  offline: true\n  cascade: [gemma]")))
     gemma = LlamaCppChat(model_path=str(resolve_gguf("bundled:gemma-3-270m")), chat_format="qa", n_threads=1)
     agent = create_agent(model=gemma, tools=[get_weather], middleware=[PolicyMiddleware(router)])
     demo = [HumanMessage("What is the weather in Rome?"),
@@ -223,7 +225,7 @@ def test_the_router_answers_every_model_call_not_the_agents_model():
     call, result, answer = out["messages"][len(demo) + 1:]
     assert call.tool_calls[0]["args"] == {"city": "Paris"} and isinstance(result, ToolMessage)
     assert "sunny" in answer.content.lower()
-    assert {m.response_metadata["routing"]["final_model"] for m in (call, answer)} == {"smollm2"}
+    assert {m.response_metadata["routing"]["final_model"] for m in (call, answer)} == {"gemma"}
 
 
 class Capital(BaseModel):
@@ -234,14 +236,14 @@ class Capital(BaseModel):
 
 
 def test_structured_output_goes_through_the_agents_own_handling():
-    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [smollm2, gemini-flash]",
-                                                                     "  offline: true\n  cascade: [smollm2]")))
+    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [gemma, gemini-flash]",
+                                                                     "  offline: true\n  cascade: [gemma]")))
     agent = create_agent(model=router, tools=[], middleware=[PolicyMiddleware(router)],
                          response_format=ToolStrategy(Capital))
     out = agent.invoke({"messages": [HumanMessage("The capital of France is Paris. Fill in the country and city.")]},
                        config={"recursion_limit": 6})
     assert isinstance(out["structured_response"], Capital)
-    assert out["messages"][1].response_metadata["routing"]["final_model"] == "smollm2"
+    assert out["messages"][1].response_metadata["routing"]["final_model"] == "gemma"
 
 
 def test_without_a_router_the_agents_model_must_be_one():
@@ -249,8 +251,8 @@ def test_without_a_router_the_agents_model_must_be_one():
     agent = create_agent(model=gemma, tools=[], middleware=[PolicyMiddleware()])
     with pytest.raises(PolicyMiddlewareError, match="needs a router"):
         agent.invoke({"messages": [HumanMessage(QUESTION)]})
-    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [smollm2, gemini-flash]",
-                                                                     "  offline: true\n  cascade: [smollm2]")))
+    router = PolicyRouter(policy=loads_policy(PRIVACY_POLICY.replace("  cascade: [gemma, gemini-flash]",
+                                                                     "  offline: true\n  cascade: [gemma]")))
     out = create_agent(model=router, tools=[], middleware=[PolicyMiddleware()]).invoke(
         {"messages": [HumanMessage(QUESTION)]})
     assert out["messages"][-1].response_metadata["routing"]["effective"]["offline"] is True

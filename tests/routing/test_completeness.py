@@ -43,21 +43,25 @@ def route(max_tokens: int, cascade: str = "[gemma]", on_exhausted: str = "best",
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
-def test_a_list_cut_at_max_output_tokens_is_only_exhausted(stream: bool):
-    text, routing = route(4, stream=stream)
-    (attempt,) = routing["attempts"]
-    assert attempt["output_tokens"] == 4 and attempt["finish_reason"] == "length"
-    assert attempt["truncated"] is True and attempt["accepted"] is False
-    assert routing["status"] == "exhausted" and routing["truncated"] is True
-    assert "," in text  # " 2, 3," -- passes min_length, yet is not accepted
+def test_a_list_cut_at_max_output_tokens_is_no_answer(stream: bool):
+    """Cut off is never accepted, and never returned as "best" either (issue 25): with nothing
+    complete the request fails with the record."""
+    with pytest.raises(RoutingError) as raised:
+        route(4, stream=stream)
+    decision = raised.value.decision
+    (attempt,) = decision.attempts
+    assert attempt.output_tokens == 4 and attempt.finish_reason == "length"
+    assert attempt.truncated is True and attempt.accepted is False
+    assert decision.status == "failed" and decision.final_model is None
 
 
 def test_a_cut_answer_escalates_and_raise_means_raise():
     with pytest.raises(RoutingError) as raised:
         route(4, on_exhausted="raise")
     assert raised.value.decision.attempts[0].truncated is True
-    _, routing = route(4, cascade="[gemma, gemma-long]")
-    assert [(a["model"], a["truncated"]) for a in routing["attempts"]] == [("gemma", True), ("gemma-long", True)]
+    with pytest.raises(RoutingError) as raised:
+        route(4, cascade="[gemma, gemma-long]")
+    assert [(a.model, a.truncated) for a in raised.value.decision.attempts] == [("gemma", True), ("gemma-long", True)]
 
 
 def test_a_whole_answer_is_complete():
@@ -94,11 +98,11 @@ def test_structured_output_cut_at_the_token_limit_is_not_accepted():
         primes: list[int]
 
     router = PolicyRouter(policy=loads_policy(POLICY.format(max_tokens=6, cascade="[gemma]", on_exhausted="best")))
-    out = router.with_structured_output(Primes, include_raw=True).invoke(PRIMES)
-    routing = out["raw"].response_metadata["routing"]
-    (attempt,) = routing["attempts"]
-    assert attempt["truncated"] is True and attempt["accepted"] is False
-    assert routing["status"] == "exhausted" and routing["truncated"] is True
+    with pytest.raises(RoutingError) as raised:  # a cut tool call is no answer, not even "best"
+        router.with_structured_output(Primes, include_raw=True).invoke(PRIMES)
+    (attempt,) = raised.value.decision.attempts
+    assert attempt.truncated is True and attempt.accepted is False
+    assert raised.value.decision.status == "failed"
     strict = PolicyRouter(policy=loads_policy(POLICY.format(max_tokens=6, cascade="[gemma]", on_exhausted="raise")))
     with pytest.raises(RoutingError) as raised:
         strict.with_structured_output(Primes).invoke(PRIMES)

@@ -80,8 +80,11 @@ def test_under_raise_a_cut_off_last_rung_streams_nothing(scripted: FakeOpenAISer
 
 
 def test_under_best_the_last_rung_still_streams_live(scripted: FakeOpenAIServer):
-    """The answer that will be returned whatever its checks say streams (here: cut off, returned
-    flagged as exhausted, its tokens in one live chunk before the closing one)."""
+    """The answer that will be returned whatever its checks say streams (here: cut off, its tokens
+    in one live chunk; being cut off it is no answer, so the stream then ends with a RoutingError,
+    status failed, rather than a cut-off answer flagged exhausted)."""
     router = router_for(scripted, "a", "best")
-    chunks = list(router.stream("q"))
-    assert chunks[0].content == CUT and chunks[-1].response_metadata["routing"]["status"] == "exhausted"
+    chunks = []
+    with pytest.raises(RoutingError) as raised:
+        chunks.extend(router.stream("q"))
+    assert chunks[0].content == CUT and raised.value.decision.status == "failed"

@@ -51,8 +51,16 @@ ledger: redis://127.0.0.1:6379/0
     assert isinstance(guard, BudgetGuard) and [b.name for b in guard.budgets] == ["daily", "per-user"]
 
 
-def test_no_budgets_means_no_guard_and_no_ledger_touched():
-    assert PolicyRouter(policy=load("")).spend_guard is None
+def test_no_budgets_means_a_recording_guard_and_no_ledger_touched_until_a_paid_call(
+        monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Without budgets the guard only records paid calls (issue 25: ``router spend`` shows them);
+    building the router, and local calls, open no ledger."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    router = PolicyRouter(policy=load(""))
+    guard = router.spend_guard
+    assert isinstance(guard, BudgetGuard) and guard.budgets == ()
+    router.invoke("What is 2+2?")
+    assert list(tmp_path.iterdir()) == []  # the default ledger was not even created
 
 
 def test_a_misspelt_budget_key_is_located_with_a_suggestion():

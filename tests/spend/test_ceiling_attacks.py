@@ -267,8 +267,10 @@ def test_a_repeated_finish_reason_still_marks_a_cut_off_answer(server: BillingSe
                                         finish_events=("length", "length"), completion_tokens=16)
     router = make_router(server, ceiling=1.0, max_tokens=16, cascade={"gpt": model(server, "gpt-x", 1.0)},
                          confidence=[{"check": "min_length", "chars": 2}])
-    attempt = record_of(list(router.stream("Explain")))["attempts"][0]
-    assert (attempt["finish_reason"], attempt["truncated"], attempt["accepted"]) == ("length", True, False)
+    with pytest.raises(RoutingError) as raised:  # cut off: no answer at all (issue 25), not exhausted
+        list(router.stream("Explain"))
+    attempt = raised.value.decision.attempts[0]
+    assert (attempt.finish_reason, attempt.truncated, attempt.accepted) == ("length", True, False)
     chunks = [AIMessageChunk("a", response_metadata={"finish_reason": "length", "model_name": "m"}),
               AIMessageChunk("", response_metadata={"finish_reason": "length", "model_name": "m"})]
     assert merge_chunks(chunks).response_metadata == {"finish_reason": "length", "model_name": "m"}
