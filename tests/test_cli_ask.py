@@ -26,8 +26,8 @@ POLICY = """\
 version: 1
 name: cli-honest
 models:
-  weak: {{provider: openai, model: m-weak, base_url: "{url}", api_key_env: CLI_KEY, price: {{input: 0, output: 0}}}}
-  good: {{provider: openai, model: m-good, base_url: "{url}", api_key_env: CLI_KEY, price: {{input: 0, output: 0}}}}
+  weak: {{provider: openai, model: m-weak, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
+  good: {{provider: openai, model: m-good, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
 policy:
   max_output_tokens: 16
   cascade: [{cascade}]
@@ -37,7 +37,7 @@ policy:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    monkeypatch.setenv("CLI_KEY", WRONG_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", WRONG_KEY)
     scripts = {"m-weak": ("Leaves fall.", "stop"), "m-good": ("Crisp leaves drift down slowly.", "stop")}
     with FakeOpenAIServer(scripts=scripts) as fake:
         yield fake

@@ -22,7 +22,7 @@ version: 1
 name: no-budgets
 models:
   gemma: {{provider: llamacpp, gguf: "bundled:gemma-3-270m", chat_format: qa, local: true}}
-  paid: {{provider: openai, model: m-paid, base_url: "{url}", api_key_env: SPEND_KEY, price: {{input: 1, output: 2}}}}
+  paid: {{provider: openai, model: m-paid, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 1, output: 2}}}}
 policy:
   max_output_tokens: 16
   cascade: [{cascade}]
@@ -31,7 +31,7 @@ policy:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    monkeypatch.setenv("SPEND_KEY", "sk-local-dummy-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-dummy-key")
     with FakeOpenAIServer(scripts={"m-paid": ("Paris.", "stop")}) as fake:
         yield fake
 

@@ -68,7 +68,7 @@ BUILT_IN_CHECKS = frozenset({"complete", "refusal", "min_length", "regex", "json
 FIXED_DETAILS = re.compile("|".join((
     r"finish_reason length: cut off at the token limit",
     r"no finish reason: the reply ended without its final marker",
-    r"empty answer", r"no match", r"no logprobs from this model", r"no other model to consult",
+    r"empty answer(?:: no text and no tool call)?", r"no match", r"no logprobs from this model", r"no other model to consult",
     r"not run: trusted by routing", r"not applied to [\w.:/-]+", r"P\(yes\) from \w+",
     r"[\w.:/-]+ call (?:skipped|failed): [^'\"]{0,200}",
     # the completeness check's tool-call texts (routing/completeness.tool_call_problem): a bound

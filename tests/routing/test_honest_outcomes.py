@@ -26,10 +26,10 @@ POLICY = """\
 version: 1
 name: honest
 models:
-  empty: {{provider: openai, model: m-empty, base_url: "{url}", api_key_env: HONEST_KEY, price: {{input: 0, output: 0}}}}
-  blank: {{provider: openai, model: m-blank, base_url: "{url}", api_key_env: HONEST_KEY, price: {{input: 0, output: 0}}}}
-  cut: {{provider: openai, model: m-cut, base_url: "{url}", api_key_env: HONEST_KEY, price: {{input: 0, output: 0}}}}
-  weak: {{provider: openai, model: m-weak, base_url: "{url}", api_key_env: HONEST_KEY, price: {{input: 0, output: 0}}}}
+  empty: {{provider: openai, model: m-empty, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
+  blank: {{provider: openai, model: m-blank, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
+  cut: {{provider: openai, model: m-cut, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
+  weak: {{provider: openai, model: m-weak, base_url: "{url}", api_key_env: OPENAI_API_KEY, price: {{input: 0, output: 0}}}}
 policy:
   max_output_tokens: 16
   cascade: [{cascade}]
@@ -40,7 +40,7 @@ policy:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    monkeypatch.setenv("HONEST_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     scripts = {"m-empty": ("", "stop"), "m-blank": (" \n\t ", "stop"), "m-cut": ("Crisp leaves drift and", "length"),
                "m-weak": ("Leaves fall.", "stop")}
     with FakeOpenAIServer(scripts=scripts) as fake:
@@ -129,7 +129,7 @@ policy:
 
 def test_a_refused_key_names_the_variable_and_endpoint_and_is_logged_once(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    monkeypatch.setenv("HONEST_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeOpenAIServer(echo_key=True) as refusing:
         router = make_router(refusing, "weak")
         endpoint = refusing.base_url.rstrip("/")
@@ -138,10 +138,10 @@ def test_a_refused_key_names_the_variable_and_endpoint_and_is_logged_once(
             with pytest.raises(RoutingError) as raised:
                 router.invoke("q")
     (attempt,) = raised.value.decision.attempts
-    assert attempt.error["hint"] == f"401 from {endpoint} (check HONEST_KEY)"
-    assert f"weak: auth: 401 from {endpoint} (check HONEST_KEY)" in str(raised.value)
+    assert attempt.error["hint"] == f"401 from {endpoint} (check OPENAI_API_KEY)"
+    assert f"weak: auth: 401 from {endpoint} (check OPENAI_API_KEY)" in str(raised.value)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("router")]
-    assert len(warnings) == 1 and "HONEST_KEY" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "OPENAI_API_KEY" in warnings[0].getMessage()
     assert KEY not in caplog.text and KEY[8:24] not in caplog.text and KEY not in str(raised.value)
     # another router is another owner: it warns once more
     with FakeOpenAIServer(echo_key=True) as refusing_again, pytest.raises(RoutingError):
