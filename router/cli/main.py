@@ -14,7 +14,7 @@ booleans) and validated strictly: ``--set privacy=0`` is an error, not "privacy 
 code; without it such a policy is refused and nothing is imported.
 
 Exit codes: 0 success; 1 an invalid policy or override; 2 no answer (``RoutingError``).
-Further commands (simulate, calibrate, spend) register themselves in :data:`COMMANDS`.
+Further commands (simulate, calibrate, spend, pull) register themselves in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ COMMANDS: list[Command] = [_core_commands]
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend"):
+    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend", "router.cli.pull"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -80,9 +80,14 @@ def _locate_bundled(entry: BundledModel) -> Path:
 
 
 def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
-    """The file behind a ``gguf:`` value; raise :class:`GgufUnavailableError` with the reason."""
+    """The file behind a ``gguf:`` value (a path, ``bundled:NAME`` or ``hf:OWNER/NAME/FILE``, see
+    :mod:`router.providers.hub`); raise :class:`GgufUnavailableError` with the reason."""
     if not gguf:
         raise GgufUnavailableError(f"{env_hint} not set" if env_hint else "no gguf path given")
+    if gguf.startswith("hf:"):  # downloaded by `router pull`; found offline, never fetched here
+        from router.providers.hub import cached_gguf
+
+        return cached_gguf(gguf)
     if gguf.startswith("bundled:"):
         if gguf not in BUNDLED:
             raise GgufUnavailableError(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
