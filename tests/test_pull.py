@@ -5,7 +5,10 @@ request never downloads."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,15 @@ _segment = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}", fullmatch=True)
 def test_a_reference_round_trips(owner: str, name: str, path: list[str], revision: str):
     ref = make_ref(f"{owner}/{name}", "/".join(path), revision)
     assert parse_ref(str(ref)) == ref
+
+
+def test_router_pull_in_a_fresh_process_sends_only_resolve_requests(hub: HubTestServer, hf_env: Path):
+    """The CLI as a user runs it: huggingface_hub reads HF_ENDPOINT/HF_HOME at import, and its
+    telemetry (``/api/agent-harnesses``, agent in the user agent) is off unless the user asks."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-m", "router.cli", "pull", REPO, FILE, "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert f"gguf: hf:{REPO}/{FILE}" in done.stdout
+    assert {r.path.split("/resolve/")[0] for r in hub.requests} == {f"/{REPO}"}
+    assert cached_gguf(REF).is_file()
