@@ -201,3 +201,12 @@ def test_router_pull_in_a_fresh_process_sends_only_resolve_requests(hub: HubTest
     assert f"gguf: hf:{REPO}/{FILE}" in done.stdout
     assert {r.path.split("/resolve/")[0] for r in hub.requests} == {f"/{REPO}"}
     assert cached_gguf(REF).is_file()
+
+
+def test_an_hf_home_behind_a_symlink_still_finds_the_verified_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real = tmp_path / "real-hf"
+    real.mkdir()
+    (tmp_path / "linked-hf").symlink_to(real)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "linked-hf"))
+    path = pull(REF, progress=False)
+    assert cached_gguf(REF) == path

@@ -121,8 +121,9 @@ def hf_home() -> Path:
 
 
 def hub_cache() -> Path:
-    """The Hub cache folder: ``HF_HUB_CACHE``, else ``HF_HOME/hub``."""
-    return Path(os.path.expanduser(os.environ.get("HF_HUB_CACHE") or str(hf_home() / "hub")))
+    """The Hub cache folder: ``HF_HUB_CACHE``, else ``HF_HOME/hub``; resolved, as ``hf_hub_download``
+    resolves it (the verification marker is keyed by the path it returns)."""
+    return Path(os.path.expanduser(os.environ.get("HF_HUB_CACHE") or str(hf_home() / "hub"))).resolve()
 
 
 def _marker_path(pointer: str) -> Path:
