@@ -64,11 +64,13 @@ def _own_state_dir(monkeypatch: pytest.MonkeyPatch, _state_home: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start with no cloud credentials or endpoints; a test that needs them sets them."""
+def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests start with no cloud credentials or endpoints; a test that needs them sets them. The
+    Hugging Face cache is an empty folder (a TinyLlama the user pulled must not change a test)."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL",
-                "TINYLLAMA_GGUF", "ROUTER_POLICY"):
+                "TINYLLAMA_GGUF", "ROUTER_POLICY", "HF_HUB_CACHE", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf-home"))
 
 
 @pytest.fixture(scope="session")

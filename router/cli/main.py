@@ -17,7 +17,7 @@ Exit codes: 0 success (``ask``: an accepted answer); 1 an invalid policy, overri
 (``ask``: status ``failed``, a ``RoutingError``); 3 ``ask``: status ``exhausted`` (no answer passed
 the checks: the best complete one is printed under ``on_exhausted: best``, none under ``raise``).
 ``ask`` says on stderr, one line per rung, why each was not accepted or not tried.
-Further commands (simulate, calibrate, spend) register themselves in :data:`COMMANDS`.
+Further commands (simulate, calibrate, spend, pull) register themselves in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ COMMANDS: list[Command] = [_core_commands]
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend"):
+    for module in ("router.cli.policy_files", "router.cli.lab", "router.cli.spend", "router.cli.pull"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -28,6 +28,7 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 
 from router.errors import ModelUnavailableError
+from router.providers.llama_threads import LOAD, ThreadTuner, allowed_cores
 from router.routing.tokens import message_text
 
 
@@ -80,9 +81,14 @@ def _locate_bundled(entry: BundledModel) -> Path:
 
 
 def resolve_gguf(gguf: str | None, env_hint: str | None = None) -> Path:
-    """The file behind a ``gguf:`` value; raise :class:`GgufUnavailableError` with the reason."""
+    """The file behind a ``gguf:`` value (a path, ``bundled:NAME`` or ``hf:OWNER/NAME/FILE``, see
+    :mod:`router.providers.hub`); raise :class:`GgufUnavailableError` with the reason."""
     if not gguf:
         raise GgufUnavailableError(f"{env_hint} not set" if env_hint else "no gguf path given")
+    if gguf.startswith("hf:"):  # downloaded by `router pull`; found offline, never fetched here
+        from router.providers.hub import cached_gguf
+
+        return cached_gguf(gguf)
     if gguf.startswith("bundled:"):
         if gguf not in BUNDLED:
             raise GgufUnavailableError(f"unknown bundled model {gguf!r}; known: {', '.join(BUNDLED)}")
@@ -103,6 +109,8 @@ class Loaded:
 
     llm: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tuner: ThreadTuner | None = None
+    """Set when the policy leaves ``n_threads`` open: threads follow the free cores."""
 
 
 _CACHE: dict[tuple[Any, ...], Loaded] = {}
@@ -150,10 +158,13 @@ def load_llama(path: str, *, n_ctx: int, n_threads: int | None, n_batch: int,
             from llama_cpp import Llama
 
             _route_llama_logs()
-            threads = n_threads or os.cpu_count() or 1
+            threads = n_threads or allowed_cores()
+            adaptive = n_threads is None and not vocab_only and threads > 1
+            if adaptive:
+                LOAD.sample()  # the load's own duration is the first call's window
             llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                         n_batch=n_batch, n_ubatch=n_batch, vocab_only=vocab_only, verbose=False)
-            loaded = _CACHE[key] = Loaded(llm)
+            loaded = _CACHE[key] = Loaded(llm, tuner=ThreadTuner(llm.ctx, threads) if adaptive else None)
         return loaded
 
 
@@ -251,50 +262,66 @@ def generate(loaded: Loaded, prompt: str, *, max_tokens: int, temperature: float
 
     A step with ``token == -1`` is held-back text released at the end (no logprob of its own).
     """
-    from llama_cpp import LogitsProcessorList
-
     llm = loaded.llm
     recorder = _LogprobRecorder()
     with loaded.lock:
-        prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        room = llm.n_ctx() - len(prompt_tokens)
-        if room <= 0:
-            raise ValueError(f"prompt of {len(prompt_tokens)} tokens exceeds n_ctx {llm.n_ctx()}")
-        if seed is not None:
-            llm.set_seed(seed)
-        # llama-cpp-python keeps the previous prompt's KV cache and evaluates only the new suffix,
-        # in a different batch split: the same prompt then scores differently depending on what
-        # ran before (-0.8294 cold, -0.8744 after another question). Start from an empty cache so
-        # a decision depends on the request alone (unless the model opted into prefix_cache).
-        if not prefix_cache:
-            llm.reset()
-        out_tokens: list[int] = []
-        text = sent = ""
-        finish = "length"
-        for token in llm.generate(prompt_tokens, temp=temperature, top_k=40 if temperature > 0 else 1,
-                                  top_p=0.95, min_p=0.05, repeat_penalty=1.0, reset=True,
-                                  logits_processor=LogitsProcessorList([recorder]), grammar=grammar):
-            if _is_end(llm, token):
-                finish = "stop"
-                break
-            logprob = recorder.logprob(token)
-            out_tokens.append(token)
-            text = llm.detokenize(out_tokens, prev_tokens=prompt_tokens).decode("utf-8", errors="ignore")
-            hits = [text.index(s) for s in stop if s and s in text]
-            if hits:
-                text, finish = text[:min(hits)], "stop"
-                yield Step(text[len(sent):], token, logprob)
-                sent = text
-                break
-            safe = _safe_prefix(text, stop)
-            piece = safe[len(sent):] if safe.startswith(sent) else ""
-            yield Step(piece, token, logprob)
-            sent += piece
-            if len(out_tokens) >= min(max_tokens, room):
-                break
-        if text.startswith(sent) and len(text) > len(sent):
-            yield Step(text[len(sent):], -1, 0.0)
-        yield {"finish_reason": finish, "input_tokens": len(prompt_tokens), "output_tokens": len(out_tokens)}
+        tuner = loaded.tuner
+        if tuner is not None:
+            tuner.begin()
+        try:
+            yield from _generate_locked(llm, recorder, prompt, max_tokens=max_tokens, temperature=temperature,
+                                        stop=stop, grammar=grammar, seed=seed, prefix_cache=prefix_cache, tuner=tuner)
+        finally:
+            if tuner is not None:
+                tuner.end()
+
+
+def _generate_locked(llm: Any, recorder: _LogprobRecorder, prompt: str, *, max_tokens: int, temperature: float,
+                     stop: Sequence[str], grammar: Any, seed: int | None, prefix_cache: bool,
+                     tuner: ThreadTuner | None) -> Iterator[Step | dict[str, Any]]:
+    from llama_cpp import LogitsProcessorList
+
+    prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    room = llm.n_ctx() - len(prompt_tokens)
+    if room <= 0:
+        raise ValueError(f"prompt of {len(prompt_tokens)} tokens exceeds n_ctx {llm.n_ctx()}")
+    if seed is not None:
+        llm.set_seed(seed)
+    # llama-cpp-python keeps the previous prompt's KV cache and evaluates only the new suffix,
+    # in a different batch split: the same prompt then scores differently depending on what
+    # ran before (-0.8294 cold, -0.8744 after another question). Start from an empty cache so
+    # a decision depends on the request alone (unless the model opted into prefix_cache).
+    if not prefix_cache:
+        llm.reset()
+    out_tokens: list[int] = []
+    text = sent = ""
+    finish = "length"
+    for token in llm.generate(prompt_tokens, temp=temperature, top_k=40 if temperature > 0 else 1,
+                              top_p=0.95, min_p=0.05, repeat_penalty=1.0, reset=True,
+                              logits_processor=LogitsProcessorList([recorder]), grammar=grammar):
+        if tuner is not None:
+            tuner.tick()
+        if _is_end(llm, token):
+            finish = "stop"
+            break
+        logprob = recorder.logprob(token)
+        out_tokens.append(token)
+        text = llm.detokenize(out_tokens, prev_tokens=prompt_tokens).decode("utf-8", errors="ignore")
+        hits = [text.index(s) for s in stop if s and s in text]
+        if hits:
+            text, finish = text[:min(hits)], "stop"
+            yield Step(text[len(sent):], token, logprob)
+            sent = text
+            break
+        safe = _safe_prefix(text, stop)
+        piece = safe[len(sent):] if safe.startswith(sent) else ""
+        yield Step(piece, token, logprob)
+        sent += piece
+        if len(out_tokens) >= min(max_tokens, room):
+            break
+    if text.startswith(sent) and len(text) > len(sent):
+        yield Step(text[len(sent):], -1, 0.0)
+    yield {"finish_reason": finish, "input_tokens": len(prompt_tokens), "output_tokens": len(out_tokens)}
 
 
 def _is_end(llm: Any, token: int) -> bool:

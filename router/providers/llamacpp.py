@@ -31,6 +31,7 @@ from router.errors import ProviderError
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
 from router.providers.llama_count import count_prompt_tokens
+from router.providers.hub import GgufNotDownloadedError
 from router.providers.llama_runtime import (
     BUNDLED,
     DEFAULT_CONTEXT,
@@ -274,6 +275,8 @@ class _LlamaCppAdapter:
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         try:
             resolve_gguf(spec.gguf, env_hint)
+        except GgufNotDownloadedError as err:
+            return str(err)  # "not downloaded: run `router pull ...`"
         except GgufUnavailableError as err:
             return f"unavailable: {err}"
         return None

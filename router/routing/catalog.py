@@ -6,7 +6,7 @@ ask (available here? how many input tokens? worst-case cost?) and builds each ch
 Example:
     >>> catalog = Catalog(load_policy("policies/default.yaml"))
     >>> catalog.unavailable_reason("tinyllama")
-    'unavailable: TINYLLAMA_GGUF not set'
+    'not downloaded: run `router pull tinyllama`'
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def broken_tinyllama(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path)
     link = folder / "tinyllama.gguf"
     link.symlink_to(gemma_path)
     text = (ROOT / "policies" / "default.yaml").read_text()
-    router = PolicyRouter(policy=loads_policy(text.replace("${TINYLLAMA_GGUF:-}", str(link)), "default.yaml"))
+    router = PolicyRouter(policy=loads_policy(text, "default.yaml", environ={**os.environ, "TINYLLAMA_GGUF": str(link)}))
     assert "tinyllama" in router.explain(QUESTIONS[0]).candidates  # vocabulary read while valid
     link.unlink()
     link.symlink_to(corrupt)
