@@ -47,11 +47,11 @@ models:
     local: true
     context_window: 2048
 policy:
-  max_output_tokens: 8
+  max_output_tokens: 48
   cascade: [smol]
   confidence: [{{check: logprob, min_mean: -99}}]
 """
-QUESTION = "What is the capital of France?"
+QUESTION = "What is the capital of France? Answer in one word."
 
 
 @pytest.fixture(scope="module")

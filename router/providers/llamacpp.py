@@ -30,8 +30,8 @@ from pydantic import ConfigDict, Field
 from router.errors import ProviderError
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
-from router.providers.llama_count import count_prompt_tokens
 from router.providers.hub import GgufNotDownloadedError
+from router.providers.llama_count import count_prompt_tokens
 from router.providers.llama_runtime import (
     BUNDLED,
     DEFAULT_CONTEXT,

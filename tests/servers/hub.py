@@ -43,8 +43,14 @@ class _HubHandler(QuietHandler):
         match = _RESOLVE.match(self.path.split("?")[0])
         entry = state.lookup(match["repo"], match["file"]) if match else None
         if entry is None:
-            self.send_json(404, {"error": "Entry not found"}, headers={"X-Error-Code": "EntryNotFound",
-                                                                     "X-Repo-Commit": COMMIT})
+            headers = {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT}
+            if body:
+                self.send_json(404, {"error": "Entry not found"}, headers=headers)
+            else:  # a reply to HEAD has no body: one left on a kept-alive connection breaks the next reply
+                self.send_response(404)
+                for key, value in {**headers, "Content-Length": "0"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
             return
         path, sha256, size = entry
         start = 0
