@@ -129,9 +129,12 @@ class AgreementCheck(ConsultingCheck):
             raise ValueError(f"min_agree {self.min_agree} > number of models {len(self.models)}")
         return self
 
-    def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
+    def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult | Consult:
         if answer.message.tool_calls and self.on_tool_call == "pass":
             return CheckResult(self.check, True, None, "tool call: not compared")
+        return super().run(answer, ctx)
+
+    def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         extractor, question, mine = self._own_answer(answer)
         if mine is None:
             return CheckResult(self.check, False, 0.0, f"no {self.extract} answer to compare")
