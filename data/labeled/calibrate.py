@@ -84,6 +84,8 @@ def summary(m: dict) -> str:
 
 
 def candidates() -> list[tuple[str, list[dict], bool]]:
+    """Every check set tried: ``token_logprob`` (statistic × threshold 0 … -6 in steps of 0.2),
+    with or without ``answer_type``, with or without ``agreement``."""
     out = []
     for stat in ("min", "first", "mean"):
         for tenth in range(0, 61, 2):
@@ -115,7 +117,8 @@ def main() -> None:
         m = replay(tune, answers, checks, agree)
         rate = m["wrong"] / m["accepted"] if m["accepted"] else 0.0
         frontier.append((rate, m["right_accepted"], label))
-        if rate <= GOAL_WRONG and (best is None or m["right_accepted"] > best[0]["right_accepted"]):
+        better = best is None or (m["right_accepted"], -m["wrong"]) > (best[0]["right_accepted"], -best[0]["wrong"])
+        if rate <= GOAL_WRONG and better:
             best = (m, label, checks, agree)
     print("frontier on tune (lowest wrong share for each number of right accepted):")
     seen: dict[int, tuple[float, str]] = {}
