@@ -67,11 +67,14 @@ def answer_is(kind: Kind, text: str) -> bool:
 class AnswerTypeCheck(CheckSpec):
     """Fails an answer whose shape is not the one the question asked for (``kinds`` limits
     which expectations are enforced; default: all). Tool-call answers pass (the grammar gave
-    them their shape)."""
+    them their shape). ``apply_to: [model, ...]`` limits it to those rungs."""
 
     kinds: tuple[Kind, ...] = Field(("number", "number_only", "yes_no", "one_word"), min_length=1)
+    apply_to: tuple[str, ...] = ()
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult:
+        if self.apply_to and answer.model not in self.apply_to:
+            return CheckResult(self.check, True, None, f"not applied to {answer.model}")
         if answer.message.tool_calls:
             return CheckResult(self.check, True, None, "tool call")
         kind = expected_type(prompt_text(answer.prompt))

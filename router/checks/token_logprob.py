@@ -98,14 +98,19 @@ def chosen_logprobs(answer: Answer) -> list[float]:
 class TokenLogprobCheck(CheckSpec):
     """The chosen tokens' ``statistic`` (``min``, ``first`` or ``mean``) must be at least
     ``min_logprob``. No logprobs from the provider: passes with a note unless
-    ``when_missing: fail``; logprobs but no chosen token (an empty answer): fails."""
+    ``when_missing: fail``; logprobs but no chosen token (an empty answer): fails.
+    ``apply_to: [model, ...]`` limits it to those rungs (a threshold calibrated on small local
+    models says nothing of a network model's long answers); elsewhere it passes."""
 
     uses_logprobs: ClassVar[bool] = True
     statistic: Literal["min", "first", "mean"] = "min"
     min_logprob: StrictFloat = Field(-2.0, le=0, allow_inf_nan=False)
     when_missing: Literal["pass", "fail"] = "pass"
+    apply_to: tuple[str, ...] = ()
 
     def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult:
+        if self.apply_to and answer.model not in self.apply_to:
+            return CheckResult(self.check, True, None, f"not applied to {answer.model}")
         if not token_items(answer):
             return CheckResult(self.check, self.when_missing == "pass", None, "no logprobs from this model")
         chosen = chosen_logprobs(answer)

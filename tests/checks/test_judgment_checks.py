@@ -155,3 +155,11 @@ def test_answer_type_and_key_never_raise(text, prompt):
     assert isinstance(build_check({"check": "answer_type"}).run(ans, None).passed, bool)
     assert extract("key", text, prompt) is None or isinstance(extract("key", text, prompt), str)
     assert isinstance(build_check({"check": "token_logprob"}).run(ans, None).passed, bool)
+
+
+def test_apply_to_limits_the_local_checks_to_their_rungs():
+    wrong_shape = answer([(" The Sun is a star.", -3.0)], "Is the Sun a star? Answer yes or no.")
+    for raw in ({"check": "answer_type"}, {"check": "token_logprob", "min_logprob": -1.0}):
+        assert not build_check(raw).run(wrong_shape, None).passed
+        limited = build_check({**raw, "apply_to": ["gemma-270m"]}).run(wrong_shape, None)
+        assert limited.passed and limited.detail == "not applied to m"
