@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Generator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
@@ -112,17 +112,27 @@ class AgreementCheck(ConsultingCheck):
     the later calls. The answering model itself is never consulted (at temperature 0 it
     would only echo itself); with nobody left to ask the check passes.
     Score: the share of consulted models that agreed.
+
+    A tool-call answer has no text to compare, and consultations run without tools:
+    ``on_tool_call: pass`` accepts it as far as this check goes (leave it to a check that
+    scores the call, such as ``token_logprob``); the default ``fail`` rejects it.
     """
 
     models: tuple[str, ...] = Field(min_length=1)
     extract: str = "text"
     min_agree: StrictInt | None = Field(None, gt=0)
+    on_tool_call: Literal["pass", "fail"] = "fail"
 
     @model_validator(mode="after")
     def _enough_models(self) -> AgreementCheck:
         if self.min_agree is not None and self.min_agree > len(self.models):
             raise ValueError(f"min_agree {self.min_agree} > number of models {len(self.models)}")
         return self
+
+    def run(self, answer: Answer, ctx: CheckContext | None) -> CheckResult | Consult:
+        if answer.message.tool_calls and self.on_tool_call == "pass":
+            return CheckResult(self.check, True, None, "tool call: not compared")
+        return super().run(answer, ctx)
 
     def consult(self, answer: Answer, ctx: CheckContext | None) -> Consult:
         extractor, question, mine = self._own_answer(answer)

@@ -13,6 +13,10 @@ the prompt it answered) to a canonical string, or ``None`` when the answer holds
 - ``code``: the first fenced Python block (or the whole answer), formatted by ``ast.unparse``
   so comments, blank lines and quoting do not matter.
 - ``text``: casefolded, without punctuation, articles or repeated whitespace.
+- ``key``: the answer's key content, so that two models phrasing the same answer differently
+  agree: a yes/no question → ``yes``/``no``; a number asked → the number; otherwise the
+  ``text`` form without the words the question already holds ("The capital of France is
+  Paris." and "Paris" to "What is the capital of France?" are both ``paris``).
 
 Example:
     >>> extract("choice", "['B\\n']")
@@ -32,7 +36,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Literal, Protocol
 
-ExtractorName = Literal["choice", "number", "code", "text"]
+ExtractorName = Literal["choice", "number", "code", "text", "key"]
 
 
 class Extractor(Protocol):
@@ -187,6 +191,31 @@ def normalize_text(text: str, prompt: str | None = None) -> str | None:
     return text or None
 
 
+# --------------------------------------------------------------------------- key
+
+_FILLER = frozenset(["is", "are", "was", "were", "it", "its", "of", "in", "on", "to", "and", "or", "for", "by", "with", "answer", "i", "think"])
+_YES_NO_QUESTION = re.compile(r"\byes or no\b|^\s*(?:is|are|do|does|did|can|could|was|were|has|have|will)\b",
+                              re.IGNORECASE)
+_NUMBER_QUESTION = re.compile(r"\bhow (?:many|much)\b|\bnumber\b|\d\s*(?:[-+*/x×]|plus|minus|times)\s*\d",
+                              re.IGNORECASE)
+_FIRST_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+def extract_key(text: str, prompt: str | None = None) -> str | None:
+    """The answer's key content (see the module docstring), or None when nothing is left."""
+    text = _unwrap(text)
+    question = prompt or ""
+    if _YES_NO_QUESTION.search(question):
+        found = _FIRST_YES_NO.match(text)
+        return found.group(1).lower() if found else None
+    if _NUMBER_QUESTION.search(question):
+        return extract_number(text)
+    said = (normalize_text(text) or "").split()
+    asked = set((normalize_text(question) or "").split()) | _FILLER
+    kept = [w for w in said if w not in asked]
+    return " ".join(kept) or None
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -209,6 +238,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "number": extract_number,
     "code": extract_code,
     "text": normalize_text,
+    "key": extract_key,
 }
 
 
@@ -236,5 +266,5 @@ def extract(name: str, text: str, prompt: str | None = None) -> str | None:
 
 
 __all__ = ["EXTRACTORS", "Extractor", "ExtractorName", "canonical_number", "extract", "extract_choice",
-           "extract_code", "extract_number", "get_extractor", "normalize_text", "options_in",
+           "extract_code", "extract_key", "extract_number", "get_extractor", "normalize_text", "options_in",
            "register_extractor"]

@@ -135,7 +135,7 @@ def test_text(response: str, expected: str | None):
 def test_registry_by_name_and_custom_extractors():
     assert extract("choice", "['B\\n']") == "B"
     assert get_extractor("number")("x = 2") == "2"
-    with pytest.raises(KeyError, match="known: choice, code, number, text"):
+    with pytest.raises(KeyError, match="known: choice, code, key, number, text"):
         get_extractor("letters")
 
     @register_extractor("yes_no_test")
