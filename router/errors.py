@@ -194,6 +194,17 @@ class InputError(RouterError, TypeError, ValueError):
         super().__init__(f"PolicyRouter input must be a str, PromptValue or messages, got {received}")
 
 
+class InputTooLargeError(InputError):
+    """The request's input (its messages' text and other content, tool calls, the bound tools'
+    schemas) holds more UTF-8 bytes than the policy's ``max_input_bytes``: refused before
+    selection counts its tokens and before any model is called."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit, self.received = size, limit, f"{size} bytes"
+        Exception.__init__(self, f"input of {size} bytes is over the policy's max_input_bytes ({limit}); "
+                                 "raise policy.max_input_bytes to allow it")
+
+
 class CheckError(RouterError):
     """A confidence check could not run (bad custom check, verifier unavailable...)."""
 

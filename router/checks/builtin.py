@@ -322,6 +322,8 @@ class JsonCheck(CheckSpec):
             json.loads(candidate)
         except ValueError as err:
             return CheckResult(self.check, False, None, f"not JSON: {err}")
+        except RecursionError:  # the model's text nests deeper than the parser recurses
+            return CheckResult(self.check, False, None, "not JSON: nested too deep to parse")
         return CheckResult(self.check, True)
 
 

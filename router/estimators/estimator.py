@@ -22,18 +22,19 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from router.errors import RouterError
 from router.estimators.features import FeatureSpec, featurize
+from router.files import read_regular
 
 FORMAT = "policy-router-estimator/1"
 MICRO = 1e6  # cost weights are stored per micro-USD, where float16 keeps them precise
@@ -108,7 +109,11 @@ class QualityEstimator:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return _digest(read_regular(path))
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 # What an artifact's ``meta.features`` may say: (lowest, highest) per integer field. The upper
@@ -123,7 +128,8 @@ def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
     (wrong types in ``meta``, non-numeric or non-finite weights, shapes that do not fit)."""
     where = os.fspath(path)
     try:
-        with np.load(where, allow_pickle=False) as npz:
+        data = read_regular(where)  # never blocks on a FIFO or device the policy names
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("quality_w", "quality_b", "cost_w", "cost_b", "meta")}
     except FileNotFoundError:
         raise EstimatorError("estimator file not found (run `router train`)", where) from None
@@ -153,7 +159,7 @@ def read_estimator(path: str | os.PathLike[str]) -> QualityEstimator:
             raise EstimatorError(f"{key} holds values that are not finite (NaN or infinity)", where)
     return QualityEstimator(models, spec, arrays["quality_w"], arrays["quality_b"],
                             arrays["cost_w"].astype(np.float64) / MICRO, arrays["cost_b"].astype(np.float64) / MICRO,
-                            meta, file_digest(where), where)
+                            meta, _digest(data), where)
 
 
 def _models(raw: Any, where: str) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ import csv
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -38,10 +39,11 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from stat import S_ISREG
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.errors import RouterError
 
@@ -201,6 +203,8 @@ def load_dataset(source: str | os.PathLike[str] | Dataset) -> Dataset:
         stat = os.stat(path)
     except OSError as err:
         raise DatasetError(f"cannot read dataset: {err.strerror}", path) from None
+    if not S_ISREG(stat.st_mode):  # a FIFO would block every request; a device never ends
+        raise DatasetError("cannot read dataset: not a regular file", path)
     stamp = (stat.st_mtime_ns, stat.st_size)
     with _REGISTRY_LOCK:
         entry = _REGISTRY.get(path)
@@ -254,6 +258,14 @@ def _number(cell: str, path: str, line: int, column: str) -> float:
         raise DatasetError(f"column {column!r}: not a number: {cell[:20]!r}", path, line) from None
 
 
+def _cost(cell: str, path: str, line: int, column: str) -> float:
+    """A recorded cost: a finite amount, never negative (it is charged and budgeted)."""
+    value = _number(cell, path, line, column)
+    if not math.isfinite(value) or value < 0:
+        raise DatasetError(f"column {column!r}: a cost must be a finite amount >= 0, not {cell[:20]!r}", path, line)
+    return value
+
+
 def _read_csv(path: str) -> list[Record]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     records: list[Record] = []
@@ -277,7 +289,7 @@ def _read_csv(path: str) -> list[Record]:
                 outcomes[model] = Outcome(
                     response=_list_text(response, path, line, model + RESPONSE_SUFFIX),
                     correct=_number(correct, path, line, model) >= 0.5,
-                    cost_usd=_number(cost, path, line, model + COST_SUFFIX))
+                    cost_usd=_cost(cost, path, line, model + COST_SUFFIX))
             records.append(Record(id=row.get("sample_id") or str(index),
                                   prompt=_list_text(row["prompt"], path, line, "prompt"),
                                   gold=row.get("gold") or None, outcomes=MappingProxyType(outcomes),
@@ -292,7 +304,7 @@ class _JsonOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
     response: str
     correct: bool | None = None
-    cost_usd: float = 0.0
+    cost_usd: float = Field(0.0, ge=0, allow_inf_nan=False)  # charged and budgeted: an amount
 
 
 class _JsonRecord(BaseModel):

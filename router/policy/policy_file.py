@@ -124,6 +124,7 @@ class PolicySettings(_Frozen):
     offline: bool | Literal["auto"] = "auto"
     quality_tier: StrictStr = "basic"
     max_output_tokens: StrictPositiveInt = 512
+    max_input_bytes: StrictPositiveInt = 4_000_000  # a larger request is an InputTooLargeError
     temperature: Annotated[float, Field(strict=True, ge=0, le=2, allow_inf_nan=False)] = 0.0
     cascade: tuple[StrictStr, ...] = Field(min_length=1)
     confidence: tuple[Any, ...] = ()

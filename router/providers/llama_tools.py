@@ -111,7 +111,7 @@ class ToolPlan:
             return text, []
         try:
             call = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser recurses
             return text, []
         if self.arguments_only:
             call = {"name": self.tools[0]["function"]["name"], "arguments": call}

@@ -30,6 +30,7 @@ from pydantic import ConfigDict, Field
 from router.errors import ProviderError
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
+from router.providers.llama_count import count_prompt_tokens
 from router.providers.llama_runtime import (
     BUNDLED,
     DEFAULT_CONTEXT,
@@ -93,7 +94,7 @@ class LlamaCppChat(BaseChatModel):
     def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
         loaded = self._loaded()
         prompt, _ = format_prompt(messages, self.chat_format, loaded.llm)
-        return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        return count_prompt_tokens(loaded.llm, prompt)  # linear time on a long conversation
 
     def _tool_plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ToolPlan | None:
         tools = kwargs.get("tools")
@@ -281,7 +282,8 @@ class _LlamaCppAdapter:
         loaded = tokenizer_for(str(resolve_gguf(spec.gguf)), n_ctx=spec.context_window or DEFAULT_CONTEXT,
                                n_batch=spec.n_batch)
         prompt, _ = format_prompt(messages, spec.chat_format or "qa", loaded.llm)
-        return len(loaded.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        # Linear in the prompt, and only up to what shows it cannot fit the window.
+        return count_prompt_tokens(loaded.llm, prompt, stop_above=spec.context_window or DEFAULT_CONTEXT)
 
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         return LlamaCppChat(model_path=str(resolve_gguf(spec.gguf)), model_name=name,

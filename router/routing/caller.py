@@ -41,6 +41,7 @@ from router.routing.charges import merge_chunks, provably_unbilled, report_usage
 from router.routing.model_call import CallOutcome, ModelCall
 from router.routing.selection import format_usd
 from router.routing.tokens import count_answer_tokens, usage_overrun
+from router.routing.usage import Incredible, credible_cost, read_usage
 
 
 class CallAbandoned(BaseException):
@@ -85,6 +86,8 @@ class _Tries:
 
     reservation: Any
     notes: list[RetryNote] = field(default_factory=list)
+    in_flight: bool = False  # the hold covers a try that was sent and is not settled yet
+    unfinished: asyncio.Future[Any] | None = None  # ledger work in a thread a cancel left running
     charged: float = 0.0
     estimated: bool = False
     count: int = 1
@@ -199,7 +202,7 @@ class Caller:
         refusal = self._no_room(call, outcome, tries)
         if refusal is None:
             self._settle(tries.reservation, outcome)
-            tries.reservation = None
+            tries.reservation, tries.in_flight = None, False
             held = self._reserve(call)
             refusal = held if isinstance(held, str) else None
             tries.reservation = None if refusal is not None else held
@@ -224,6 +227,7 @@ class Caller:
     def _done(self, call: ModelCall, outcome: CallOutcome, tries: _Tries) -> CallOutcome:
         """The attempt's outcome: the last try's, charged for every try; its hold settled."""
         self._settle(tries.reservation, outcome)
+        tries.reservation, tries.in_flight = None, False
         return replace(outcome, cost_usd=tries.charged + outcome.cost_usd, retries=tuple(tries.notes),
                        worst_case_usd=call.worst_case_usd * tries.count,
                        cost_estimated=tries.estimated or outcome.cost_estimated,
@@ -233,14 +237,37 @@ class Caller:
         if self.sink is not None and self.sink.closed:
             raise CallAbandoned
 
-    def _abandon(self, reservation: Any, call: ModelCall, exc: BaseException, started: bool) -> None:
-        """Give back (nothing spent) or, for a call the consumer left mid-way, charge its worst case."""
+    def _abandon(self, call: ModelCall, tries: _Tries) -> None:
+        """Settle the hold a call left by an exception, a cancel, Ctrl-C or a closed stream: at
+        its worst case when it covers a try that was sent (the provider may bill the whole
+        answer of a request the client left), else give it back (nothing was sent on it)."""
+        reservation, tries.reservation = tries.reservation, None
         if self.guard is None or reservation is None:
             return
-        if started and isinstance(exc, (CallAbandoned, asyncio.CancelledError)):
+        if tries.in_flight:
             self.guard.settle(reservation, call.worst_case_usd)
         else:
             self.guard.release(reservation)
+
+    def _abandon_after(self, call: ModelCall, tries: _Tries) -> None:
+        """:meth:`_abandon`, once ledger work a cancel left running in a thread has finished
+        (it may still take a retry's hold: that one must be given back too)."""
+        unfinished = tries.unfinished
+        if unfinished is None or unfinished.done():
+            self._abandon(call, tries)
+            return
+        unfinished.add_done_callback(lambda _: threading.Thread(
+            target=self._abandon, args=(call, tries), name="settle-abandoned-call", daemon=True).start())
+
+    async def _off_loop(self, tries: _Tries, function: Any, *args: Any) -> Any:
+        """``function(*args)`` (ledger I/O) in a thread; a cancel does not stop it, so the thread
+        is kept in ``tries.unfinished`` for :meth:`_abandon_after`."""
+        task = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            tries.unfinished = task
+            raise
 
     def __call__(self, call: ModelCall) -> CallOutcome:
         self._check_open()
@@ -254,15 +281,16 @@ class Caller:
         tries = _Tries(reservation)
         try:
             while True:
+                tries.in_flight = True
                 outcome = self._perform(call, *prepared)
                 wait = self._next_try(call, gate, outcome, tries)
                 if wait is None:
                     break
                 time.sleep(wait)
             return self._done(call, outcome, tries)
-        except BaseException as exc:
+        except BaseException:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(tries.reservation, call, exc, started=True)
+            self._abandon(call, tries)
             raise
 
     async def acall(self, call: ModelCall) -> CallOutcome:
@@ -279,21 +307,21 @@ class Caller:
         reservation = await self._admit_off_loop(call, gate) if blocking else self._admit(call, gate)
         if isinstance(reservation, str):
             return CallOutcome(call.model, skipped=reservation)
-        calling, tries = False, _Tries(reservation)
+        tries = _Tries(reservation)
         try:
             while True:
-                calling = True
+                tries.in_flight = True
                 outcome = await self._aperform(call, *prepared)
-                wait = (await asyncio.to_thread(self._next_try, call, gate, outcome, tries) if blocking
+                wait = (await self._off_loop(tries, self._next_try, call, gate, outcome, tries) if blocking
                         else self._next_try(call, gate, outcome, tries))
                 if wait is None:
                     break
                 await asyncio.sleep(wait)
-            return (await asyncio.to_thread(self._done, call, outcome, tries)
+            return (await self._off_loop(tries, self._done, call, outcome, tries)
                     if self.guard is not None else self._done(call, outcome, tries))
-        except BaseException as exc:
+        except BaseException:
             gate.abandon()  # a probe that did not finish: let the next request probe
-            self._abandon(tries.reservation, call, exc, started=calling)
+            self._abandon_after(call, tries)
             raise
 
     def _perform(self, call: ModelCall, model: Runnable[Any, Any], kwargs: dict[str, Any]) -> CallOutcome:
@@ -356,12 +384,15 @@ class Caller:
         error = (self.plan.catalog.adapter(call.model).translate_error(spec, exc)
                  or unexpected_error(spec.provider, spec.model or call.model, exc))
         failed = CallOutcome(call.model, error=error, latency_s=time.perf_counter() - started)
-        usage = merge_chunks(chunks).usage_metadata if chunks else None
-        if usage and (usage.get("input_tokens") or usage.get("output_tokens")):
-            used_in, used_out = int(usage["input_tokens"]), int(usage["output_tokens"])
+        usage = read_usage(merge_chunks(chunks).usage_metadata if chunks else None)
+        if isinstance(usage, Incredible):
+            return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0,
+                           overrun=usage.reason)
+        if usage is not None:
+            used_in, used_out = usage
             return replace(failed, input_tokens=used_in, output_tokens=used_out,
                            cost_usd=spec.cost_usd(used_in, used_out), overrun=self._overrun(call, used_in, used_out))
-        if provably_unbilled(error, exc):
+        if provably_unbilled(error, exc) and not chunks:  # a stream that sent a chunk ran
             return failed
         return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0)
 
@@ -389,19 +420,37 @@ class Caller:
         latency = time.perf_counter() - started
         catalog = self.plan.catalog
         spec, adapter = catalog.spec(call.model), catalog.adapter(call.model)
-        usage = message.usage_metadata
-        estimated = not usage or (not usage.get("input_tokens") and not usage.get("output_tokens"))
+        usage = read_usage(message.usage_metadata)
+        reported, incredible = self._reported_cost(adapter, message)
+        estimated = usage is None or isinstance(usage, Incredible)
         bound = None
         if estimated:  # the input is counted once: it is the bound, so it cannot overrun it
             input_tokens = bound = self._input_bound(call)
             output_tokens = count_answer_tokens(message)
         else:
-            input_tokens, output_tokens = int(usage["input_tokens"]), int(usage["output_tokens"])
-        reported = adapter.reported_cost_usd(message)
-        cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
-        overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens, bound)
+            input_tokens, output_tokens = usage  # type: ignore[misc]
+        if isinstance(usage, Incredible):
+            incredible = incredible or usage.reason
+        if incredible is not None:  # not believed: an overrun, charged at no less than the worst case
+            cost = max(call.worst_case_usd, spec.cost_usd(input_tokens, output_tokens))
+            overrun: str | None = incredible
+        else:
+            cost = reported if reported is not None else spec.cost_usd(input_tokens, output_tokens)
+            overrun = None if reported is not None else self._overrun(call, input_tokens, output_tokens, bound)
         return CallOutcome(call.model, message=message, latency_s=latency, input_tokens=input_tokens,
                            output_tokens=output_tokens, cost_usd=cost,
                            cost_estimated=estimated and reported is None,
                            token_logprobs=adapter.token_logprobs(message), chunks=chunks, overrun=overrun)
+
+    @staticmethod
+    def _reported_cost(adapter: Any, message: AIMessage) -> tuple[float | None, str | None]:
+        """The provider's own cost figure (None: it reports none), and why it is not believed."""
+        try:
+            raw = adapter.reported_cost_usd(message)
+        except (TypeError, ValueError, OverflowError):
+            return None, "reported cost is not a number"
+        if raw is None:
+            return None, None
+        cost = credible_cost(raw)
+        return (cost, None) if cost is not None else (None, f"reported cost {raw!r:.40} is not an amount")
 

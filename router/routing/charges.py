@@ -22,6 +22,7 @@ from langchain_core.messages.ai import UsageMetadata
 from router.errors import ProviderError
 from router.routing.completeness import stream_end_metadata
 from router.routing.model_call import CallOutcome
+from router.routing.usage import token_count
 
 #: Failures after which the provider billed nothing: it (or the client) refused the request.
 UNBILLED_KINDS = frozenset({"rate_limit", "auth", "bad_request", "missing_record"})
@@ -74,8 +75,12 @@ def report_usage(callbacks: Any, model: str, outcome: CallOutcome) -> None:
     if not (outcome.input_tokens or outcome.output_tokens):
         return
     reported = outcome.message.usage_metadata if outcome.message is not None and not outcome.cost_estimated else None
-    usage = reported or UsageMetadata(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
-                                      total_tokens=outcome.input_tokens + outcome.output_tokens)
+    usage = UsageMetadata(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+                          total_tokens=outcome.input_tokens + outcome.output_tokens)
+    for key in ("input_token_details", "output_token_details"):  # the provider's breakdown, if counts
+        details = (reported or {}).get(key)
+        if isinstance(details, dict) and all(token_count(v) is not None for v in details.values()):
+            usage[key] = details  # type: ignore[literal-required]
     for handler in getattr(callbacks, "handlers", None) or ():
         if isinstance(handler, UsageSink):
             handler.count_call(model, usage)

@@ -4,6 +4,9 @@ The normalised ``finish_reason`` is one of ``stop``, ``length``, ``content_filte
 ``tool_calls``, ``unknown``. An answer is ``truncated`` when the provider says it stopped at the
 token limit (OpenAI ``length``, Gemini ``MAX_TOKENS``, llama.cpp ``length``) or when a provider
 that always sends a finish reason sent none (a stream that ended without its final event).
+Only an explicit stop or tool-call finish counts as complete: a reason the router does not know
+(DeepSeek's ``insufficient_system_resource``, vLLM's ``model_length``, ``error``, any other
+string) may be a cut-off or failed answer, so it is ``unknown`` and treated as truncated.
 A truncated answer, one stopped by a content filter, a tool call that did not parse, or one whose
 arguments break the bound tool's JSON schema (a small model's ``{"input": 10**15}`` for a field
 ``< 1000``) is never accepted: the cascade records why and escalates.
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
+
+from router.routing.tool_args import RegexTimeoutError, args_problem, schema_problem
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "unknown")
 #: Metadata a stream may repeat on several chunks that holds one value, not text to join.
@@ -82,6 +87,8 @@ def completeness(message: AIMessage, *, expects_finish_reason: bool = True,
         return Completeness(reason, True, "no finish reason: the reply ended without its final marker")
     if reason == "content_filter":
         return Completeness(reason, False, f"finish_reason content_filter ({raw}): answer withheld or cut")
+    if reason == "unknown" and raw is not None:  # model_length, error, ...: not a stop the router knows
+        return Completeness(reason, True, f"finish_reason {str(raw)[:40]!r} unknown: not a complete answer")
     if message.invalid_tool_calls:
         names = ", ".join(str(c.get("name") or "?") for c in message.invalid_tool_calls)
         return Completeness(reason, False, f"tool call did not parse: {names}")
@@ -96,8 +103,7 @@ def tool_call_problem(message: AIMessage, tools: Sequence[dict[str, Any]]) -> st
     """Why a tool call of ``message`` is not a valid call of the bound ``tools``, else None.
     The reason names the tool, the argument's path and the rule, never the value (arguments
     may hold the user's data)."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError, best_match
+    from jsonschema.exceptions import SchemaError
 
     schemas = {t["function"]["name"]: t["function"].get("parameters") for t in tools if "function" in t}
     for call in message.tool_calls:
@@ -107,10 +113,18 @@ def tool_call_problem(message: AIMessage, tools: Sequence[dict[str, Any]]) -> st
         schema = schemas[name]
         if not schema:
             continue
+        args = call.get("args") or {}
+        too_big = args_problem(args)
+        if too_big is not None:
+            return f"tool call arguments of {name} not checked: {too_big}"
         try:
-            error = best_match(Draft202012Validator(schema).iter_errors(call.get("args") or {}))
+            error = schema_problem(schema, args)
         except SchemaError:
             return None  # a schema jsonschema cannot read is not the answer's fault
+        except RegexTimeoutError as err:
+            return f"tool call arguments of {name} not checked: {err}"
+        except RecursionError:  # a recursive schema deeper than the bounds above allow for
+            return f"tool call arguments of {name} not checked: too deep for the schema"
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(arguments)"
             return f"tool call arguments of {name} break its schema: {where} fails {error.validator} " \

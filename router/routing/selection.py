@@ -1,6 +1,8 @@
 """Selection: for one request and its effective policy, which models may answer, in what order.
 
-Every model of the cascade is either a candidate or excluded with a reason, checked in this
+An input larger than the policy's ``max_input_bytes`` (UTF-8 bytes of everything a call would
+send) is an :class:`~router.errors.InputTooLargeError` before anything is counted. Otherwise
+every model of the cascade is either a candidate or excluded with a reason, checked in this
 order (the first that applies is recorded):
 
 1. ``not local: privacy`` / ``not local: offline`` — never looks further at a network model;
@@ -25,11 +27,12 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from router.errors import ModelUnavailableError
+from router.errors import InputTooLargeError, ModelUnavailableError
 from router.policy.policy_file import PolicySettings
 from router.providers.breaker import cooling_down
 from router.routing.catalog import Catalog
 from router.routing.decision import Exclusion
+from router.routing.tokens import input_bytes
 
 
 @dataclass
@@ -50,6 +53,9 @@ def select_candidates(catalog: Catalog, settings: PolicySettings, messages: Sequ
                       tools: Sequence[dict[str, Any]] = ()) -> Selection:
     """``tools``: the bound tools (OpenAI format), sent with every rung's call, so counted in its
     input tokens; ``needs_tools`` (implied by ``tools``) excludes models without tool support."""
+    size = input_bytes(messages, tools)
+    if size > settings.max_input_bytes:  # before any count: token counting is the costly part
+        raise InputTooLargeError(size, settings.max_input_bytes)
     policy = catalog.policy
     needs_tools = needs_tools or bool(tools)
     floor = policy.tier_rank(settings.quality_tier)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from router.errors import UnboundedContentError, UnencodableInputError
+from router.routing.tool_args import dumps
 
 if TYPE_CHECKING:
     import tiktoken
@@ -79,7 +80,7 @@ def message_extras(message: BaseMessage) -> list[str]:
         extras.append(message.tool_call_id or "")
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
-            extras += [call["name"], json.dumps(call["args"], ensure_ascii=False), call.get("id") or ""]
+            extras += [call["name"], dumps(call["args"]), call.get("id") or ""]
         for bad in message.invalid_tool_calls:
             extras += [bad.get("name") or "", bad.get("args") or "", bad.get("id") or ""]
     return [text for text in extras if text]
@@ -113,6 +114,25 @@ def tool_schema_tokens(provider: str, tools: Sequence[dict[str, Any]]) -> int:
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def input_bytes(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] = ()) -> int:
+    """UTF-8 bytes of what a call would send: every message's content (text, and any other
+    part as JSON), tool calls and ids, and the bound tools' schemas. Linear in their size.
+
+    Example:
+        >>> input_bytes([HumanMessage("日本")])
+        6
+    """
+    total = _utf8_len(tools_json(tools)) if tools else 0
+    for message in messages:
+        total += sum(_utf8_len(text) for text in message_extras(message))
+        if isinstance(message.content, str):
+            total += _utf8_len(message.content)
+            continue
+        for part in message.content:
+            total += _utf8_len(part if isinstance(part, str) else dumps(part))
+    return total
 
 
 def check_encodable(messages: Sequence[BaseMessage]) -> None:
@@ -155,7 +175,7 @@ def count_text_tokens(text: str) -> int:
 def count_answer_tokens(message: AIMessage) -> int:
     """cl100k tokens of an answer: its text and its tool calls' names and arguments (an
     estimate, for a reply whose usage the provider did not report)."""
-    calls = [text for call in message.tool_calls for text in (call["name"], json.dumps(call["args"]))]
+    calls = [text for call in message.tool_calls for text in (call["name"], dumps(call["args"]))]
     bad = [text for call in message.invalid_tool_calls for text in (call.get("name"), call.get("args")) if text]
     return sum(count_text_tokens(text) for text in [message_text(message), *calls, *bad])
 

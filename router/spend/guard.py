@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import threading
 import time
 import uuid
@@ -166,8 +167,11 @@ class BudgetGuard:
 
     def settle(self, reservation: Hold, cost_usd: float) -> None:
         """Record the call's actual cost. When the ledger refuses the write, the settle is kept
-        and retried (its hold keeps holding the worst case) until it lands."""
-        self._finish(PendingSettle(reservation, to_units(cost_usd), self.clock(), ""))
+        and retried (its hold keeps holding the worst case) until it lands. A cost that is not
+        an amount (negative, NaN, infinite) is settled at the hold's worst case: never a credit."""
+        credible = isinstance(cost_usd, (int, float)) and math.isfinite(cost_usd) and cost_usd >= 0
+        units = to_units(cost_usd) if credible else reservation.amount
+        self._finish(PendingSettle(reservation, units, self.clock(), ""))
 
     def release(self, reservation: Hold) -> None:
         """Drop the reservation (the call failed: nothing spent); retried like a settle."""
