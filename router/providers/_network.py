@@ -7,46 +7,42 @@ A subclass names its variables and says how to count tokens, build the client an
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
 from pydantic import SecretStr
 
 from router.errors import ProviderError
 from router.policy.issues import mask_urls
-from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
 from router.providers._credentials import api_key, missing_key_reason
 from router.providers._http_errors import scrub_exception, translate_http_error, unexpected_error
+from router.providers.base import COMMON_FINISH_REASONS, HTTPX_UNSENT, BaseAdapter
+
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
 
 
-class NetworkAdapter:
+class NetworkAdapter(BaseAdapter):
+    """A provider reached over HTTP with a key from its conventional variable."""
+
     name: str
-    key_var: str       # the standard environment variable of the key (the entry's api_key_env wins)
-    base_url_var: str  # the standard environment variable of the endpoint (the entry's base_url wins)
-    reports_finish_reason = True  # OpenAI and Gemini end every complete reply with one
-
-    def base_url(self, spec: ModelSpec) -> str | None:
-        """The entry's ``base_url``, else the standard variable, else None (the provider's own)."""
-        return spec.base_url or os.environ.get(self.base_url_var) or None
+    network = True
+    unsent_exceptions = HTTPX_UNSENT
+    finish_reasons = COMMON_FINISH_REASONS  # OpenAI and Gemini end every complete reply with one
 
     def api_key(self, spec: ModelSpec):
-        return api_key(spec, self.key_var)
+        return api_key(spec, self.key_vars[0])
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
-        return missing_key_reason(spec, self.key_var)
-
-    def reported_cost_usd(self, message: AIMessage) -> float | None:
-        return None
+        return self.missing_package_reason() or missing_key_reason(spec, self.key_vars[0])
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
         secrets = [self.api_key(spec)]
-        return (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
+        return (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets, rows=self.error_classes)
                 or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
 
 

@@ -26,17 +26,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
 from router.providers._network import NetworkAdapter, http_clients, scrubbing, split_userinfo
-from router.routing.tokens import count_openai_tokens
+from router.routing.tokens import count_openai_tokens, tool_schema_tokens
+
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
 
 KEY_VAR = "OPENAI_API_KEY"
+KEY_VARS = ("OPENAI_API_KEY",)  # the conventional key variables (the first is the default)
 BASE_URL_VAR = "OPENAI_BASE_URL"
 
 
@@ -44,12 +47,21 @@ class _OpenAIAdapter(NetworkAdapter):
     name = "openai"
     supports_logprobs = True
     supports_tools = True
-    key_var = KEY_VAR
+    key_vars = KEY_VARS
     base_url_var = BASE_URL_VAR
+    error_classes = (
+        ("openai", "APITimeoutError", "timeout"),
+        ("openai", "APIConnectionError", "connection"),
+        ("openai", "APIResponseValidationError", "malformed"),
+        ("openai", "APIStatusError", None),
+    )
     per_event_loop = True
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return count_openai_tokens(messages)
+
+    def tool_tokens(self, spec: ModelSpec, tools: Sequence[dict[str, Any]]) -> int:
+        return tool_schema_tokens(tools)
 
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         from langchain_openai import ChatOpenAI

@@ -167,8 +167,9 @@ def run_cascade(plan: Plan) -> Cascade:
                         token_logprobs=outcome.token_logprobs, prompt=plan.messages)
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
-        ended = completeness(outcome.message, tools=plan.tools,
-                             expects_finish_reason=plan.catalog.adapter(name).reports_finish_reason)
+        adapter = plan.catalog.adapter(name)
+        ended = completeness(outcome.message, tools=plan.tools, reasons=adapter.finish_reasons,
+                             expects_finish_reason=adapter.reports_finish_reason)
         attempt.finish_reason, attempt.truncated = ended.finish_reason, ended.truncated
         if ended.problem is not None:  # never accepted: no check (some cost money) can change that
             attempt.checks.append(CheckResult("complete", False, None, ended.problem))

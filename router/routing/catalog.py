@@ -22,7 +22,7 @@ from langchain_core.messages import BaseMessage
 
 from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
-from router.routing.tokens import check_encodable, tool_schema_tokens
+from router.routing.tokens import check_encodable
 
 
 class Catalog:
@@ -46,8 +46,11 @@ class Catalog:
 
     def unavailable_reason(self, name: str) -> str | None:
         spec = self.spec(name)
-        hint = self.env_hint(name, "gguf") if spec.provider == "llamacpp" else None
-        return self.adapter(name).unavailable_reason(spec, hint)
+        adapter = self.adapter(name)
+        # The variable a required path field (a llama.cpp model's gguf:) was substituted from.
+        fields = getattr(adapter, "required_fields", ())
+        hint = next((h for f in fields if (h := self.env_hint(name, f)) is not None), None)
+        return adapter.unavailable_reason(spec, hint)
 
     def count_tokens(self, name: str, messages: Sequence[BaseMessage],
                      tools: Sequence[dict[str, Any]] = ()) -> int:
@@ -57,7 +60,8 @@ class Catalog:
         (invalid Unicode) or content this model's tokens cannot be bounded for."""
         check_encodable(messages)
         spec = self.spec(name)
-        return self.adapter(name).count_tokens(spec, messages) + tool_schema_tokens(spec.provider, tools)
+        adapter = self.adapter(name)
+        return adapter.count_tokens(spec, messages) + (adapter.tool_tokens(spec, tools) if tools else 0)
 
     def _models_for(self, name: str, loop: asyncio.AbstractEventLoop | None) -> dict[str, BaseChatModel]:
         if loop is None or not self.adapter(name).per_event_loop:
