@@ -185,7 +185,7 @@ def translate_http_error(provider: str, model: str, exc: BaseException, *,
     # The client exception is summarised (its class), never chained: it may hold what a server
     # echoed back (see router.errors._Unchained).
     return ProviderError(message, provider=provider, model=model, kind=kind, status_code=status,
-                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status == 503 else None,
+                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status in (503, 529) else None,
                          client_exception=f"{type(exc).__module__}.{type(exc).__qualname__}")
 
 

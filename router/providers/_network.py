@@ -140,7 +140,8 @@ for _name in ("httpx", "httpcore", "openai._base_client", "google_genai._api_cli
         logging.getLogger(_name).addFilter(_MASK)
 
 
-def http_clients(base_url: str | None, timeout_s: float, auth: httpx.Auth | None = None) -> dict[str, Any]:
+def http_clients(base_url: str | None, timeout_s: float, auth: Any = None, *,
+                 library: Any = httpx) -> dict[str, Any]:
     """The ``http_client``/``http_async_client`` pair a network model is built with: one of its own
     (never a process-wide cached one), so with one model instance per event loop no pooled
     connection outlives its loop.
@@ -152,16 +153,17 @@ def http_clients(base_url: str | None, timeout_s: float, auth: httpx.Auth | None
     Why the router builds them: left to itself, ChatOpenAI shares one cached client per process,
     and, given the ``httpx.Timeout`` that avoided that cache, builds an ``httpx2`` client that
     rejects it (``TypeError: Invalid timeout``, openai 3 with langchain-openai 1.7). openai 1-3
-    all accept an ``httpx`` client.
+    all accept an ``httpx`` client. ``library``: the httpx-compatible package the client library
+    takes its clients from (``httpx2`` for anthropic 2).
 
     Example:
         >>> sorted(http_clients("http://127.0.0.1:8080/v1", 10.0))
         ['http_async_client', 'http_client']
     """
-    timeout = httpx.Timeout(timeout_s)
+    timeout = library.Timeout(timeout_s)
     if is_loopback_url(base_url):
-        return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout, auth=auth),
-                "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout,
-                                                       auth=auth)}
-    return {"http_client": httpx.Client(timeout=timeout, auth=auth),
-            "http_async_client": httpx.AsyncClient(timeout=timeout, auth=auth)}
+        return {"http_client": library.Client(transport=library.HTTPTransport(), timeout=timeout, auth=auth),
+                "http_async_client": library.AsyncClient(transport=library.AsyncHTTPTransport(), timeout=timeout,
+                                                         auth=auth)}
+    return {"http_client": library.Client(timeout=timeout, auth=auth),
+            "http_async_client": library.AsyncClient(timeout=timeout, auth=auth)}

@@ -31,6 +31,7 @@ _BUILTIN: dict[str, str] = {
     "openai": "router.providers.openai:ADAPTER",
     "google_genai": "router.providers.google_genai:ADAPTER",
     "recorded": "router.providers.recorded:ADAPTER",
+    "anthropic": "router.providers.anthropic:ADAPTER",
 }
 _LOADED: dict[str, Any] = {}
 _LOCK = threading.Lock()
