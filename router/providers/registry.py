@@ -32,6 +32,7 @@ _BUILTIN: dict[str, str] = {
     "google_genai": "router.providers.google_genai:ADAPTER",
     "recorded": "router.providers.recorded:ADAPTER",
     "anthropic": "router.providers.anthropic:ADAPTER",
+    "ollama": "router.providers.ollama:ADAPTER",
 }
 _LOADED: dict[str, Any] = {}
 _LOCK = threading.Lock()
