@@ -20,9 +20,13 @@ import functools
 import importlib
 import importlib.metadata
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from router.providers.base import BaseAdapter
+
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
 
 ENTRY_POINT_GROUP = "policy_router.providers"
 
@@ -33,6 +37,7 @@ _BUILTIN: dict[str, str] = {
     "recorded": "router.providers.recorded:ADAPTER",
     "anthropic": "router.providers.anthropic:ADAPTER",
     "ollama": "router.providers.ollama:ADAPTER",
+    "instance": "router.providers.instance:ADAPTER",
 }
 _LOADED: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -118,3 +123,32 @@ def _load(name: str) -> Any:
         if isinstance(adapter, type):
             adapter = adapter()
     return adapter if isinstance(adapter, BaseAdapter) else WithDefaults(adapter, name)
+
+
+def bind_objects(specs: Mapping[str, ModelSpec], objects: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``objects`` checked against the catalog ``specs``: each name must be an entry whose
+    provider takes objects (``provider: instance``), each object a LangChain chat model."""
+    from langchain_core.language_models import BaseChatModel
+
+    from router.errors import PolicyError, PolicyIssue
+    from router.policy.issues import closest
+
+    if not objects:
+        return {}
+    takers = [n for n, s in specs.items() if getattr(get_adapter(s.provider), "accepts_objects", False)]
+    issues: list[PolicyIssue] = []
+    for name, obj in objects.items():
+        spec = specs.get(name)
+        key = f"models.{name}"
+        if spec is None:
+            issues.append(PolicyIssue(f"models={{{name!r}: ...}} names no model of the policy; its provider: "
+                                      f"instance entries are {takers}", key=key, suggestion=closest(str(name), takers)))
+        elif name not in takers:
+            issues.append(PolicyIssue(f"models={{{name!r}: ...}}: {name!r} is provider: {spec.provider}; an object "
+                                      "binds only to a provider: instance entry", key=key))
+        elif not isinstance(obj, BaseChatModel):
+            issues.append(PolicyIssue(f"models={{{name!r}: ...}} is a {type(obj).__name__}, not a LangChain chat "
+                                      "model (BaseChatModel)", key=key))
+    if issues:
+        raise PolicyError(issues)
+    return dict(objects)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -22,12 +22,16 @@ from langchain_core.messages import BaseMessage
 
 from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
+from router.providers.registry import bind_objects
 from router.routing.tokens import check_encodable
 
 
 class Catalog:
-    def __init__(self, policy: Policy) -> None:
+    """``models``: chat model objects bound by name to ``provider: instance`` entries."""
+
+    def __init__(self, policy: Policy, models: Mapping[str, BaseChatModel] | None = None) -> None:
         self.policy = policy
+        self._bound = bind_objects(policy.models, models)
         self._models: dict[str, BaseChatModel] = {}
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BaseChatModel]] = (
             weakref.WeakKeyDictionary())
@@ -47,6 +51,8 @@ class Catalog:
     def unavailable_reason(self, name: str) -> str | None:
         spec = self.spec(name)
         adapter = self.adapter(name)
+        if getattr(adapter, "accepts_objects", False) and name not in self._bound:
+            return adapter.unbound_reason(name)
         # The variable a required path field (a llama.cpp model's gguf:) was substituted from.
         fields = getattr(adapter, "required_fields", ())
         hint = next((h for f in fields if (h := self.env_hint(name, f)) is not None), None)
@@ -79,5 +85,6 @@ class Catalog:
             models = self._models_for(name, loop)
             model = models.get(name)
             if model is None:
-                model = models[name] = self.adapter(name).build(name, self.spec(name))
+                bound = self._bound.get(name)
+                model = models[name] = bound if bound is not None else self.adapter(name).build(name, self.spec(name))
             return model
