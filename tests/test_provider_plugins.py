@@ -9,11 +9,14 @@ no failure proven unsent). One declares what it is, and is taken at its word.
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
 
 from router import PolicyError, PolicyRouter, loads_policy
@@ -174,3 +177,24 @@ def test_an_unknown_provider_gets_a_did_you_mean():
     with pytest.raises(PolicyError, match="unknown provider") as info:
         loads_policy(policy("openia", "    price: {input: 1, output: 2}\n"), "p.yaml")
     assert info.value.suggestion == "openai" and info.value.line == 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(max_size=200), min_size=1, max_size=4),
+       description=st.text(max_size=200))
+def test_the_default_bound_is_never_below_the_bytes_sent(texts, description):
+    """The undeclared default counts at least one token per UTF-8 byte of every message and tool."""
+    from router.providers.base import BaseAdapter
+
+    adapter = BaseAdapter()
+    messages = [HumanMessage(t) for t in texts if "\ud800" not in t]
+    if not messages:
+        return
+    tools = [{"type": "function", "function": {"name": "f", "description": description, "parameters": {}}}]
+    sent = sum(len(m.content.encode("utf-8", "surrogatepass")) for m in messages)
+    assert adapter.count_tokens(None, messages) >= sent
+    assert adapter.tool_tokens(None, tools) >= len(json.dumps(tools, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def test_local_true_accepts_a_unix_socket(installed):
+    loads_policy(policy("bare", "    local: true\n    base_url: unix:/run/models.sock\n"), "p.yaml")
