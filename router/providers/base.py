@@ -117,6 +117,7 @@ class BaseAdapter:
     supports_tools: bool = False
     per_event_loop: bool = True
     error_classes: tuple[tuple[str, str, str | None], ...] = ()  # (module, class, kind or None: by status)
+    replays_dataset: bool = False  # answers from a recorded dataset (dataset:), for the policy lab
 
     def missing_package_reason(self) -> str | None:
         """Why this provider cannot run here because its client package is not installed."""

@@ -160,6 +160,7 @@ class _RecordedAdapter(BaseAdapter):
     name = "recorded"
     network = False
     local_rule = "any"
+    replays_dataset = True
     required_fields = ("model",)
     finish_reasons = COMMON_FINISH_REASONS
     supports_logprobs = False

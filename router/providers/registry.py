@@ -94,6 +94,14 @@ def is_registered(name: str) -> bool:
     return name in _BUILTIN or name in _plugins()
 
 
+def replays_dataset(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s provider answers from a recorded dataset (the policy lab's models)."""
+    try:
+        return bool(get_adapter(spec.provider).replays_dataset)
+    except (ValueError, ImportError):
+        return False
+
+
 def get_adapter(name: str) -> Any:
     """The adapter of provider ``name`` (loaded once). Raises :class:`UnknownProviderError` for an
     unknown name, ``ImportError`` naming the entry point for a plug-in that cannot load."""
