@@ -206,3 +206,22 @@ def test_a_missing_package_is_an_exclusion_naming_the_extra():
     adapter.package = "langchain_anthropic_not_installed"
     assert adapter.missing_package_reason() == ("unavailable: package langchain_anthropic_not_installed not "
                                                 "installed (pip install 'policy-router[anthropic]')")
+
+
+def test_the_breaker_opens_on_a_failing_endpoint(server):
+    from router.providers.breaker import reset_process_breakers
+
+    reset_process_breakers()
+    dead = AnthropicTestServer(api_key=KEY).start()
+    dead.fail("server", times=None)
+    text = policy(server, cascade=("claude", "other")).replace(server.base_url, dead.base_url, 1)
+    router = PolicyRouter.from_string(text)
+    runs = [routing(router.invoke("q")) for _ in range(5)]
+    dead.stop()
+    for run in runs[:3]:
+        assert run["attempts"][0]["error"]["kind"] == "server" and run["final_model"] == "other"
+    for run in runs[3:]:  # open: the failing model is not called
+        assert [a["model"] for a in run["attempts"]] == ["other"]
+        assert {e["model"]: e["reason"] for e in run["excluded"]}["claude"].startswith("cooling down")
+    assert dead.count("claude-model") == 3 and server.count("other-model") == 5
+    reset_process_breakers()
