@@ -25,7 +25,7 @@ BROKEN_TABLE = {
     "04_negative_price.yaml": (8, "models.local.price.input", None),
     "05_unknown_tier.yaml": (8, "models.local.tier", "premium"),
     "06_quality_tier_unknown.yaml": (10, "policy.quality_tier", "standard"),
-    "07_bad_provider.yaml": (5, "models.local.provider", None),
+    "07_bad_provider.yaml": (5, "models.local.provider", "llamacpp"),
     "08_unknown_check.yaml": (11, "policy.confidence.0.check", "logprob"),
     "09_bad_check_param.yaml": (12, "policy.confidence.0.char", "chars"),
     "10_missing_env.yaml": (6, "models.local.gguf", None),

@@ -30,6 +30,7 @@ from router.errors import RouterError
 from router.lab.datasets import Record
 from router.policy.policy_file import Policy
 from router.policy.routing_block import Thresholds
+from router.providers.registry import replays_dataset
 
 
 class CalibrationError(RouterError, ValueError):
@@ -84,7 +85,7 @@ class OutcomeTable:
 def build_table(policy: Policy, records: Sequence[Record], base_checks: Sequence[CheckSpec],
                 extract: str) -> OutcomeTable:
     """Run the extractor and the base checks once over every recorded answer."""
-    names = tuple(n for n, s in policy.models.items() if s.provider == "recorded")
+    names = tuple(n for n, s in policy.models.items() if replays_dataset(s))
     if not names:
         raise CalibrationError("the policy has no recorded models (provider: recorded) to calibrate")
     recorded = tuple(policy.models[n].model or n for n in names)

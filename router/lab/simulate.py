@@ -39,6 +39,7 @@ from router.errors import RoutingError
 from router.lab.datasets import Dataset, DatasetError, Record, load_dataset, load_dataset_if_known, register_dataset
 from router.langchain.policy_router import PolicyRouter
 from router.policy.policy_file import Policy, load_policy
+from router.providers.registry import replays_dataset
 from router.routing.tokens import message_text
 
 
@@ -180,7 +181,7 @@ def bind_dataset(policy: Policy, dataset: Dataset) -> Policy:
     budgets: a what-if must neither write to the real spend ledger nor be stopped by it."""
     if load_dataset_if_known(dataset.name) is not dataset:
         register_dataset(dataset)
-    models = {name: (spec.model_copy(update={"dataset": dataset.name}) if spec.provider == "recorded" else spec)
+    models = {name: (spec.model_copy(update={"dataset": dataset.name}) if replays_dataset(spec) else spec)
               for name, spec in policy.models.items()}
     return policy.model_copy(update={"models": MappingProxyType(models), "budgets": (), "ledger": None})
 
@@ -191,7 +192,7 @@ def _check_recorded(policy: Policy, dataset: Dataset) -> None:
     tasks = policy.routing.tasks if policy.routing is not None else ()
     cascades = [*policy.policy.cascade, *(m for t in tasks for m in t.cascade or ())]  # and each task's own
     unknown = sorted({spec.model or name for name in cascades
-                      if (spec := policy.models[name]).provider == "recorded"
+                      if replays_dataset(spec := policy.models[name])
                       and (spec.model or name) not in dataset.models})
     if unknown:
         raise DatasetError(f"models of the policy's cascade not recorded in this dataset: "
@@ -328,7 +329,7 @@ def _run_one(router: PolicyRouter, policy: Policy, record: Record, per_rung: dic
     if final is not None:
         per_rung.setdefault(final, RungStats(final)).answered += 1
         spec = policy.models[final]
-        outcome = record.outcomes.get(spec.model or final) if spec.provider == "recorded" else None
+        outcome = record.outcomes.get(spec.model or final) if replays_dataset(spec) else None
         correct = outcome.correct if outcome is not None else None
         if correct is None and record.gold is not None and answer is not None:
             mine = judge(answer, record.prompt)

@@ -23,14 +23,18 @@ class PolicyConstructors:
     """Class methods of ``PolicyRouter`` that build one from a policy source."""
 
     @classmethod
-    def from_policy(cls, source: PolicySource | None = None, **load_options: Any) -> Self:
+    def from_policy(cls, source: PolicySource | None = None, *, models: Mapping[str, Any] | None = None,
+                    **load_options: Any) -> Self:
         """A router for a packaged name (``"default"``, ``"offline"``...), a file path, a mapping
-        or a :class:`Policy`; ``None`` is the default policy. ``load_options`` go to the loader."""
-        return cls(policy=resolve_policy(source, **load_options))
+        or a :class:`Policy`; ``None`` is the default policy. ``load_options`` go to the loader.
+        ``models``: chat model objects for the policy's ``provider: instance`` entries, by name
+        (on every constructor)."""
+        return cls(policy=resolve_policy(source, **load_options), models=dict(models or {}))
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str] | None = None, *, reload: bool = False,
-                  reload_interval_s: float = 0.0, **load_options: Any) -> Self:
+                  reload_interval_s: float = 0.0, models: Mapping[str, Any] | None = None,
+                  **load_options: Any) -> Self:
         """Load a policy file or packaged name (default: ``$ROUTER_POLICY``, ``policies/default.yaml``
         or the packaged ``default``).
 
@@ -39,18 +43,20 @@ class PolicyConstructors:
         following requests; an invalid one keeps the policy in force and logs the error.
         """
         if not reload:
-            return cls.from_policy(path, **load_options)
+            return cls.from_policy(path, models=models, **load_options)
         watcher = PolicyWatcher(policy_path(path), interval_s=reload_interval_s, **load_options)
-        router = cls(policy=watcher.policy)
+        router = cls(policy=watcher.policy, models=dict(models or {}))
         router._watcher = watcher
         return router
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **load_options: Any) -> Self:
+    def from_dict(cls, data: Mapping[str, Any], *, models: Mapping[str, Any] | None = None,
+                  **load_options: Any) -> Self:
         """A router for a policy given as a mapping; errors name ``<dict>`` and the key path."""
-        return cls(policy=policy_from_dict(data, **load_options))
+        return cls(policy=policy_from_dict(data, **load_options), models=dict(models or {}))
 
     @classmethod
-    def from_string(cls, text: str, filename: str = "<string>", **load_options: Any) -> Self:
+    def from_string(cls, text: str, filename: str = "<string>", *, models: Mapping[str, Any] | None = None,
+                    **load_options: Any) -> Self:
         """A router for a policy given as YAML text; errors name ``filename``, line and column."""
-        return cls(policy=policy_from_string(text, filename, **load_options))
+        return cls(policy=policy_from_string(text, filename, **load_options), models=dict(models or {}))

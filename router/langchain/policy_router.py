@@ -46,6 +46,7 @@ from router.policy.overrides import FIELDS, effective_settings, policy_overrides
 from router.policy.policy_file import Policy
 from router.policy.reload import PolicyWatcher
 from router.policy.sources import policy_from_dict
+from router.providers.registry import bind_objects
 from router.routing.caller import Caller
 from router.routing.cascade import CascadeResult, Plan, adrive, drive, run_cascade
 from router.routing.catalog import Catalog
@@ -73,6 +74,8 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
     max_retries: int | None = Field(default=None, ge=0)
     # LangChain's LLM cache never applies (CacheNotAllowedError explains why); False is the only value.
     cache: Any = Field(default=False, exclude=True)
+    # Chat model objects bound by name to the policy's provider: instance entries.
+    models: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
     _catalog: Catalog = PrivateAttr()
     _watcher: PolicyWatcher | None = PrivateAttr(default=None)
     _guard_from_policy: bool = PrivateAttr(default=False)
@@ -84,6 +87,8 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         # A mapping is validated like a file (PolicyError with key paths), not left to fail later.
         if isinstance(data.get("policy"), Mapping):
             data["policy"] = policy_from_dict(data["policy"])
+        if data.get("models") and isinstance(data.get("policy"), Policy):  # a PolicyError, not a ValidationError
+            bind_objects(data["policy"].models, data["models"])
         super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
@@ -123,7 +128,7 @@ class PolicyRouter(serialization.RouterSerialization, PolicyConstructors, BaseCh
         return catalog
 
     def _new_catalog(self, policy: Policy) -> Catalog:
-        return Catalog(bounded_policy(policy, timeout=self.timeout, max_retries=self.max_retries))
+        return Catalog(bounded_policy(policy, timeout=self.timeout, max_retries=self.max_retries), self.models)
 
     @property
     def catalog(self) -> Catalog:

@@ -4,7 +4,7 @@ A policy file is data, possibly from an untrusted place, and the environment hol
 (``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY``). Two rules keep the file from sending one anywhere:
 
 - **Credentials.** A model's key comes from its provider's conventional variable
-  (:data:`CONVENTIONAL_KEY_VARS`), sent to the provider's own endpoint, the conventional
+  (its adapter's ``key_vars``: :func:`conventional_key_vars`), sent to the provider's own endpoint, the conventional
   base-URL variable's, or a loopback ``base_url``. Any other ``api_key_env`` name, and any other
   host a file's ``base_url`` names, needs the caller to allow the key's variable in code.
 - **``${VAR}``** is substituted freely only where its value can neither travel nor be shown:
@@ -35,12 +35,17 @@ if TYPE_CHECKING:
     from router.policy.policy_file import ModelSpec
     from router.policy.yaml_source import LocatedDocument
 
-# The variables each provider's own SDK reads its key from (the first is the router's default).
-CONVENTIONAL_KEY_VARS: Mapping[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "google_genai": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-}
+
+def conventional_key_vars(provider: str) -> tuple[str, ...]:
+    """The variables ``provider``'s own SDK reads its key from (the first is the router's
+    default), as its adapter declares them (``key_vars``); none for an unknown provider."""
+    from router.providers.registry import get_adapter
+
+    try:
+        return tuple(get_adapter(provider).key_vars)
+    except (ValueError, ImportError):
+        return ()
+
 LOCAL_PATH_FIELDS = frozenset({"gguf", "dataset"})
 _BUNDLED = re.compile(r"bundled:[A-Za-z0-9._-]{1,64}")
 
@@ -54,7 +59,7 @@ def how_to_allow(name: str) -> str:
 
 def key_var(spec: ModelSpec) -> str | None:
     """The variable this entry's key is read from (None: a provider that takes no key)."""
-    conventional = CONVENTIONAL_KEY_VARS.get(spec.provider)
+    conventional = conventional_key_vars(spec.provider)
     return spec.api_key_env or (conventional[0] if conventional else None)
 
 
@@ -62,16 +67,14 @@ def credential_problems(models: Mapping[str, ModelSpec], allow_env: Collection[s
     """Entries that would read a key from a variable, or send one to a host, the file chose."""
     problems: list[Problem] = []
     for name, spec in models.items():
-        conventional = CONVENTIONAL_KEY_VARS.get(spec.provider)
-        if conventional is None:
-            continue
+        conventional = conventional_key_vars(spec.provider)
         var = key_var(spec)
-        if var in allow_env:
-            continue
+        if var is None or var in allow_env:
+            continue  # a provider that reads no key, and no api_key_env: nothing to send
         if spec.api_key_env and spec.api_key_env not in conventional:
             problems.append((("models", name, "api_key_env"),
                              f"api_key_env: {spec.api_key_env} is not {spec.provider}'s key variable "
-                             f"({' or '.join(conventional)}); a policy file cannot choose which variable's "
+                             f"({' or '.join(conventional) or 'it declares none'}); a policy file cannot choose which variable's "
                              f"value is sent to a server; {how_to_allow(spec.api_key_env)}", None))
         elif spec.base_url and not is_loopback_url(spec.base_url):
             problems.append((("models", name, "base_url"),

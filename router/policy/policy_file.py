@@ -39,7 +39,7 @@ from router.policy.breaker_settings import BreakerSettings
 from router.policy.collect import set_aside, under, validate_setting_aside
 from router.policy.env_rules import allowed_names, credential_problems, env_place_problems
 from router.policy.issues import closest, doc_path, from_validation, issue
-from router.policy.model_checks import NETWORK_PROVIDERS, model_problems
+from router.policy.model_checks import is_network, model_problems
 from router.policy.routing_block import (
     RoutingBlock,
     routing_allowed_keys,
@@ -60,7 +60,9 @@ from router.policy.values import (
 from router.policy.yaml_source import LocatedDocument, YamlSyntaxError, load_located
 from router.spend.config import Budget, LedgerURL, RedactedURL, budget_problems
 
-Provider = Literal["llamacpp", "openai", "google_genai", "recorded"]
+#: A registered provider's name (built in, or installed: router.providers.registry), checked with
+#: the catalog's other problems so an unknown one gets a located "did you mean".
+Provider = Annotated[str, Field(strict=True, min_length=1, max_length=100)]
 
 
 class _Frozen(BaseModel):
@@ -96,7 +98,7 @@ class ModelSpec(_Frozen):
 
     @property
     def is_network(self) -> bool:
-        return self.provider in NETWORK_PROVIDERS
+        return is_network(self.provider)
 
     def price_worst_case_usd(self, input_tokens: int, max_output_tokens: int) -> float:
         """What ``price:`` makes of the input tokens and the output limit."""
@@ -104,14 +106,13 @@ class ModelSpec(_Frozen):
 
     def worst_case_usd(self, input_tokens: int, max_output_tokens: int) -> float:
         """The most one call may cost: reserved against the ceiling and the budgets before it.
-        A ``recorded`` model charges its recorded cost, so its worst case is at least the most
-        any of its recorded answers cost (the dataset is read once, when first needed)."""
-        priced = self.price_worst_case_usd(input_tokens, max_output_tokens)
-        if self.provider != "recorded":
-            return priced
-        from router.providers.recorded import recorded_cost_bound  # the provider reads the dataset
+        It is never below the provider's floor: a ``recorded`` model charges its recorded cost,
+        so its worst case is at least the most any of its recorded answers cost (the dataset is
+        read once, when first needed)."""
+        from router.providers.registry import get_adapter
 
-        return max(priced, recorded_cost_bound(self))
+        priced = self.price_worst_case_usd(input_tokens, max_output_tokens)
+        return max(priced, get_adapter(self.provider).worst_case_floor_usd(self))
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6

@@ -26,8 +26,9 @@ from typing import Any
 
 from router.checks import check_class, registered_checks
 from router.checks.builtin import CustomCheck
-from router.policy.model_checks import NETWORK_PROVIDERS
+from router.policy.model_checks import is_network
 from router.policy.policy_file import Policy
+from router.providers.registry import registered_providers
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REF = "#/$defs/{model}"
@@ -55,16 +56,19 @@ def policy_json_schema() -> dict[str, Any]:
     override["description"] = "fields of the policy block that this rule replaces"
     defs["PolicyOverride"] = override
     defs["Rule"]["properties"]["set"] = {"$ref": REF.format(model="PolicyOverride")}
-    defs["ModelSpec"]["allOf"] = [_PRICE_REQUIRED]
+    local_providers = [name for name in registered_providers() if not is_network(name)]
+    defs["ModelSpec"]["properties"]["provider"]["enum"] = registered_providers()  # installed ones too
+    defs["ModelSpec"]["allOf"] = [_price_required(local_providers)]
     return {"$schema": DIALECT, **schema, "title": "policy-router policy file (version 1)"}
 
 
-# A network model that is not ``local: true`` declares its price (router.policy.model_checks).
-_PRICE_REQUIRED: dict[str, Any] = {
-    "if": {"properties": {"provider": {"enum": sorted(NETWORK_PROVIDERS)}, "local": {"not": {"const": True}}},
-           "required": ["provider"]},
-    "then": {"required": ["price"]},
-}
+def _price_required(local_providers: list[str]) -> dict[str, Any]:
+    """A network model (any provider not declared local, installed ones too) that is not
+    ``local: true`` declares its price (router.policy.model_checks)."""
+    return {"if": {"properties": {"provider": {"not": {"enum": local_providers}},
+                                  "local": {"not": {"const": True}}},
+                   "required": ["provider"]},
+            "then": {"required": ["price"]}}
 
 
 def _check_schema(name: str, cls: type[Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -84,13 +84,17 @@ def describe_value(value: Any) -> str:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``, a unix
+    socket: ``unix:/path`` or ``http+unix://...``)."""
     if not url:
         return False
     try:
-        host = urlparse(url).hostname or ""
+        parsed = urlparse(url)
+        host = parsed.hostname or ""
     except ValueError:
         return False
+    if parsed.scheme in ("unix", "http+unix"):
+        return True
     if host == "localhost":
         return True
     try:

@@ -7,10 +7,12 @@ reasons and records name only the environment variable.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from router.policy.policy_file import ModelSpec
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
 
 
 def api_key_var(spec: ModelSpec, default: str) -> str:

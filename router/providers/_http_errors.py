@@ -55,8 +55,9 @@ _NO_CHUNKS = "No generation chunks were returned"
 _MAX_MESSAGE = 500
 
 # (module, class name, kind); kind None: decide by HTTP status. First match wins, so subclasses
-# come before their bases (APITimeoutError < APIConnectionError; ServerTimeoutError is both a
-# connection error and a TimeoutError; ContentTypeError is a ClientResponseError).
+# come before their bases (ServerTimeoutError is both a connection error and a TimeoutError;
+# ContentTypeError is a ClientResponseError). A provider's own client classes are rows on its
+# adapter (``error_classes``, e.g. openai's APITimeoutError before its APIConnectionError), tried first.
 _TABLE: tuple[tuple[str, str, str | None], ...] = (
     ("langchain_core.exceptions", "ModelTimeoutError", "timeout"),
     ("langchain_core.exceptions", "ModelRateLimitError", "rate_limit"),
@@ -67,12 +68,8 @@ _TABLE: tuple[tuple[str, str, str | None], ...] = (
     ("langchain_core.exceptions", "ContextOverflowError", "bad_request"),
     ("langchain_core.exceptions", "ModelInvalidRequestError", "bad_request"),
     ("langchain_core.exceptions", "ModelNotFoundError", "bad_request"),
-    ("openai", "APITimeoutError", "timeout"),
-    ("openai", "APIConnectionError", "connection"),
-    ("openai", "APIResponseValidationError", "malformed"),
-    ("openai", "APIStatusError", None),
-    ("google.genai.errors", "UnknownApiResponseError", "malformed"),
-    ("google.genai.errors", "APIError", None),
+)
+_TRANSPORT: tuple[tuple[str, str, str | None], ...] = (
     ("httpx", "TimeoutException", "timeout"),
     ("httpx", "HTTPStatusError", None),
     ("httpx", "DecodingError", "malformed"),
@@ -166,10 +163,15 @@ def kind_for_status(status: int) -> str:
     return "bad_request"
 
 
+Row = tuple[str, str, "str | None"]
+
+
 def translate_http_error(provider: str, model: str, exc: BaseException, *,
-                         secrets: Iterable[SecretStr | str | None] = ()) -> ProviderError | None:
-    """A :class:`ProviderError` for a provider failure; ``None`` when ``exc`` is not one."""
-    kind = classify(exc)
+                         secrets: Iterable[SecretStr | str | None] = (),
+                         rows: Iterable[Row] = ()) -> ProviderError | None:
+    """A :class:`ProviderError` for a provider failure; ``None`` when ``exc`` is not one.
+    ``rows``: the provider's own client exception classes (its adapter's ``error_classes``)."""
+    kind = classify(exc, rows)
     if kind is None:
         return None
     status = status_code(exc)
@@ -183,13 +185,14 @@ def translate_http_error(provider: str, model: str, exc: BaseException, *,
     # The client exception is summarised (its class), never chained: it may hold what a server
     # echoed back (see router.errors._Unchained).
     return ProviderError(message, provider=provider, model=model, kind=kind, status_code=status,
-                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status == 503 else None,
+                         retry_after_s=retry_after_s(exc) if kind == "rate_limit" or status in (503, 529) else None,
                          client_exception=f"{type(exc).__module__}.{type(exc).__qualname__}")
 
 
-def classify(exc: BaseException) -> str | None:
-    """The failure kind of ``exc`` (``"http"``: decide by status code), or None."""
-    for module_name, class_name, kind in _TABLE:
+def classify(exc: BaseException, rows: Iterable[Row] = ()) -> str | None:
+    """The failure kind of ``exc`` (``"http"``: decide by status code), or None. ``rows`` (a
+    provider's own classes) are tried after LangChain's and before the transports'."""
+    for module_name, class_name, kind in (*_TABLE, *rows, *_TRANSPORT):
         module = lc if module_name == "langchain_core.exceptions" else sys.modules.get(module_name)
         cls = getattr(module, class_name, None) if module is not None else None
         if isinstance(cls, type) and isinstance(exc, cls):

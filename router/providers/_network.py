@@ -7,51 +7,47 @@ A subclass names its variables and says how to count tokens, build the client an
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
 from pydantic import SecretStr
 
 from router.errors import ProviderError
 from router.policy.issues import mask_urls
-from router.policy.policy_file import ModelSpec
 from router.policy.values import is_loopback_url
-from router.providers._credentials import api_key, api_key_var, missing_key_reason
+from router.providers._credentials import api_key, missing_key_reason
 from router.providers._http_errors import scrub_exception, translate_http_error, unexpected_error
+from router.providers.base import COMMON_FINISH_REASONS, HTTPX_UNSENT, BaseAdapter
+
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
 
 
-class NetworkAdapter:
+class NetworkAdapter(BaseAdapter):
+    """A provider reached over HTTP with a key from its conventional variable."""
+
     name: str
-    key_var: str       # the standard environment variable of the key (the entry's api_key_env wins)
-    base_url_var: str  # the standard environment variable of the endpoint (the entry's base_url wins)
-    default_base_url: str  # the provider's own endpoint, when neither is set
-    reports_finish_reason = True  # OpenAI and Gemini end every complete reply with one
-
-    def base_url(self, spec: ModelSpec) -> str | None:
-        """The entry's ``base_url``, else the standard variable, else None (the provider's own)."""
-        return spec.base_url or os.environ.get(self.base_url_var) or None
+    network = True
+    unsent_exceptions = HTTPX_UNSENT
+    finish_reasons = COMMON_FINISH_REASONS  # OpenAI and Gemini end every complete reply with one
+    default_base_url: str = ""  # the provider's own endpoint, when neither the entry nor the variable names one
 
     def api_key(self, spec: ModelSpec):
-        return api_key(spec, self.key_var)
+        return api_key(spec, self.key_vars[0])
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
-        return missing_key_reason(spec, self.key_var)
-
-    def reported_cost_usd(self, message: AIMessage) -> float | None:
-        return None
+        return self.missing_package_reason() or missing_key_reason(spec, self.key_vars[0])
 
     def translate_error(self, spec: ModelSpec, exc: BaseException) -> ProviderError | None:
         secrets = [self.api_key(spec)]
-        error = (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets)
+        error = (translate_http_error(self.name, spec.model or "?", exc, secrets=secrets, rows=self.error_classes)
                  or unexpected_error(self.name, spec.model or "?", exc, secrets=secrets))
         if error.kind == "auth":
             status = error.status_code or "refused"
-            error.hint = f"{status} from {self.endpoint(spec)} (check {api_key_var(spec, self.key_var)})"
+            error.hint = f"{status} from {self.endpoint(spec)} (check {self.key_var(spec)})"
         return error
 
     def endpoint(self, spec: ModelSpec) -> str:
@@ -159,7 +155,8 @@ for _name in ("httpx", "httpcore", "openai._base_client", "google_genai._api_cli
         logging.getLogger(_name).addFilter(_MASK)
 
 
-def http_clients(base_url: str | None, timeout_s: float, auth: httpx.Auth | None = None) -> dict[str, Any]:
+def http_clients(base_url: str | None, timeout_s: float, auth: Any = None, *,
+                 library: Any = httpx) -> dict[str, Any]:
     """The ``http_client``/``http_async_client`` pair a network model is built with: one of its own
     (never a process-wide cached one), so with one model instance per event loop no pooled
     connection outlives its loop.
@@ -171,16 +168,17 @@ def http_clients(base_url: str | None, timeout_s: float, auth: httpx.Auth | None
     Why the router builds them: left to itself, ChatOpenAI shares one cached client per process,
     and, given the ``httpx.Timeout`` that avoided that cache, builds an ``httpx2`` client that
     rejects it (``TypeError: Invalid timeout``, openai 3 with langchain-openai 1.7). openai 1-3
-    all accept an ``httpx`` client.
+    all accept an ``httpx`` client. ``library``: the httpx-compatible package the client library
+    takes its clients from (``httpx2`` for anthropic 2).
 
     Example:
         >>> sorted(http_clients("http://127.0.0.1:8080/v1", 10.0))
         ['http_async_client', 'http_client']
     """
-    timeout = httpx.Timeout(timeout_s)
+    timeout = library.Timeout(timeout_s)
     if is_loopback_url(base_url):
-        return {"http_client": httpx.Client(transport=httpx.HTTPTransport(), timeout=timeout, auth=auth),
-                "http_async_client": httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), timeout=timeout,
-                                                       auth=auth)}
-    return {"http_client": httpx.Client(timeout=timeout, auth=auth),
-            "http_async_client": httpx.AsyncClient(timeout=timeout, auth=auth)}
+        return {"http_client": library.Client(transport=library.HTTPTransport(), timeout=timeout, auth=auth),
+                "http_async_client": library.AsyncClient(transport=library.AsyncHTTPTransport(), timeout=timeout,
+                                                         auth=auth)}
+    return {"http_client": library.Client(timeout=timeout, auth=auth),
+            "http_async_client": library.AsyncClient(timeout=timeout, auth=auth)}

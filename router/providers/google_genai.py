@@ -23,16 +23,19 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from router.policy.policy_file import ModelSpec
 from router.providers._network import NetworkAdapter, scrubbing, split_userinfo
 from router.routing.tokens import gemini_token_bound
 
+if TYPE_CHECKING:
+    from router.policy.policy_file import ModelSpec
+
 KEY_VAR = "GOOGLE_API_KEY"
+KEY_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the conventional key variables (the first is the default)
 BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"
 
 
@@ -40,15 +43,20 @@ class _GeminiAdapter(NetworkAdapter):
     name = "google_genai"
     supports_logprobs = False
     supports_tools = True
-    key_var = KEY_VAR
+    key_vars = KEY_VARS
     base_url_var = BASE_URL_VAR
     default_base_url = "https://generativelanguage.googleapis.com"
+    local_rule = "never"
+    error_classes = (
+        ("google.genai.errors", "UnknownApiResponseError", "malformed"),
+        ("google.genai.errors", "APIError", None),
+    )
     per_event_loop = False
 
     def unavailable_reason(self, spec: ModelSpec, env_hint: str | None) -> str | None:
         # The SDK would carry a URL password into its logs and errors: not supported (the URL is not shown).
         if split_userinfo(self.base_url(spec))[1] is not None:
-            return f"unsupported: a password in the endpoint URL (the key goes in {self.key_var})"
+            return f"unsupported: a password in the endpoint URL (the key goes in {self.key_vars[0]})"
         return super().unavailable_reason(spec, env_hint)
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:

@@ -30,6 +30,7 @@ from pydantic import ConfigDict, Field
 from router.errors import ProviderError
 from router.policy.policy_file import ModelSpec
 from router.providers import openai_style_logprobs
+from router.providers.base import COMMON_FINISH_REASONS, BaseAdapter
 from router.providers.hub import GgufNotDownloadedError
 from router.providers.llama_count import count_prompt_tokens
 from router.providers.llama_runtime import (
@@ -265,8 +266,13 @@ def _usage(info: dict[str, Any]) -> dict[str, int] | None:
 # --------------------------------------------------------------------------- adapter
 
 
-class _LlamaCppAdapter:
+class _LlamaCppAdapter(BaseAdapter):
     name = "llamacpp"
+    network = False
+    local_rule = "required"
+    required_fields = ("gguf",)
+    field_hints = {"gguf": " (a path or bundled:gemma-3-270m)"}
+    finish_reasons = COMMON_FINISH_REASONS
     supports_logprobs = True
     supports_tools = True
     per_event_loop = False
@@ -287,6 +293,9 @@ class _LlamaCppAdapter:
         prompt, _ = format_prompt(messages, spec.chat_format or "qa", loaded.llm)
         # Linear in the prompt, and only up to what shows it cannot fit the window.
         return count_prompt_tokens(loaded.llm, prompt, stop_above=spec.context_window or DEFAULT_CONTEXT)
+
+    def tool_tokens(self, spec: ModelSpec, tools: Sequence[dict[str, Any]]) -> int:
+        return 0  # free, and its prompt (tools included) is counted by count_tokens
 
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         return LlamaCppChat(model_path=str(resolve_gguf(spec.gguf)), model_name=name,

@@ -46,6 +46,7 @@ from pydantic import ConfigDict
 from router.errors import ProviderError
 from router.lab.datasets import Dataset, DatasetError, load_dataset
 from router.policy.policy_file import ModelSpec
+from router.providers.base import COMMON_FINISH_REASONS, BaseAdapter
 from router.routing.tokens import count_openai_tokens, count_text_tokens, message_text
 
 MISSING_RECORD = "missing_record"
@@ -155,8 +156,13 @@ class RecordedChatModel(BaseChatModel):
         return self._generate(messages, stop, None, **kwargs)
 
 
-class _RecordedAdapter:
+class _RecordedAdapter(BaseAdapter):
     name = "recorded"
+    network = False
+    local_rule = "any"
+    replays_dataset = True
+    required_fields = ("model",)
+    finish_reasons = COMMON_FINISH_REASONS
     supports_logprobs = False
     supports_tools = False
     reports_finish_reason = False  # recorded outcomes keep no finish reason
@@ -175,6 +181,12 @@ class _RecordedAdapter:
 
     def count_tokens(self, spec: ModelSpec, messages: Sequence[BaseMessage]) -> int:
         return count_request_tokens(messages)
+
+    def tool_tokens(self, spec: ModelSpec, tools: Sequence[dict[str, Any]]) -> int:
+        return 0  # no tools: a recorded answer does not read them
+
+    def worst_case_floor_usd(self, spec: ModelSpec) -> float:
+        return recorded_cost_bound(spec)
 
     def build(self, name: str, spec: ModelSpec) -> BaseChatModel:
         if not spec.dataset:

@@ -403,7 +403,8 @@ class Caller:
             used_in, used_out = usage
             return replace(failed, input_tokens=used_in, output_tokens=used_out,
                            cost_usd=spec.cost_usd(used_in, used_out), overrun=self._overrun(call, used_in, used_out))
-        if provably_unbilled(error, exc) and not chunks:  # a stream that sent a chunk ran
+        unsent = frozenset(self.plan.catalog.adapter(call.model).unsent_exceptions)
+        if provably_unbilled(error, exc, unsent) and not chunks:  # a stream that sent a chunk ran
             return failed
         return replace(failed, cost_usd=call.worst_case_usd, cost_estimated=call.worst_case_usd > 0)
 

@@ -178,8 +178,9 @@ def _cascade(plan: Plan) -> Cascade:
                         token_logprobs=outcome.token_logprobs, prompt=plan.messages)
         if answer.mean_logprob is not None:
             attempt.mean_logprob = round(answer.mean_logprob, 4)
-        ended = completeness(outcome.message, tools=plan.tools,
-                             expects_finish_reason=plan.catalog.adapter(name).reports_finish_reason)
+        adapter = plan.catalog.adapter(name)
+        ended = completeness(outcome.message, tools=plan.tools, reasons=adapter.finish_reasons,
+                             expects_finish_reason=adapter.reports_finish_reason)
         attempt.finish_reason, attempt.truncated = ended.finish_reason, ended.truncated
         if ended.problem is None and not answer.text.strip():
             ended = replace(ended, problem=EMPTY_ANSWER)  # every policy's, not only min_length's

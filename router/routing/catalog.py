@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -22,12 +22,16 @@ from langchain_core.messages import BaseMessage
 
 from router.policy.policy_file import ModelSpec, Policy
 from router.providers import ProviderAdapter, get_adapter
-from router.routing.tokens import check_encodable, tool_schema_tokens
+from router.providers.registry import bind_objects
+from router.routing.tokens import check_encodable
 
 
 class Catalog:
-    def __init__(self, policy: Policy) -> None:
+    """``models``: chat model objects bound by name to ``provider: instance`` entries."""
+
+    def __init__(self, policy: Policy, models: Mapping[str, BaseChatModel] | None = None) -> None:
         self.policy = policy
+        self._bound = bind_objects(policy.models, models)
         self._models: dict[str, BaseChatModel] = {}
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BaseChatModel]] = (
             weakref.WeakKeyDictionary())
@@ -46,8 +50,13 @@ class Catalog:
 
     def unavailable_reason(self, name: str) -> str | None:
         spec = self.spec(name)
-        hint = self.env_hint(name, "gguf") if spec.provider == "llamacpp" else None
-        return self.adapter(name).unavailable_reason(spec, hint)
+        adapter = self.adapter(name)
+        if getattr(adapter, "accepts_objects", False) and name not in self._bound:
+            return adapter.unbound_reason(name)
+        # The variable a required path field (a llama.cpp model's gguf:) was substituted from.
+        fields = getattr(adapter, "required_fields", ())
+        hint = next((h for f in fields if (h := self.env_hint(name, f)) is not None), None)
+        return adapter.unavailable_reason(spec, hint)
 
     def count_tokens(self, name: str, messages: Sequence[BaseMessage],
                      tools: Sequence[dict[str, Any]] = ()) -> int:
@@ -57,7 +66,8 @@ class Catalog:
         (invalid Unicode) or content this model's tokens cannot be bounded for."""
         check_encodable(messages)
         spec = self.spec(name)
-        return self.adapter(name).count_tokens(spec, messages) + tool_schema_tokens(spec.provider, tools)
+        adapter = self.adapter(name)
+        return adapter.count_tokens(spec, messages) + (adapter.tool_tokens(spec, tools) if tools else 0)
 
     def _models_for(self, name: str, loop: asyncio.AbstractEventLoop | None) -> dict[str, BaseChatModel]:
         if loop is None or not self.adapter(name).per_event_loop:
@@ -75,5 +85,6 @@ class Catalog:
             models = self._models_for(name, loop)
             model = models.get(name)
             if model is None:
-                model = models[name] = self.adapter(name).build(name, self.spec(name))
+                bound = self._bound.get(name)
+                model = models[name] = bound if bound is not None else self.adapter(name).build(name, self.spec(name))
             return model

@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
 
 from router.errors import ProviderError
+from router.providers.base import HTTPX_UNSENT
 from router.routing.completeness import stream_end_metadata
 from router.routing.model_call import CallOutcome
 from router.routing.usage import token_count
@@ -28,13 +29,13 @@ from router.routing.usage import token_count
 UNBILLED_KINDS = frozenset({"rate_limit", "auth", "bad_request", "missing_record"})
 #: Error statuses after which the model may still have run (a timeout on the way).
 TIMEOUT_STATUSES = frozenset({408, 504})
-#: Client exceptions (anywhere in the cause chain) raised before the request was sent.
-UNSENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "ConnectionRefusedError",
-                    "ClientConnectorError"})
+#: The built-in HTTP providers' unsent exceptions (each adapter declares its own: ``unsent_exceptions``).
+UNSENT = HTTPX_UNSENT
 
 
-def provably_unbilled(error: ProviderError, exc: BaseException) -> bool:
-    """True when the failed try cannot have been billed: refused, or never sent."""
+def provably_unbilled(error: ProviderError, exc: BaseException, unsent: frozenset[str] = UNSENT) -> bool:
+    """True when the failed try cannot have been billed: refused, or never sent (``unsent``: the
+    provider's client exceptions, by class name, raised before a request leaves)."""
     if error.kind in UNBILLED_KINDS:
         return True
     if error.status_code is not None and error.status_code >= 400:
@@ -42,7 +43,7 @@ def provably_unbilled(error: ProviderError, exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if type(current).__name__ in UNSENT:
+        if type(current).__name__ in unsent:
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -18,26 +18,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 
+from router.providers.base import COMMON_FINISH_REASONS
 from router.routing.tool_args import RegexTimeoutError, args_problem, schema_problem
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "unknown")
 #: Metadata a stream may repeat on several chunks that holds one value, not text to join.
-SINGLE_VALUED = ("finish_reason", "stop_reason", "model_name")
+SINGLE_VALUED = ("finish_reason", "stop_reason", "done_reason", "model_name")
 
-_NORMAL: dict[str, str] = {
-    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "eos": "stop",
-    "length": "length", "max_tokens": "length",
-    "content_filter": "content_filter", "safety": "content_filter", "recitation": "content_filter",
-    "blocklist": "content_filter", "prohibited_content": "content_filter", "spii": "content_filter",
-    "image_safety": "content_filter",
-    "tool_calls": "tool_calls", "function_call": "tool_calls", "tool_use": "tool_calls",
-}
+_NORMAL = COMMON_FINISH_REASONS  # the built-in providers' reasons; each adapter declares its own
 
 
 @dataclass(frozen=True)
@@ -63,24 +57,26 @@ def stream_end_metadata(chunks: Sequence[AIMessageChunk]) -> dict[str, Any]:
     return found
 
 
-def normalise_finish_reason(raw: object) -> str:
+def normalise_finish_reason(raw: object, reasons: Mapping[str, str] | None = None) -> str:
     """A provider's finish reason (any case; Gemini's enum name or value) as one of
-    :data:`FINISH_REASONS`."""
+    :data:`FINISH_REASONS`, by the provider's table ``reasons`` (its adapter's
+    ``finish_reasons``; default: the built-in providers' union)."""
     if raw is None:
         return "unknown"
     name = str(getattr(raw, "name", raw)).strip().lower()
     name = name.removeprefix("finishreason.")
-    return _NORMAL.get(name, "unknown")
+    return (_NORMAL if reasons is None else reasons).get(name, "unknown")
 
 
 def completeness(message: AIMessage, *, expects_finish_reason: bool = True,
-                 tools: Sequence[dict[str, Any]] = ()) -> Completeness:
+                 tools: Sequence[dict[str, Any]] = (), reasons: Mapping[str, str] | None = None) -> Completeness:
     """The completeness of ``message``. ``expects_finish_reason``: the provider always reports
     one, so a missing one means the reply was cut short (a stream without its final event).
-    ``tools``: the bound tools (OpenAI format), whose schemas the tool calls must satisfy."""
+    ``tools``: the bound tools (OpenAI format), whose schemas the tool calls must satisfy.
+    ``reasons``: the provider's finish-reason table (a reason not in it is not a complete answer)."""
     metadata = message.response_metadata or {}
-    raw = metadata.get("finish_reason", metadata.get("stop_reason"))
-    reason = normalise_finish_reason(raw)
+    raw = metadata.get("finish_reason", metadata.get("stop_reason", metadata.get("done_reason")))
+    reason = normalise_finish_reason(raw, reasons)
     if reason == "length":
         return Completeness(reason, True, "finish_reason length: cut off at the token limit")
     if raw is None and expects_finish_reason:

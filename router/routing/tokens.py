@@ -13,7 +13,7 @@
   ``chars / 4`` estimate undercounted CJK 2.4 times, emoji 4 times, code 2 times.
 - Tools are input too: every message's tool calls (name, arguments as JSON, id) and tool
   call ids are counted with its text, and the bound tools' schemas (their JSON, plus framing)
-  are added by :func:`tool_schema_tokens` for a call that sends them.
+  are added by the provider's adapter (``tool_tokens``) for a call that sends them.
 - Content that is not text (images, audio, files) has no offline bound: counting it for a
   network model raises :class:`~router.errors.UnboundedContentError` naming the part, and the
   model is excluded with that reason instead of being called with an unknown cost.
@@ -98,18 +98,11 @@ def tools_json(tools: Sequence[dict[str, Any]]) -> str:
     return json.dumps(list(tools), ensure_ascii=False)
 
 
-def tool_schema_tokens(provider: str, tools: Sequence[dict[str, Any]]) -> int:
-    """Input tokens the bound tools' schemas add for ``provider``: cl100k tokens of their JSON
-    (OpenAI), one per UTF-8 byte (Gemini, as :func:`gemini_token_bound`), plus framing. A local
-    model's cost is zero and its prompt is counted by its own adapter: 0 there."""
+def tool_schema_tokens(tools: Sequence[dict[str, Any]]) -> int:
+    """cl100k tokens the bound tools' schemas add (their JSON, plus framing): OpenAI's count."""
     if not tools:
         return 0
-    framing = TOOLS_OVERHEAD + TOKENS_PER_TOOL * len(tools)
-    if provider == "openai":
-        return framing + count_text_tokens(tools_json(tools))
-    if provider == "google_genai":
-        return framing + _utf8_len(tools_json(tools))
-    return 0
+    return TOOLS_OVERHEAD + TOKENS_PER_TOOL * len(tools) + count_text_tokens(tools_json(tools))
 
 
 def _utf8_len(text: str) -> int:

@@ -19,6 +19,7 @@ from servers.gemini import GeminiTestServer
 from servers.openai_llama import LlamaOpenAIServer
 
 from router import PolicyRouter, RoutingError, loads_policy
+from router.providers import get_adapter
 from router.providers._http_errors import scrub, translate_http_error
 
 OPENAI_KEY = "sk-proj-Zz9SECRETopenaiKEY0123456789"
@@ -128,6 +129,7 @@ def test_scrub_removes_an_echoed_key():
 
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
     echo = openai.AuthenticationError(echoed, response=httpx.Response(401, request=request), body=None)
-    error = translate_http_error("openai", "gpt-4", echo, secrets=[SecretStr(OPENAI_KEY)])
+    error = translate_http_error("openai", "gpt-4", echo, secrets=[SecretStr(OPENAI_KEY)],
+                                 rows=get_adapter("openai").error_classes)
     assert error is not None and error.kind == "auth"
     assert_no_secret(str(error), json.dumps(error.to_dict()))
