@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
 
 from router import PolicyError, PolicyRouter, loads_policy
-from router.errors import ProviderError
+from router.errors import ProviderError, RoutingError
 from router.providers import registry
 from router.routing.charges import provably_unbilled
 from router.routing.completeness import completeness
@@ -145,9 +145,11 @@ def test_an_undeclared_provider_completes_only_on_an_explicit_stop(installed):
 
 def test_an_undeclared_providers_answer_without_a_stop_is_not_accepted(installed):
     router = PolicyRouter.from_string(policy("bare", "    price: {input: 1, output: 2}\n").replace("raise", "best"))
-    routing = router.invoke("hello").response_metadata["routing"]
+    with pytest.raises(RoutingError) as info:  # nothing complete: failed, never the unfinished answer
+        router.invoke("hello")
+    routing = info.value.decision.to_dict()
     attempt = routing["attempts"][0]
-    assert (attempt["accepted"], attempt["truncated"], routing["status"]) == (False, True, "exhausted")
+    assert (attempt["accepted"], attempt["truncated"], routing["status"]) == (False, True, "failed")
     assert "finish_reason 'done' unknown" in attempt["checks"][0]["detail"]
 
 

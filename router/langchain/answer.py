@@ -67,6 +67,8 @@ BUILT_IN_CHECKS = frozenset({"complete", "refusal", "min_length", "regex", "json
                              "verifier", "self_consistency", "answer_in"})
 FIXED_DETAILS = re.compile("|".join((
     r"finish_reason length: cut off at the token limit",
+    r"finish_reason content_filter \([\w-]{1,40}\): answer withheld or cut",
+    r"finish_reason '[\w-]{1,40}' unknown: not a complete answer",
     r"no finish reason: the reply ended without its final marker",
     r"empty answer(?:: no text and no tool call)?", r"no match", r"no logprobs from this model", r"no other model to consult",
     r"not run: trusted by routing", r"not applied to [\w.:/-]+", r"P\(yes\) from \w+",

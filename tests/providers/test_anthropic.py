@@ -95,13 +95,17 @@ def test_a_stream_without_its_final_event_is_cut_short(server):
 
 def test_a_refusal_is_not_accepted(server):
     server.stop_reason = "refusal"
-    attempt = routing(PolicyRouter.from_string(policy(server)).invoke("q"))["attempts"][0]
+    with pytest.raises(RoutingError) as info:  # nothing complete: failed, never the filtered answer
+        PolicyRouter.from_string(policy(server)).invoke("q")
+    attempt = info.value.decision.to_dict()["attempts"][0]
     assert (attempt["finish_reason"], attempt["accepted"]) == ("content_filter", False)
 
 
 def test_an_unknown_stop_reason_is_not_a_complete_answer(server):
     server.stop_reason = "pause_turn"
-    attempt = routing(PolicyRouter.from_string(policy(server)).invoke("q"))["attempts"][0]
+    with pytest.raises(RoutingError) as info:
+        PolicyRouter.from_string(policy(server)).invoke("q")
+    attempt = info.value.decision.to_dict()["attempts"][0]
     assert (attempt["truncated"], attempt["accepted"]) == (True, False)
 
 
