@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from money_server import MoneyServer, Reply
 from servers.gemini import GeminiTestServer
 from spend_support import GEMINI_KEY, full_length_reply
 
@@ -76,3 +77,18 @@ def redis_url(redis_session: str) -> str:
     client.flushdb()
     client.close()
     return redis_session
+
+
+@pytest.fixture(scope="module")
+def money_session() -> Iterator[MoneyServer]:
+    """A loopback OpenAI-protocol server that replies as each test scripts it (tests/spend/money_server.py)."""
+    with MoneyServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+def server(money_session: MoneyServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MoneyServer]:
+    money_session.reset()
+    money_session.script(Reply())
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    yield money_session

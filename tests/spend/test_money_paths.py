@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,20 +21,6 @@ from router.routing.usage import MAX_CREDIBLE_TOKENS, Incredible, read_usage
 
 PRICE = 10.0  # USD per 1M tokens, input and output
 MAX_TOKENS = 50
-
-
-@pytest.fixture(scope="module")
-def money_session() -> Iterator[MoneyServer]:
-    with MoneyServer() as server:
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-def server(money_session: MoneyServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MoneyServer]:
-    money_session.reset()
-    money_session.script(Reply())
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    yield money_session
 
 
 def make_router(server: MoneyServer, *, rungs: int = 2, ledger: str | None = None) -> PolicyRouter:

@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,20 +23,6 @@ from router.routing.model_call import ModelCall
 from router.spend import BudgetGuard
 
 PRICE = 10.0
-
-
-@pytest.fixture(scope="module")
-def money_session() -> Iterator[MoneyServer]:
-    with MoneyServer() as server:
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-def server(money_session: MoneyServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MoneyServer]:
-    money_session.reset()
-    money_session.script(Reply())
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    yield money_session
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
